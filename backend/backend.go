@@ -1,0 +1,150 @@
+package backend
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const backendHelp = `
+The apikeys secrets engine issues and revokes API keys for one tenant. Keys are
+shown once at creation; records keep only a digest sealed under a data key that
+Vault's transit engine wraps. Verifiers read "lookup" and follow "changes".
+`
+
+// SealerFactory builds the Sealer for a configuration. Tests swap it for an
+// in-process implementation.
+type SealerFactory func(ctx context.Context, cfg *Config, logger hclog.Logger) (Sealer, error)
+
+// Backend is the secrets engine. It holds only what lives across requests;
+// everything durable is in logical.Storage.
+type Backend struct {
+	*framework.Backend
+
+	logger    hclog.Logger
+	newSealer SealerFactory
+	now       func() time.Time
+
+	nameLocks []*locksutil.LockEntry
+
+	// sealerMu guards sealer and cfg, rebuilt when config is written.
+	sealerMu sync.RWMutex
+	sealer   Sealer
+	cfg      *Config
+
+	feed  *Feed
+	index *Index
+	roles *RoleCache
+}
+
+// Factory is the logical.Factory of the plugin.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := New(NewTransitSealer)
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// New builds an unconfigured backend; call Setup before use.
+func New(newSealer SealerFactory) *Backend {
+	b := &Backend{
+		newSealer: newSealer,
+		now:       func() time.Time { return time.Now().UTC() },
+		nameLocks: locksutil.CreateLocks(),
+		feed:      NewFeed(),
+		index:     NewIndex(),
+		roles:     NewRoleCache(),
+	}
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{storageConfig},
+		},
+		Paths: framework.PathAppend(
+			pathConfig(b),
+			pathRoles(b),
+			pathKeys(b),
+			pathRevoke(b),
+			pathLookup(b),
+			pathChanges(b),
+			pathUsage(b),
+			pathTidy(b),
+		),
+		InitializeFunc: b.initialize,
+		PeriodicFunc:   b.periodic,
+		Clean:          b.clean,
+		Invalidate:     b.invalidate,
+		RunningVersion: Version,
+	}
+	return b
+}
+
+// Setup wires the framework backend and keeps its logger.
+func (b *Backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	if err := b.Backend.Setup(ctx, conf); err != nil {
+		return err
+	}
+	b.logger = conf.Logger
+	if b.logger == nil {
+		b.logger = hclog.NewNullLogger()
+	}
+	return nil
+}
+
+// initialize loads the feed position on the node that serves requests.
+func (b *Backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	return b.feed.Load(ctx, req.Storage)
+}
+
+func (b *Backend) clean(context.Context) {
+	b.sealerMu.Lock()
+	defer b.sealerMu.Unlock()
+	if b.sealer != nil {
+		b.sealer.Close()
+		b.sealer = nil
+	}
+}
+
+// invalidate drops in-memory state a replica's storage write made stale.
+func (b *Backend) invalidate(_ context.Context, key string) {
+	switch {
+	case key == storageConfig:
+		b.clean(context.Background())
+		b.sealerMu.Lock()
+		b.cfg = nil
+		b.sealerMu.Unlock()
+	case strings.HasPrefix(key, storageRolePrefix):
+		b.roles.Forget(strings.TrimPrefix(key, storageRolePrefix))
+	}
+}
+
+// periodic tidies; it runs only where writes are safe (not on standbys or
+// performance secondaries).
+func (b *Backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.writeSafe() {
+		return nil
+	}
+	_, err := b.tidy(ctx, req.Storage)
+	return err
+}
+
+func (b *Backend) writeSafe() bool {
+	if b.System() == nil {
+		return true
+	}
+	state := b.System().ReplicationState()
+	return !state.HasState(consts.ReplicationPerformanceSecondary | consts.ReplicationPerformanceStandby | consts.ReplicationDRSecondary)
+}
+
+func (b *Backend) nameLock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.nameLocks, name)
+}

@@ -1,0 +1,247 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+const (
+	storageFeedPrefix = "feed/"
+	storageFeedMeta   = "feed-meta"
+	// feedRecent is how many newest entries stay in memory for followers.
+	feedRecent = 4096
+	// feedPage is the most entries one `changes` answer carries.
+	feedPage = 1000
+	// feedCheckpointEvery bounds how far Load must probe forward after a restart.
+	feedCheckpointEvery = 256
+)
+
+// feedMeta is the persisted position of the feed. Head is a checkpoint: entries
+// after it may exist and are found by probing forward on Load.
+type feedMeta struct {
+	Tail uint64 `json:"tail"` // oldest retained seq (1 while nothing was purged)
+	Head uint64 `json:"head"`
+}
+
+// Feed is the ordered change log verifiers follow. Appends are serialised so a
+// sequence number is never visible before every smaller one is stored.
+type Feed struct {
+	mu      sync.Mutex
+	head    uint64
+	tail    uint64
+	written uint64 // head at the last checkpoint
+	recent  []lookup.Change
+	changed chan struct{} // closed and replaced on every append
+	loaded  bool
+}
+
+// NewFeed returns an empty, unloaded feed.
+func NewFeed() *Feed {
+	return &Feed{tail: 1, changed: make(chan struct{})}
+}
+
+func feedKey(seq uint64) string { return fmt.Sprintf("%s%020d", storageFeedPrefix, seq) }
+
+// Load restores the feed position from storage: the checkpoint, then forward
+// until the first missing entry.
+func (f *Feed) Load(ctx context.Context, s logical.Storage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.loadLocked(ctx, s)
+}
+
+func (f *Feed) loadLocked(ctx context.Context, s logical.Storage) error {
+	if f.loaded {
+		return nil
+	}
+	var meta feedMeta
+	entry, err := s.Get(ctx, storageFeedMeta)
+	if err != nil {
+		return fmt.Errorf("load feed position: %w", err)
+	}
+	if entry != nil {
+		if err := entry.DecodeJSON(&meta); err != nil {
+			return fmt.Errorf("decode feed position: %w", err)
+		}
+	}
+	head := meta.Head
+	if head+1 < meta.Tail {
+		head = meta.Tail - 1
+	}
+	for {
+		e, err := s.Get(ctx, feedKey(head+1))
+		if err != nil {
+			return fmt.Errorf("probe feed: %w", err)
+		}
+		if e == nil {
+			break
+		}
+		head++
+	}
+	f.head, f.written, f.tail = head, meta.Head, max(meta.Tail, 1)
+	f.recent = f.recent[:0]
+	f.loaded = true
+	return nil
+}
+
+// Head is the newest sequence number.
+func (f *Feed) Head(ctx context.Context, s logical.Storage) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.loadLocked(ctx, s); err != nil {
+		return 0, err
+	}
+	return f.head, nil
+}
+
+// Append publishes one change after its record was written, and wakes waiters.
+func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op string, now time.Time) (uint64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.loadLocked(ctx, s); err != nil {
+		return 0, err
+	}
+	ch := lookup.Change{Seq: f.head + 1, KeyID: keyID, Role: role, Op: op, Time: now}
+	entry, err := logical.StorageEntryJSON(feedKey(ch.Seq), ch)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return 0, fmt.Errorf("append to change feed: %w", err)
+	}
+	f.head = ch.Seq
+	f.recent = append(f.recent, ch)
+	if len(f.recent) > feedRecent {
+		f.recent = append(f.recent[:0], f.recent[len(f.recent)-feedRecent/2:]...)
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+	if f.head-f.written >= feedCheckpointEvery {
+		if err := f.saveMetaLocked(ctx, s); err != nil {
+			return 0, err
+		}
+	}
+	return ch.Seq, nil
+}
+
+func (f *Feed) saveMetaLocked(ctx context.Context, s logical.Storage) error {
+	entry, err := logical.StorageEntryJSON(storageFeedMeta, feedMeta{Tail: f.tail, Head: f.head})
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("store feed position: %w", err)
+	}
+	f.written = f.head
+	return nil
+}
+
+// Wait blocks until the head passes after, the wait ends, or ctx is done.
+func (f *Feed) Wait(ctx context.Context, after uint64, wait time.Duration) {
+	if wait <= 0 {
+		return
+	}
+	f.mu.Lock()
+	if f.head > after || !f.loaded {
+		f.mu.Unlock()
+		return
+	}
+	ch := f.changed
+	f.mu.Unlock()
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-ch:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+}
+
+// Since returns up to feedPage changes after `after`. Reset is true when after
+// is older than the retained tail or ahead of the head (another history).
+func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (lookup.Changes, error) {
+	f.mu.Lock()
+	if err := f.loadLocked(ctx, s); err != nil {
+		f.mu.Unlock()
+		return lookup.Changes{}, err
+	}
+	head, tail := f.head, f.tail
+	out := lookup.Changes{Head: head, Changes: []lookup.Change{}}
+	if after+1 < tail || after > head {
+		out.Reset = true
+		after = tail - 1
+		if after > head {
+			after = head
+		}
+	}
+	var fromMem []lookup.Change
+	if n := len(f.recent); n > 0 && f.recent[0].Seq <= after+1 {
+		start := int(after + 1 - f.recent[0].Seq)
+		if start < n {
+			fromMem = append(fromMem, f.recent[start:min(n, start+feedPage)]...)
+		}
+		out.Changes = fromMem
+		f.mu.Unlock()
+		return out, nil
+	}
+	f.mu.Unlock()
+	for seq := after + 1; seq <= head && len(out.Changes) < feedPage; seq++ {
+		entry, err := s.Get(ctx, feedKey(seq))
+		if err != nil {
+			return lookup.Changes{}, fmt.Errorf("read change %d: %w", seq, err)
+		}
+		if entry == nil {
+			continue // purged while we read
+		}
+		var ch lookup.Change
+		if err := entry.DecodeJSON(&ch); err != nil {
+			return lookup.Changes{}, fmt.Errorf("decode change %d: %w", seq, err)
+		}
+		out.Changes = append(out.Changes, ch)
+	}
+	return out, nil
+}
+
+// Purge deletes entries older than cutoff from the tail forward and returns
+// how many it removed.
+func (f *Feed) Purge(ctx context.Context, s logical.Storage, cutoff time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.loadLocked(ctx, s); err != nil {
+		return 0, err
+	}
+	purged := 0
+	for f.tail <= f.head {
+		entry, err := s.Get(ctx, feedKey(f.tail))
+		if err != nil {
+			return purged, err
+		}
+		if entry != nil {
+			var ch lookup.Change
+			if err := entry.DecodeJSON(&ch); err != nil {
+				return purged, err
+			}
+			if !ch.Time.Before(cutoff) {
+				break
+			}
+			if err := s.Delete(ctx, feedKey(f.tail)); err != nil {
+				return purged, err
+			}
+			purged++
+		}
+		f.tail++
+	}
+	for len(f.recent) > 0 && f.recent[0].Seq < f.tail {
+		f.recent = f.recent[1:]
+	}
+	if purged > 0 {
+		return purged, f.saveMetaLocked(ctx, s)
+	}
+	return 0, nil
+}

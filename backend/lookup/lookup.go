@@ -1,0 +1,98 @@
+// Package lookup holds the wire shapes the plugin serves to verifiers: the
+// `lookup` answer, the `changes` feed and the `usage` report. The plugin writes
+// them and the verifier reads them, so both import this one definition.
+//
+// Nothing here carries a token or a secret: a record holds only its sealed digest.
+package lookup
+
+import (
+	"time"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+)
+
+// Status of a key as the plugin reports it.
+const (
+	StatusActive   = "active"
+	StatusDisabled = "disabled"
+	StatusExpired  = "expired"
+	StatusRevoked  = "revoked"
+	// StatusNotFound appears only in batch answers, for ids the mount never issued
+	// (or whose tombstone has been purged).
+	StatusNotFound = "not_found"
+)
+
+// Feed operations.
+const (
+	OpCreated     = "created"
+	OpRevoked     = "revoked"
+	OpDisabled    = "disabled"
+	OpEnabled     = "enabled"
+	OpUpdated     = "updated"
+	OpRotated     = "rotated"
+	OpExpired     = "expired"
+	OpRoleUpdated = "role-updated"
+	OpRoleDeleted = "role-deleted"
+)
+
+// MaxBatch is the most key_ids one `lookup` write may ask for.
+const MaxBatch = 100
+
+// Entry is what `lookup/<key_id>` returns (and each element of a batch).
+//
+// Seq is the change-feed head read *before* the record, so the entry reflects at
+// least every change up to Seq. A verifier must not cache an entry when it has
+// already applied an eviction for this key (or its role) with a higher sequence.
+type Entry struct {
+	KeyID     string `json:"key_id" mapstructure:"key_id"`
+	Status    string `json:"status" mapstructure:"status"`
+	Name      string `json:"name,omitempty" mapstructure:"name"`
+	Role      string `json:"role,omitempty" mapstructure:"role"`
+	Workspace string `json:"workspace,omitempty" mapstructure:"workspace"`
+	// Permissions are effective: the key's own ∩ the role's current ones.
+	Permissions []string `json:"permissions,omitempty" mapstructure:"permissions"`
+	// AllowedWorkspaces are the role's current globs; they apply when Workspace is empty.
+	AllowedWorkspaces []string `json:"allowed_workspaces,omitempty" mapstructure:"allowed_workspaces"`
+	// AllowedCIDRs is the key's own list and RoleAllowedCIDRs the role's: a client
+	// address must match every list that is not empty.
+	AllowedCIDRs     []string          `json:"allowed_cidrs,omitempty" mapstructure:"allowed_cidrs"`
+	RoleAllowedCIDRs []string          `json:"role_allowed_cidrs,omitempty" mapstructure:"role_allowed_cidrs"`
+	ExpiresAt        *time.Time        `json:"expires_at,omitempty" mapstructure:"expires_at"`
+	Metadata         map[string]string `json:"metadata,omitempty" mapstructure:"metadata"`
+	// MountID and Sealed are present for active/disabled keys: the verifier opens
+	// Sealed with envelope.AAD(MountID, KeyID) and compares the digest.
+	MountID string           `json:"mount_id,omitempty" mapstructure:"mount_id"`
+	Sealed  *envelope.Sealed `json:"sealed,omitempty" mapstructure:"sealed"`
+	Seq     uint64           `json:"seq" mapstructure:"seq"`
+}
+
+// Batch is what a `lookup` write returns: one entry per requested id, in order.
+type Batch struct {
+	Entries []Entry `json:"entries" mapstructure:"entries"`
+	Seq     uint64  `json:"seq" mapstructure:"seq"`
+}
+
+// Change is one feed entry. KeyID is empty for role changes.
+type Change struct {
+	Seq   uint64    `json:"seq" mapstructure:"seq"`
+	KeyID string    `json:"key_id,omitempty" mapstructure:"key_id"`
+	Role  string    `json:"role,omitempty" mapstructure:"role"`
+	Op    string    `json:"op" mapstructure:"op"`
+	Time  time.Time `json:"time" mapstructure:"time"`
+}
+
+// Changes is what `changes` returns. Reset means `after` fell behind retention:
+// the follower must flush everything it cached and continue from Head.
+type Changes struct {
+	Changes []Change `json:"changes" mapstructure:"changes"`
+	Head    uint64   `json:"head" mapstructure:"head"`
+	Reset   bool     `json:"reset" mapstructure:"reset"`
+}
+
+// Usage is one key's aggregated use since the last report.
+type Usage struct {
+	KeyID        string    `json:"key_id" mapstructure:"key_id"`
+	Count        uint64    `json:"count" mapstructure:"count"`
+	LastUsedAt   time.Time `json:"last_used_at" mapstructure:"last_used_at"`
+	LastUsedFrom string    `json:"last_used_from,omitempty" mapstructure:"last_used_from"`
+}

@@ -1,0 +1,78 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// maxWait caps a long-poll. Vault holds its state lock (read side) for the whole
+// of every request, so seal and step-down wait for parked polls: keep them short.
+const maxWait = 5 * time.Second
+
+func pathChanges(b *Backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "changes",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "changes"},
+		Fields: map[string]*framework.FieldSchema{
+			"after": {Type: framework.TypeString, Default: "0", Description: "Return changes with seq greater than this (the last seq the follower applied)."},
+			"wait":  {Type: framework.TypeString, Default: "0s", Description: "Long-poll: when nothing is newer than after, wait up to this long (e.g. 2s; at most 5s)."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{Callback: b.pathChangesRead},
+		},
+		HelpSynopsis:    pathChangesHelpSyn,
+		HelpDescription: pathChangesHelpDesc,
+	}}
+}
+
+func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	after, err := strconv.ParseUint(d.Get("after").(string), 10, 64)
+	if err != nil {
+		return badRequest(fmt.Errorf("after must be a sequence number (0 or more)"))
+	}
+	wait, err := parseWait(d.Get("wait").(string))
+	if err != nil {
+		return badRequest(err)
+	}
+	out, err := b.feed.Since(ctx, req.Storage, after)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Changes) == 0 && !out.Reset && wait > 0 {
+		b.feed.Wait(ctx, after, wait)
+		if out, err = b.feed.Since(ctx, req.Storage, after); err != nil {
+			return nil, err
+		}
+	}
+	return &logical.Response{Data: structToMap(out)}, nil
+}
+
+// parseWait accepts a Go duration or whole seconds, capped at maxWait.
+func parseWait(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		secs, err2 := strconv.Atoi(s)
+		if err2 != nil {
+			return 0, fmt.Errorf("wait %q is not a duration such as 2s", printable(s))
+		}
+		d = time.Duration(secs) * time.Second
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("wait must not be negative")
+	}
+	return min(d, maxWait), nil
+}
+
+const pathChangesHelpSyn = `Follow the change feed: every mutation in order, with long-poll.`
+
+const pathChangesHelpDesc = `
+Returns {"changes": [{seq, key_id, role, op, time}…], "head": N, "reset": bool}.
+Each entry is published only after its record was written. Followers pass the
+last seq they applied as after, and wait (≤ 5s) to long-poll. reset=true means
+after fell behind feed_retention: drop every cached answer and go on from head.
+`

@@ -1,0 +1,138 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+)
+
+func pathLookup(b *Backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern:      "lookup/" + framework.GenericNameRegex("key_id"),
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "lookup"},
+			Fields: map[string]*framework.FieldSchema{
+				"key_id": {Type: framework.TypeString, Required: true, Description: "key_id to look up."},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathLookupRead},
+			},
+			HelpSynopsis:    pathLookupHelpSyn,
+			HelpDescription: pathLookupHelpDesc,
+		},
+		{
+			Pattern:      "lookup/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "lookup", OperationSuffix: "batch"},
+			Fields: map[string]*framework.FieldSchema{
+				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request.", lookup.MaxBatch)},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathLookupBatch},
+			},
+			HelpSynopsis:    "Look up several key_ids in one request (for verifiers batching misses).",
+			HelpDescription: pathLookupHelpDesc,
+		},
+	}
+}
+
+func (b *Backend) pathLookupRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	keyID := d.Get("key_id").(string)
+	if !token.ValidKeyID(keyID) {
+		return badRequest(fmt.Errorf("key_id %q is not a key_id: 16 letters and digits", printable(keyID)))
+	}
+	seq, err := b.feed.Head(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	e, err := b.entryFor(ctx, req.Storage, keyID, seq)
+	if err != nil {
+		return nil, err
+	}
+	if e.Status == lookup.StatusNotFound {
+		return nil, nil
+	}
+	return &logical.Response{Data: structToMap(e)}, nil
+}
+
+func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	ids := d.Get("key_ids").([]string)
+	if len(ids) == 0 || len(ids) > lookup.MaxBatch {
+		return badRequest(fmt.Errorf("key_ids must list 1 to %d key_ids", lookup.MaxBatch))
+	}
+	for _, id := range ids {
+		if !token.ValidKeyID(id) {
+			return badRequest(fmt.Errorf("key_id %q is not a key_id: 16 letters and digits", printable(id)))
+		}
+	}
+	// The head is read before any record: every change up to it is reflected.
+	seq, err := b.feed.Head(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	out := lookup.Batch{Seq: seq, Entries: make([]lookup.Entry, 0, len(ids))}
+	for _, id := range ids {
+		e, err := b.entryFor(ctx, req.Storage, id, seq)
+		if err != nil {
+			return nil, err
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	return &logical.Response{Data: structToMap(out)}, nil
+}
+
+// entryFor builds the verifier's view of one key_id.
+func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string, seq uint64) (lookup.Entry, error) {
+	rec, err := b.getRecord(ctx, s, keyID)
+	if err != nil {
+		return lookup.Entry{}, err
+	}
+	if rec == nil {
+		return lookup.Entry{KeyID: keyID, Status: lookup.StatusNotFound, Seq: seq}, nil
+	}
+	cfg, err := b.loadConfig(ctx, s)
+	if err != nil {
+		return lookup.Entry{}, err
+	}
+	e := lookup.Entry{
+		KeyID: keyID, Status: rec.status(b.now()), Name: rec.Name, Role: rec.Role,
+		Workspace: rec.Workspace, AllowedCIDRs: rec.AllowedCIDRs, ExpiresAt: rec.ExpiresAt,
+		Seq: seq, Sealed: &rec.Sealed,
+	}
+	if cfg != nil {
+		e.MountID = cfg.MountID
+	}
+	if e.Status != lookup.StatusActive && e.Status != lookup.StatusDisabled {
+		return e, nil
+	}
+	role, err := b.getRole(ctx, s, rec.Role)
+	if err != nil {
+		return lookup.Entry{}, err
+	}
+	if role == nil {
+		// The role is gone (deleted with its keys revoked, or by hand): nothing is granted.
+		e.Permissions = []string{}
+		return e, nil
+	}
+	e.Permissions = lookup.Intersect(rec.Permissions, role.Permissions)
+	e.AllowedWorkspaces = role.AllowedWorkspaces
+	e.RoleAllowedCIDRs = role.AllowedCIDRs
+	if e.Status == lookup.StatusActive {
+		e.Metadata = rec.Metadata
+	}
+	return e, nil
+}
+
+const pathLookupHelpSyn = `Look up a key_id for a verifier: sealed digest, status, effective permissions.`
+
+const pathLookupHelpDesc = `
+Returns what a verifier needs to decide: status (active, disabled, expired,
+revoked), effective permissions (the key's own ∩ its role's current ones), the
+role's workspaces and CIDRs, expiry, metadata, the sealed digest with its
+transit-wrapped data key, and seq: the change-feed head read before the record.
+Never returns a key or secret; the digest is sealed.
+`

@@ -1,0 +1,126 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/mitchellh/mapstructure"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+)
+
+// maxUsageBatch bounds one usage report.
+const maxUsageBatch = 1000
+
+var usageLocks = locksutil.CreateLocks()
+
+func pathUsage(b *Backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern:      "usage",
+		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "usage"},
+		Fields: map[string]*framework.FieldSchema{
+			"usage": {Type: framework.TypeSlice, Required: true, Description: `Batch from a verifier: [{"key_id", "count", "last_used_at" (RFC 3339), "last_used_from" (IP)}…], up to 1000.`},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathUsageWrite},
+		},
+		HelpSynopsis:    "Record batched key usage reported by verifiers.",
+		HelpDescription: "Usage is stored apart from key records and is not a mutation: it produces no change-feed entries. read and list show use_count, last_used_at and last_used_from.",
+	}}
+}
+
+type usageInput struct {
+	KeyID        string `mapstructure:"key_id"`
+	Count        uint64 `mapstructure:"count"`
+	LastUsedAt   string `mapstructure:"last_used_at"`
+	LastUsedFrom string `mapstructure:"last_used_from"`
+}
+
+func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	raw := d.Get("usage").([]interface{})
+	if len(raw) > maxUsageBatch {
+		return badRequest(fmt.Errorf("usage batch has %d entries; send at most %d per request", len(raw), maxUsageBatch))
+	}
+	batch := make([]lookup.Usage, 0, len(raw))
+	for i, item := range raw {
+		var in usageInput
+		dec, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: &in, WeaklyTypedInput: true, ErrorUnused: true})
+		if err := dec.Decode(item); err != nil {
+			return badRequest(fmt.Errorf("usage[%d] is malformed: %v", i, err))
+		}
+		u, err := in.validate()
+		if err != nil {
+			return badRequest(fmt.Errorf("usage[%d]: %w", i, err))
+		}
+		batch = append(batch, u)
+	}
+	recorded, ignored := 0, 0
+	for _, u := range batch {
+		ok, err := b.addUsage(ctx, req.Storage, u)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			recorded++
+		} else {
+			ignored++
+		}
+	}
+	return &logical.Response{Data: map[string]interface{}{"recorded": recorded, "ignored": ignored}}, nil
+}
+
+func (in usageInput) validate() (lookup.Usage, error) {
+	u := lookup.Usage{KeyID: in.KeyID, Count: in.Count, LastUsedFrom: in.LastUsedFrom}
+	if !token.ValidKeyID(in.KeyID) {
+		return u, fmt.Errorf("key_id %q is not a key_id", printable(in.KeyID))
+	}
+	t, err := time.Parse(time.RFC3339Nano, in.LastUsedAt)
+	if err != nil {
+		return u, fmt.Errorf("last_used_at %q is not an RFC 3339 time", printable(in.LastUsedAt))
+	}
+	u.LastUsedAt = t.UTC()
+	if in.LastUsedFrom != "" {
+		if _, err := netip.ParseAddr(in.LastUsedFrom); err != nil {
+			return u, fmt.Errorf("last_used_from %q is not an IP address", printable(in.LastUsedFrom))
+		}
+	}
+	return u, nil
+}
+
+// addUsage merges one report into usage/<key_id>; unknown key_ids are ignored.
+func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u lookup.Usage) (bool, error) {
+	lock := locksutil.LockForKey(usageLocks, u.KeyID)
+	lock.Lock()
+	defer lock.Unlock()
+	cur, err := b.getUsage(ctx, s, u.KeyID)
+	if err != nil {
+		return false, err
+	}
+	if cur == nil {
+		rec, err := b.getRecord(ctx, s, u.KeyID)
+		if err != nil || rec == nil {
+			return false, err
+		}
+		cur = &lookup.Usage{KeyID: u.KeyID}
+	}
+	cur.Count += u.Count
+	if u.LastUsedAt.After(cur.LastUsedAt) {
+		cur.LastUsedAt, cur.LastUsedFrom = u.LastUsedAt, u.LastUsedFrom
+	}
+	return true, putJSON(ctx, s, storageUsage+u.KeyID, cur)
+}
+
+func (b *Backend) getUsage(ctx context.Context, s logical.Storage, keyID string) (*lookup.Usage, error) {
+	var u lookup.Usage
+	ok, err := getJSON(ctx, s, storageUsage+keyID, &u)
+	if !ok {
+		return nil, err
+	}
+	return &u, nil
+}

@@ -1,0 +1,119 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+const (
+	storageKeyPrefix  = "key/"
+	storageNamePrefix = "name/"
+	storageTombPrefix = "tomb/"
+	storageUsage      = "usage/"
+)
+
+// Creator is who issued a key.
+type Creator struct {
+	EntityID    string `json:"entity_id,omitempty"`
+	DisplayName string `json:"display_name,omitempty"`
+}
+
+// Record is one key_id's durable state, stored at key/<key_id>. A revoked record
+// is its own tombstone: it keeps the sealed digest so verifiers can tell a
+// revoked key from a forged one.
+type Record struct {
+	KeyID        string            `json:"key_id"`
+	Name         string            `json:"name"`
+	Role         string            `json:"role"`
+	Workspace    string            `json:"workspace,omitempty"`
+	Description  string            `json:"description,omitempty"`
+	Permissions  []string          `json:"permissions"`
+	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
+	Metadata     map[string]string `json:"metadata,omitempty"`
+	Status       string            `json:"status"`
+	CreatedAt    time.Time         `json:"created_at"`
+	CreatedBy    Creator           `json:"created_by"`
+	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
+	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
+	Sealed       envelope.Sealed   `json:"sealed"`
+}
+
+// NameEntry maps a name to its live key_id (stored at name/<name>). Role,
+// workspace and status are repeated so listing and filters need no record reads.
+type NameEntry struct {
+	KeyID     string `json:"key_id"`
+	Role      string `json:"role"`
+	Workspace string `json:"workspace,omitempty"`
+	Status    string     `json:"status"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// status is the entry's status at now, as Record.status.
+func (n NameEntry) status(now time.Time) string {
+	if n.Status == lookup.StatusActive && n.ExpiresAt != nil && !now.Before(*n.ExpiresAt) {
+		return lookup.StatusExpired
+	}
+	return n.Status
+}
+
+// status is the record's status at now: an active key past its expiry is expired.
+func (r *Record) status(now time.Time) string {
+	if r.Status == lookup.StatusActive && r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
+		return lookup.StatusExpired
+	}
+	return r.Status
+}
+
+func getJSON(ctx context.Context, s logical.Storage, key string, out interface{}) (bool, error) {
+	entry, err := s.Get(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", key, err)
+	}
+	if entry == nil {
+		return false, nil
+	}
+	if err := entry.DecodeJSON(out); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+func putJSON(ctx context.Context, s logical.Storage, key string, v interface{}) error {
+	entry, err := logical.StorageEntryJSON(key, v)
+	if err != nil {
+		return err
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+func (b *Backend) getRecord(ctx context.Context, s logical.Storage, keyID string) (*Record, error) {
+	var r Record
+	ok, err := getJSON(ctx, s, storageKeyPrefix+keyID, &r)
+	if !ok {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (b *Backend) getName(ctx context.Context, s logical.Storage, name string) (*NameEntry, error) {
+	var n NameEntry
+	ok, err := getJSON(ctx, s, storageNamePrefix+name, &n)
+	if !ok {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// tombKey orders tombstones by revocation time so tidy reads only expired ones.
+func tombKey(at time.Time, keyID string) string {
+	return fmt.Sprintf("%s%020d-%s", storageTombPrefix, at.Unix(), keyID)
+}

@@ -1,0 +1,302 @@
+package backend
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+)
+
+// transitTimeout bounds every call to transit. Vault's seal and step-down wait
+// for in-flight requests, and a handler's call back into the same Vault queues
+// behind that wait: a long timeout would freeze both.
+const transitTimeout = 3 * time.Second
+
+// dataKey is one DEK: plaintext in memory only, wrapped form stored in records.
+type dataKey struct {
+	plaintext []byte
+	wrapped   string
+	born      time.Time
+	uses      int
+}
+
+// TransitSealer seals with data keys from transit/datakey/plaintext and keeps the
+// next one ready in a background goroutine. It renews its own token.
+type TransitSealer struct {
+	client  *api.Client
+	dekPath string
+	rewrap  string
+	maxUses int
+	ttl     time.Duration
+	logger  hclog.Logger
+
+	mu   sync.Mutex
+	cur  *dataKey
+	next *dataKey
+
+	wake chan struct{}
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// NewTransitSealer builds a TransitSealer and fetches its first data key, so a
+// wrong address, token, mount or key name fails here with a clear message.
+func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Sealer, error) {
+	conf := api.DefaultConfig()
+	conf.Address = cfg.VaultAddr
+	conf.Timeout = transitTimeout
+	conf.MaxRetries = 0
+	client, err := api.NewClient(conf)
+	if err != nil {
+		return nil, fmt.Errorf("transit client for %s: %w", cfg.VaultAddr, err)
+	}
+	client.SetToken(cfg.Token)
+	client.SetNamespace("")
+	s := &TransitSealer{
+		client:  client,
+		dekPath: fmt.Sprintf("%s/datakey/plaintext/%s", cfg.TransitMount, cfg.TransitKey),
+		rewrap:  fmt.Sprintf("%s/rewrap/%s", cfg.TransitMount, cfg.TransitKey),
+		maxUses: cfg.DEKMaxUses,
+		ttl:     cfg.DEKTTL,
+		logger:  logger,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+	}
+	first, err := s.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.cur = first
+	s.done.Add(2)
+	go s.refillLoop()
+	go s.renewLoop()
+	return s, nil
+}
+
+// Seal implements Sealer.
+func (s *TransitSealer) Seal(ctx context.Context, aad, plaintext []byte) (envelope.Sealed, error) {
+	dk, err := s.take(ctx)
+	if err != nil {
+		return envelope.Sealed{}, err
+	}
+	return envelope.Seal(dk.plaintext, dk.wrapped, aad, plaintext)
+}
+
+// take returns a usable data key, counting one use. It waits on transit only
+// when both the current and the prepared key are spent.
+func (s *TransitSealer) take(ctx context.Context) (*dataKey, error) {
+	now := time.Now()
+	s.mu.Lock()
+	if !s.usable(s.cur, now) && s.usable(s.next, now) {
+		s.cur, s.next = s.next, nil
+	}
+	if s.usable(s.cur, now) {
+		dk := s.cur
+		dk.uses++
+		if s.next == nil && (dk.uses*4 >= s.maxUses*3 || now.Sub(dk.born)*4 >= s.ttl*3) {
+			s.signal()
+		}
+		s.mu.Unlock()
+		return dk, nil
+	}
+	s.mu.Unlock()
+	dk, err := s.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dk.uses++
+	if !s.usable(s.cur, now) {
+		s.cur = dk
+	}
+	s.signal()
+	return dk, nil
+}
+
+func (s *TransitSealer) usable(dk *dataKey, now time.Time) bool {
+	return dk != nil && dk.uses < s.maxUses && now.Sub(dk.born) < s.ttl
+}
+
+func (s *TransitSealer) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// refillLoop keeps a fresh data key prepared so request handlers don't wait.
+func (s *TransitSealer) refillLoop() {
+	defer s.done.Done()
+	tick := time.NewTicker(s.ttl / 4)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		need := !s.usable(s.next, time.Now())
+		s.mu.Unlock()
+		if !need {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), transitTimeout)
+		dk, err := s.fetch(ctx)
+		cancel()
+		if err != nil {
+			s.logger.Warn("prepare data key", "error", err)
+			continue
+		}
+		s.mu.Lock()
+		s.next = dk
+		s.mu.Unlock()
+	}
+}
+
+func (s *TransitSealer) fetch(ctx context.Context) (*dataKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, transitTimeout)
+	defer cancel()
+	sec, err := s.client.Logical().WriteWithContext(ctx, s.dekPath, map[string]interface{}{"bits": 256})
+	if err != nil {
+		return nil, transitError("get a data key from "+s.dekPath, err)
+	}
+	if sec == nil || sec.Data == nil {
+		return nil, fmt.Errorf("transit %s returned no data key", s.dekPath)
+	}
+	pt, _ := sec.Data["plaintext"].(string)
+	wrapped, _ := sec.Data["ciphertext"].(string)
+	raw, err := base64.StdEncoding.DecodeString(pt)
+	if err != nil || len(raw) != envelope.DEKSize || wrapped == "" {
+		return nil, fmt.Errorf("transit %s returned a malformed data key (is the key type aes256-gcm96?)", s.dekPath)
+	}
+	return &dataKey{plaintext: raw, wrapped: wrapped, born: time.Now()}, nil
+}
+
+// Rewrap implements Sealer with one batched transit/rewrap call per 250 keys.
+func (s *TransitSealer) Rewrap(ctx context.Context, wrapped []string) ([]string, error) {
+	out := make([]string, 0, len(wrapped))
+	for start := 0; start < len(wrapped); start += 250 {
+		end := min(start+250, len(wrapped))
+		batch := make([]map[string]interface{}, 0, end-start)
+		for _, w := range wrapped[start:end] {
+			batch = append(batch, map[string]interface{}{"ciphertext": w})
+		}
+		cctx, cancel := context.WithTimeout(ctx, transitTimeout)
+		sec, err := s.client.Logical().WriteWithContext(cctx, s.rewrap, map[string]interface{}{"batch_input": batch})
+		cancel()
+		if err != nil {
+			return nil, transitError("rewrap data keys with "+s.rewrap, err)
+		}
+		results, _ := sec.Data["batch_results"].([]interface{})
+		if len(results) != end-start {
+			return nil, fmt.Errorf("transit %s returned %d results for %d keys", s.rewrap, len(results), end-start)
+		}
+		for _, r := range results {
+			m, _ := r.(map[string]interface{})
+			if e, _ := m["error"].(string); e != "" {
+				return nil, fmt.Errorf("transit %s: %s", s.rewrap, e)
+			}
+			ct, _ := m["ciphertext"].(string)
+			out = append(out, ct)
+		}
+	}
+	return out, nil
+}
+
+// renewLoop keeps a renewable token alive at half its TTL.
+func (s *TransitSealer) renewLoop() {
+	defer s.done.Done()
+	wait := time.Duration(0)
+	for {
+		if wait > 0 {
+			select {
+			case <-s.stop:
+				return
+			case <-time.After(wait):
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), transitTimeout)
+		ttl, renewable, err := s.tokenTTL(ctx)
+		if err == nil && renewable && ttl > 0 {
+			_, err = s.client.Auth().Token().RenewSelfWithContext(ctx, int(ttl.Seconds()))
+		}
+		cancel()
+		switch {
+		case err != nil:
+			s.logger.Warn("renew transit token", "error", err)
+			wait = 30 * time.Second
+		case !renewable || ttl == 0:
+			return // root or non-expiring token: nothing to renew
+		default:
+			wait = max(ttl/2, time.Second)
+		}
+	}
+}
+
+func (s *TransitSealer) tokenTTL(ctx context.Context) (time.Duration, bool, error) {
+	sec, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return 0, false, err
+	}
+	ttl, err := sec.TokenTTL()
+	if err != nil {
+		return 0, false, err
+	}
+	renewable, _ := sec.TokenIsRenewable()
+	if p, ok := sec.Data["period"]; ok && p != nil {
+		if period, err := time.ParseDuration(fmt.Sprintf("%vs", p)); err == nil && period > 0 {
+			ttl = period
+		}
+	}
+	return ttl, renewable, nil
+}
+
+// Close implements Sealer.
+func (s *TransitSealer) Close() {
+	select {
+	case <-s.stop:
+		return
+	default:
+		close(s.stop)
+	}
+	s.done.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, dk := range []*dataKey{s.cur, s.next} {
+		if dk != nil {
+			clear(dk.plaintext)
+		}
+	}
+	s.cur, s.next = nil, nil
+}
+
+// transitError turns an api error into one that says what to fix.
+func transitError(what string, err error) error {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		switch re.StatusCode {
+		case http.StatusForbidden:
+			return fmt.Errorf("cannot %s: permission denied; give the config token a policy with "+
+				"update on that path (see policies/plugin-transit.hcl)", what)
+		case http.StatusNotFound, http.StatusBadRequest:
+			return fmt.Errorf("cannot %s: %v; is transit enabled and the key created "+
+				"(vault secrets enable transit; vault write -f transit/keys/apikeys)?", what, re.Errors)
+		}
+		return fmt.Errorf("cannot %s: vault answered %d: %v", what, re.StatusCode, re.Errors)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("cannot %s: transit did not answer within %s", what, transitTimeout)
+	}
+	return fmt.Errorf("cannot %s: %w", what, err)
+}

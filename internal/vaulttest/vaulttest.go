@@ -1,0 +1,317 @@
+// Package vaulttest starts a real Vault dev server for integration tests, with
+// transit, the KEK and the apikeys plugin mounted and configured through a
+// least-privilege transit token. A missing Vault fails the test: it never skips.
+package vaulttest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Vault is one running dev server.
+type Vault struct {
+	Addr      string
+	RootToken string
+	Bin       string
+	Client    *api.Client
+	Dir       string
+	LogPath   string
+
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Option changes what Start sets up.
+type Option func(*options)
+
+type options struct {
+	engine bool
+	extra  string
+}
+
+// WithoutEngine starts Vault with the plugin in its catalog but nothing mounted.
+func WithoutEngine() Option { return func(o *options) { o.engine = false } }
+
+// WithConfig adds HCL to the server configuration (e.g. an audit-friendly setting).
+func WithConfig(hcl string) Option { return func(o *options) { o.extra += "\n" + hcl } }
+
+var (
+	buildOnce sync.Once
+	pluginDir string
+	buildErr  error
+)
+
+// Root is the repository root (where go.mod is).
+func Root() string {
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "backend")); err == nil {
+				return dir
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			panic("vaulttest: cannot find the repository root")
+		}
+		dir = parent
+	}
+}
+
+// FindVault returns a Vault binary: $VAULT_BIN, `vault` on PATH, or the one
+// scripts/install-vault built into .cache/vault.
+func FindVault() (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		return bin, nil
+	}
+	if bin, err := exec.LookPath("vault"); err == nil {
+		return bin, nil
+	}
+	matches, _ := filepath.Glob(filepath.Join(Root(), ".cache", "vault", "vault-*"))
+	for _, m := range matches {
+		if !strings.Contains(m, ".tmp.") {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("no vault binary: run `make test` (it builds one with scripts/install-vault) or set VAULT_BIN")
+}
+
+// PluginDir builds the plugin once per test binary and returns its directory.
+func PluginDir(t testing.TB) string {
+	buildOnce.Do(func() {
+		pluginDir, buildErr = os.MkdirTemp("", "apikeys-plugins-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "vault-plugin-secrets-apikeys"), "./cmd/vault-plugin-secrets-apikeys")
+		cmd.Dir = Root()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build plugin: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return pluginDir
+}
+
+// FreePort returns a free TCP port on 127.0.0.1.
+func FreePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Start runs a dev server on a free loopback port and stops it when the test ends.
+func Start(t testing.TB, opts ...Option) *Vault {
+	t.Helper()
+	o := options{engine: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	bin, err := FindVault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "extra.hcl")
+	if err := os.WriteFile(cfg, []byte("raw_storage_endpoint = true\n"+o.extra+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v := &Vault{Bin: bin, RootToken: "root", Dir: dir, LogPath: filepath.Join(dir, "vault.log"), done: make(chan struct{})}
+	port := FreePort(t)
+	v.Addr = fmt.Sprintf("http://127.0.0.1:%d", port)
+	logFile, err := os.Create(v.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id=root",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir="+PluginDir(t), "-config="+cfg)
+	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
+	v.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
+	if err := v.cmd.Start(); err != nil {
+		t.Fatalf("start vault: %v", err)
+	}
+	go func() { _ = v.cmd.Wait(); logFile.Close(); close(v.done) }()
+	t.Cleanup(v.Stop)
+
+	conf := api.DefaultConfig()
+	conf.Address = v.Addr
+	if v.Client, err = api.NewClient(conf); err != nil {
+		t.Fatal(err)
+	}
+	v.Client.SetToken(v.RootToken)
+	v.waitReady(t)
+	if o.engine {
+		v.SetupEngine(t, "apikeys")
+	}
+	return v
+}
+
+func (v *Vault) waitReady(t testing.TB) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-v.done:
+			t.Fatalf("vault exited during start-up:\n%s", v.Log())
+		default:
+		}
+		if h, err := v.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("vault did not become ready:\n%s", v.Log())
+}
+
+// SetupEngine enables transit with the KEK (once) and mounts the plugin at path,
+// configured with a periodic token limited to policies/plugin-transit.hcl.
+func (v *Vault) SetupEngine(t testing.TB, path string) {
+	t.Helper()
+	mounts, err := v.Client.Sys().ListMounts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mounts["transit/"]; !ok {
+		v.Must(t, v.Client.Sys().Mount("transit", &api.MountInput{Type: "transit"}))
+		_, err = v.Client.Logical().Write("transit/keys/apikeys", nil)
+		v.Must(t, err)
+	}
+	v.Must(t, v.Client.Sys().Mount(path, &api.MountInput{Type: "vault-plugin-secrets-apikeys"}))
+	_, err = v.Client.Logical().Write(path+"/config", map[string]interface{}{
+		"vault_addr": v.Addr,
+		"token":      v.TokenFromFile(t, "policies/plugin-transit.hcl"),
+	})
+	v.Must(t, err)
+}
+
+// Must fails the test on err.
+func (v *Vault) Must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Token writes policyHCL under a fresh name and returns a periodic token with
+// only that policy.
+func (v *Vault) Token(t testing.TB, policyHCL string) string {
+	t.Helper()
+	name := fmt.Sprintf("p-%d", time.Now().UnixNano())
+	v.Must(t, v.Client.Sys().PutPolicy(name, policyHCL))
+	sec, err := v.Client.Auth().Token().Create(&api.TokenCreateRequest{
+		Policies: []string{name}, NoDefaultPolicy: true, Period: "1h", DisplayName: name,
+	})
+	v.Must(t, err)
+	return sec.Auth.ClientToken
+}
+
+// TokenFromFile is Token with a policy file from the repository.
+func (v *Vault) TokenFromFile(t testing.TB, rel string) string {
+	t.Helper()
+	hcl, err := os.ReadFile(filepath.Join(Root(), rel))
+	v.Must(t, err)
+	return v.Token(t, string(hcl))
+}
+
+// CLI runs the vault command against this server as root and returns its
+// combined output and error.
+func (v *Vault) CLI(t testing.TB, args ...string) (string, error) {
+	t.Helper()
+	return v.CLIWithToken(t, v.RootToken, "", args...)
+}
+
+// CLIWithToken runs the vault command with a token and optional stdin.
+func (v *Vault) CLIWithToken(t testing.TB, tok, stdin string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, v.Bin, args...)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+v.Addr, "VAULT_TOKEN="+tok, "VAULT_FORMAT=")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// Log returns the server log so far.
+func (v *Vault) Log() string {
+	b, _ := os.ReadFile(v.LogPath)
+	return string(b)
+}
+
+// RawStorage returns every decrypted storage entry under logical/ as
+// "path\tvalue" lines, read through sys/raw.
+func (v *Vault) RawStorage(t testing.TB) string {
+	t.Helper()
+	var out strings.Builder
+	var walk func(prefix string)
+	walk = func(prefix string) {
+		sec, err := v.Client.Logical().List("sys/raw/" + prefix)
+		v.Must(t, err)
+		if sec == nil {
+			return
+		}
+		keys, _ := sec.Data["keys"].([]interface{})
+		for _, k := range keys {
+			name := k.(string)
+			if strings.HasSuffix(name, "/") {
+				walk(prefix + name)
+				continue
+			}
+			got, err := v.Client.Logical().Read("sys/raw/" + prefix + name)
+			v.Must(t, err)
+			if got != nil {
+				fmt.Fprintf(&out, "%s%s\t%v\n", prefix, name, got.Data["value"])
+			}
+		}
+	}
+	walk("logical/")
+	return out.String()
+}
+
+// Stop ends the server (idempotent).
+func (v *Vault) Stop() {
+	if v.cmd == nil || v.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-v.done:
+		return
+	default:
+	}
+	_ = v.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-v.done:
+	case <-time.After(10 * time.Second):
+		_ = v.cmd.Process.Kill()
+		<-v.done
+	}
+}
+
+// Get performs a raw HTTP GET with the root token (for checks below the api client).
+func (v *Vault) Get(path string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodGet, v.Addr+"/v1/"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("X-Vault-Token", v.RootToken)
+	return http.DefaultClient.Do(req)
+}
