@@ -19,8 +19,8 @@ func pathChanges(b *Backend) []*framework.Path {
 		Pattern:      "changes",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "changes"},
 		Fields: map[string]*framework.FieldSchema{
-			"after": {Type: framework.TypeString, Default: "0", Description: "Return changes with seq greater than this (the last seq the follower applied)."},
-			"wait":  {Type: framework.TypeString, Default: "0s", Description: "Long-poll: when nothing is newer than after, wait up to this long (e.g. 2s; at most 5s)."},
+			"after": {Type: framework.TypeString, Default: "0", Query: true, Description: "Return changes with seq greater than this (the last seq the follower applied)."},
+			"wait":  {Type: framework.TypeString, Default: "0s", Query: true, Description: "Long-poll: when nothing is newer than after, wait up to this long (e.g. 2s; at most 5s)."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{Callback: b.pathChangesRead},
@@ -31,7 +31,11 @@ func pathChanges(b *Backend) []*framework.Path {
 }
 
 func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	after, err := strconv.ParseUint(d.Get("after").(string), 10, 64)
+	rawAfter := d.Get("after").(string)
+	if rawAfter == "" {
+		rawAfter = "0"
+	}
+	after, err := strconv.ParseUint(rawAfter, 10, 64)
 	if err != nil {
 		return badRequest(fmt.Errorf("after must be a sequence number (0 or more)"))
 	}
@@ -54,6 +58,9 @@ func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *
 
 // parseWait accepts a Go duration or whole seconds, capped at maxWait.
 func parseWait(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
 		secs, err2 := strconv.Atoi(s)

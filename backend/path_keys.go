@@ -52,11 +52,11 @@ func pathKeys(b *Backend) []*framework.Path {
 			Pattern:      "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "keys"},
 			Fields: map[string]*framework.FieldSchema{
-				"after":     {Type: framework.TypeString, Description: "List names after this one (pagination)."},
-				"limit":     {Type: framework.TypeInt, Default: defaultListLimit, Description: "Most names to return (1-10000)."},
-				"role":      {Type: framework.TypeString, Description: "Only keys of this role."},
-				"workspace": {Type: framework.TypeString, Description: "Only keys pinned to this workspace."},
-				"status":    {Type: framework.TypeString, Description: "Only keys with this status: active, disabled or expired."},
+				"after":     {Type: framework.TypeString, Query: true, Description: "List names after this one (pagination)."},
+				"limit":     {Type: framework.TypeInt, Query: true, Default: defaultListLimit, Description: "Most names to return (1-10000)."},
+				"role":      {Type: framework.TypeString, Query: true, Description: "Only keys of this role."},
+				"workspace": {Type: framework.TypeString, Query: true, Description: "Only keys pinned to this workspace."},
+				"status":    {Type: framework.TypeString, Query: true, Description: "Only keys with this status: active, disabled or expired."},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeyList},
@@ -68,7 +68,11 @@ func pathKeys(b *Backend) []*framework.Path {
 }
 
 func (b *Backend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	n, err := b.getName(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if validName("key", name) != nil {
+		return false, nil // the handler explains what is wrong with it
+	}
+	n, err := b.getName(ctx, req.Storage, name)
 	return n != nil, err
 }
 
@@ -258,7 +262,11 @@ func (b *Backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *fr
 }
 
 func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	n, err := b.getName(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if err := validName("key", name); err != nil {
+		return badRequest(err)
+	}
+	n, err := b.getName(ctx, req.Storage, name)
 	if err != nil || n == nil {
 		return nil, err
 	}
@@ -392,8 +400,8 @@ func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Reco
 	if err := putJSON(ctx, s, storageKeyPrefix+rec.KeyID, rec); err != nil {
 		return err
 	}
-	if err := s.Put(ctx, &logical.StorageEntry{Key: tombKey(now, rec.KeyID)}); err != nil {
-		return fmt.Errorf("index tombstone %s: %w", rec.KeyID, err)
+	if err := putJSON(ctx, s, tombKey(now, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
+		return err
 	}
 	if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lookup.OpRevoked, now); err != nil {
 		return err

@@ -108,12 +108,20 @@ func pathRoles(b *Backend) []*framework.Path {
 }
 
 func (b *Backend) roleExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
-	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if validName("role", name) != nil {
+		return false, nil // the handler explains what is wrong with it
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
 	return r != nil, err
 }
 
 func (b *Backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	r, err := b.getRole(ctx, req.Storage, d.Get("name").(string))
+	name := d.Get("name").(string)
+	if err := validName("role", name); err != nil {
+		return badRequest(err)
+	}
+	r, err := b.getRole(ctx, req.Storage, name)
 	if err != nil || r == nil {
 		return nil, err
 	}
@@ -208,6 +216,9 @@ func (r *Role) validate() string {
 
 func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
+	if err := validName("role", name); err != nil {
+		return badRequest(err)
+	}
 	r, err := b.getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

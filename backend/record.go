@@ -47,9 +47,9 @@ type Record struct {
 // NameEntry maps a name to its live key_id (stored at name/<name>). Role,
 // workspace and status are repeated so listing and filters need no record reads.
 type NameEntry struct {
-	KeyID     string `json:"key_id"`
-	Role      string `json:"role"`
-	Workspace string `json:"workspace,omitempty"`
+	KeyID     string     `json:"key_id"`
+	Role      string     `json:"role"`
+	Workspace string     `json:"workspace,omitempty"`
 	Status    string     `json:"status"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 }

@@ -1,0 +1,177 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+func (e *testEnv) changes(after uint64, wait string) lookup.Changes {
+	e.t.Helper()
+	data := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": fmt.Sprint(after), "wait": wait}).Data
+	raw, err := json.Marshal(data)
+	require.NoError(e.t, err)
+	var out lookup.Changes
+	require.NoError(e.t, json.Unmarshal(raw, &out))
+	return out
+}
+
+func TestFeedOrdersEveryMutation(t *testing.T) {
+	e := configured(t)
+	a := e.issue("a", nil)["key_id"].(string)
+	b := e.issue("b", nil)["key_id"].(string)
+	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
+	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": b})
+
+	got := e.changes(0, "")
+	require.Len(t, got.Changes, 5)
+	assert.Equal(t, uint64(5), got.Head)
+	assert.False(t, got.Reset)
+	want := []struct{ id, op string }{{a, "created"}, {b, "created"}, {a, "revoked"}, {"", "role-updated"}, {b, "revoked"}}
+	for i, w := range want {
+		assert.Equal(t, uint64(i+1), got.Changes[i].Seq)
+		assert.Equal(t, w.id, got.Changes[i].KeyID)
+		assert.Equal(t, w.op, got.Changes[i].Op)
+	}
+	// Usage is not a mutation.
+	e.mustOK(logical.UpdateOperation, "usage", map[string]interface{}{"usage": []interface{}{
+		map[string]interface{}{"key_id": a, "count": 2, "last_used_at": "2026-01-01T00:00:00Z"}}})
+	assert.Equal(t, uint64(5), e.changes(0, "").Head)
+	// Paging from the middle.
+	mid := e.changes(3, "")
+	require.Len(t, mid.Changes, 2)
+	assert.Equal(t, uint64(4), mid.Changes[0].Seq)
+}
+
+func TestFeedPublishesAfterRecordIsWritten(t *testing.T) {
+	e := configured(t)
+	id := e.issue("a", nil)["key_id"].(string)
+	// Wrap storage so that, at the moment the feed entry for the revocation is
+	// written, we can check the record already says revoked.
+	checked := false
+	e.s = &watchStorage{Storage: e.s, onPut: func(key string) {
+		if key == feedKey(2) {
+			rec, err := e.b.getRecord(context.Background(), e.s, id)
+			require.NoError(t, err)
+			assert.Equal(t, lookup.StatusRevoked, rec.Status)
+			checked = true
+		}
+	}}
+	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	assert.True(t, checked)
+}
+
+type watchStorage struct {
+	logical.Storage
+	onPut func(key string)
+}
+
+func (w *watchStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	w.onPut(entry.Key)
+	return w.Storage.Put(ctx, entry)
+}
+
+func TestLongPollWakesOnChange(t *testing.T) {
+	e := configured(t)
+	head := e.changes(0, "").Head
+	type result struct {
+		ch  lookup.Changes
+		dur time.Duration
+	}
+	done := make(chan result, 1)
+	start := time.Now()
+	go func() {
+		data, _ := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "changes", Storage: e.s,
+			Data: map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s"}})
+		raw, _ := json.Marshal(data.Data)
+		var ch lookup.Changes
+		_ = json.Unmarshal(raw, &ch)
+		done <- result{ch, time.Since(start)}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	changedAt := time.Now()
+	e.issue("a", nil)
+	r := <-done
+	require.Len(t, r.ch.Changes, 1)
+	assert.Less(t, time.Since(changedAt), time.Second, "the poll must return on the change, not at the end of its wait")
+
+	// With nothing new, the poll waits about as long as asked, capped at 5s.
+	start = time.Now()
+	got := e.changes(r.ch.Head, "200ms")
+	assert.Empty(t, got.Changes)
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+	w, err := parseWait("30s")
+	require.NoError(t, err)
+	assert.Equal(t, maxWait, w)
+}
+
+func TestFeedResetAfterRetention(t *testing.T) {
+	e := configured(t)
+	clock := time.Now().UTC()
+	e.b.now = func() time.Time { return clock }
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"feed_retention": "1h"})
+	e.issue("a", nil)
+	e.issue("b", nil)
+	clock = clock.Add(2 * time.Hour)
+	e.issue("c", nil)
+	res := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
+	assert.EqualValues(t, 2, toInt(res["feed_entries_purged"]))
+
+	got := e.changes(0, "")
+	assert.True(t, got.Reset, "after=0 is behind retention")
+	require.Len(t, got.Changes, 1)
+	assert.Equal(t, uint64(3), got.Changes[0].Seq)
+	cur := e.changes(2, "")
+	assert.False(t, cur.Reset, "a follower at the tail is not behind")
+	ahead := e.changes(99, "")
+	assert.True(t, ahead.Reset, "a cursor beyond head is from another history")
+}
+
+func TestFeedSurvivesRestart(t *testing.T) {
+	e := configured(t)
+	for i := 0; i < feedCheckpointEvery+10; i++ {
+		_, err := e.b.feed.Append(context.Background(), e.s, "", "dev", lookup.OpRoleUpdated, time.Now())
+		require.NoError(t, err)
+	}
+	f := NewFeed()
+	require.NoError(t, f.Load(context.Background(), e.s))
+	assert.Equal(t, e.b.feed.head, f.head)
+	seq, err := f.Append(context.Background(), e.s, "", "dev", lookup.OpRoleUpdated, time.Now())
+	require.NoError(t, err)
+	assert.Equal(t, e.b.feed.head+1, seq)
+}
+
+func TestTombstonesPurgedAfterRetention(t *testing.T) {
+	e := configured(t)
+	clock := time.Now().UTC()
+	e.b.now = func() time.Time { return clock }
+	id := e.issue("a", nil)["key_id"].(string)
+	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	assert.Equal(t, 0, toInt(e.mustOK(logical.UpdateOperation, "tidy", nil).Data["tombstones_purged"]))
+	assert.Equal(t, "revoked", e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data["status"])
+	clock = clock.Add(721 * time.Hour)
+	assert.Equal(t, 1, toInt(e.mustOK(logical.UpdateOperation, "tidy", nil).Data["tombstones_purged"]))
+	assert.Nil(t, e.mustOK(logical.ReadOperation, "lookup/"+id, nil))
+}
+
+func toInt(v interface{}) int {
+	switch n := v.(type) {
+	case json.Number:
+		i, _ := n.Int64()
+		return int(i)
+	case int:
+		return n
+	case float64:
+		return int(n)
+	}
+	return -1
+}
