@@ -33,6 +33,7 @@ type Backend struct {
 	now       func() time.Time
 
 	nameLocks []*locksutil.LockEntry
+	tidyMu    sync.Mutex
 
 	// sealerMu guards sealer and cfg, rebuilt when config is written.
 	sealerMu sync.RWMutex
@@ -72,12 +73,15 @@ func New(newSealer SealerFactory) *Backend {
 		Paths: framework.PathAppend(
 			pathConfig(b),
 			pathRoles(b),
+			pathKeyActions(b),
 			pathKeys(b),
 			pathRevoke(b),
 			pathLookup(b),
 			pathChanges(b),
 			pathUsage(b),
 			pathTidy(b),
+			pathReports(b),
+			pathRewrap(b),
 		),
 		InitializeFunc: b.initialize,
 		PeriodicFunc:   b.periodic,

@@ -82,6 +82,23 @@ func (s *localSealer) Rewrap(_ context.Context, wrapped []string) ([]string, err
 
 func (s *localSealer) Close() {}
 
+// Forget starts a new data key under the current KEK version.
+func (s *localSealer) Forget() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dek := make([]byte, envelope.DEKSize)
+	_, _ = rand.Read(dek)
+	s.dek = dek
+	s.wrapped = s.wrap(s.dek)
+}
+
+// rotate moves the in-memory KEK to a new version, like transit rotate.
+func (s *localSealer) rotate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.version++
+}
+
 type testEnv struct {
 	t      *testing.T
 	b      *Backend
@@ -89,13 +106,18 @@ type testEnv struct {
 	sealer *localSealer
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t *testing.T) *testEnv { return newTestEnvWith(t, nil) }
+
+func newTestEnvWith(t *testing.T, tweak func(*logical.BackendConfig)) *testEnv {
 	t.Helper()
 	sealer := newLocalSealer()
 	b := New(func(context.Context, *Config, hclog.Logger) (Sealer, error) { return sealer, nil })
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
 	conf.Logger = hclog.NewNullLogger()
+	if tweak != nil {
+		tweak(conf)
+	}
 	require.NoError(t, b.Setup(context.Background(), conf))
 	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: conf.StorageView}))
 	return &testEnv{t: t, b: b, s: conf.StorageView, sealer: sealer}

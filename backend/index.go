@@ -182,3 +182,44 @@ func (x *Index) Page(ctx context.Context, s logical.Storage, f ListFilter) ([]st
 	})
 	return names, entries, nil
 }
+
+// Select walks names after `after` in order and keeps those pick accepts, up
+// to limit. With budget > 0 it examines at most budget names. next is the name
+// to continue after, or empty when the walk reached the end.
+func (x *Index) Select(ctx context.Context, s logical.Storage, after string, limit, budget int,
+	pick func(name string, e NameEntry) (map[string]interface{}, bool)) ([]string, map[string]interface{}, string, error) {
+	if err := x.ensure(ctx, s); err != nil {
+		return nil, nil, "", err
+	}
+	// Copy candidates out under the lock; pick may do storage reads.
+	x.mu.RLock()
+	var candidates []indexItem
+	x.names.AscendGreaterOrEqual(indexItem{name: after}, func(it indexItem) bool {
+		if it.name == after {
+			return true
+		}
+		candidates = append(candidates, it)
+		return budget <= 0 || len(candidates) < budget
+	})
+	exhausted := budget <= 0 || len(candidates) < budget
+	x.mu.RUnlock()
+
+	keys := []string{}
+	info := map[string]interface{}{}
+	for i, it := range candidates {
+		if v, ok := pick(it.name, it.entry); ok {
+			keys = append(keys, it.name)
+			info[it.name] = v
+			if len(keys) == limit {
+				if i == len(candidates)-1 && exhausted {
+					return keys, info, "", nil
+				}
+				return keys, info, it.name, nil
+			}
+		}
+	}
+	if exhausted {
+		return keys, info, "", nil
+	}
+	return keys, info, candidates[len(candidates)-1].name, nil
+}

@@ -44,6 +44,7 @@ func pathKeys(b *Backend) []*framework.Path {
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyUpdate},
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathKeyRead, Summary: "Read a key's record (never the key)."},
 				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathKeyDelete, Summary: "Revoke a key at once."},
+				logical.PatchOperation:  &framework.PathOperation{Callback: b.pathKeyPatch, Summary: "Change description, metadata or allowed_cidrs."},
 			},
 			HelpSynopsis:    pathKeysHelpSyn,
 			HelpDescription: pathKeysHelpDesc,
@@ -206,11 +207,11 @@ func (b *Backend) pathKeyCreate(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	entry := NameEntry{KeyID: rec.KeyID, Role: rec.Role, Workspace: rec.Workspace, Status: rec.Status, ExpiresAt: rec.ExpiresAt}
-	if err := putJSON(ctx, req.Storage, storageKeyPrefix+rec.KeyID, rec); err != nil {
+	entry := nameEntryOf(rec, nil)
+	if err := b.putIndexes(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
-	if err := putJSON(ctx, req.Storage, storageNamePrefix+kr.name, entry); err != nil {
+	if err := putNamed(ctx, req.Storage, rec, entry); err != nil {
 		return nil, err
 	}
 	committed = &entry
@@ -278,7 +279,22 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: b.recordView(rec, u, b.now())}, nil
+	data := b.recordView(rec, u, b.now())
+	previous := []map[string]interface{}{}
+	for _, id := range n.Previous {
+		old, err := b.getRecord(ctx, req.Storage, id)
+		if err != nil {
+			return nil, err
+		}
+		if old != nil {
+			previous = append(previous, map[string]interface{}{
+				"key_id": old.KeyID, "status": old.status(b.now()),
+				"grace_until": formatTime(old.GraceUntil), "expires_at": formatTime(old.ExpiresAt),
+			})
+		}
+	}
+	data["previous_keys"] = previous
+	return &logical.Response{Data: data}, nil
 }
 
 // recordView is what read, list and create show: never the key or its digest.
@@ -343,10 +359,20 @@ func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *fram
 	info := make(map[string]interface{}, len(names))
 	for _, name := range names {
 		e := entries[name]
-		info[name] = map[string]interface{}{
+		row := map[string]interface{}{
 			"key_id": e.KeyID, "role": e.Role, "workspace": e.Workspace,
 			"status": e.status(f.Now), "expires_at": formatTime(e.ExpiresAt),
+			"created_at": e.CreatedAt.Format(time.RFC3339),
+			"use_count": uint64(0), "last_used_at": "", "last_used_from": "",
 		}
+		u, err := b.getUsage(ctx, req.Storage, e.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		if u != nil {
+			row["use_count"], row["last_used_at"], row["last_used_from"] = u.Count, u.LastUsedAt.Format(time.RFC3339), u.LastUsedFrom
+		}
+		info[name] = row
 	}
 	return logical.ListResponseWithInfo(names, info), nil
 }
@@ -372,13 +398,15 @@ func (b *Backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 // revokeName revokes the name's key (and any key still in rotation grace) and
 // frees the name. The caller holds the name lock.
 func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string, n *NameEntry) error {
-	rec, err := b.getRecord(ctx, s, n.KeyID)
-	if err != nil {
-		return err
-	}
-	if rec != nil {
-		if err := b.revokeRecord(ctx, s, rec); err != nil {
+	for _, id := range append([]string{n.KeyID}, n.Previous...) {
+		rec, err := b.getRecord(ctx, s, id)
+		if err != nil {
 			return err
+		}
+		if rec != nil {
+			if err := b.revokeRecord(ctx, s, rec); err != nil {
+				return err
+			}
 		}
 	}
 	if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
@@ -402,6 +430,11 @@ func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Reco
 	}
 	if err := putJSON(ctx, s, tombKey(now, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
 		return err
+	}
+	if rec.CreatedBy.EntityID != "" {
+		if err := s.Delete(ctx, ownerKey(rec.CreatedBy.EntityID, rec.KeyID)); err != nil {
+			return fmt.Errorf("drop owner index of %s: %w", rec.KeyID, err)
+		}
 	}
 	if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lookup.OpRevoked, now); err != nil {
 		return err

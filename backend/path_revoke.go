@@ -56,20 +56,7 @@ func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *
 	if rec.Status == lookup.StatusRevoked {
 		return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": lookup.StatusRevoked, "already_revoked": true}}, nil
 	}
-	lock := b.nameLock(rec.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	n, err := b.getName(ctx, req.Storage, rec.Name)
-	if err != nil {
-		return nil, err
-	}
-	if n != nil && n.KeyID == keyID {
-		err = b.revokeName(ctx, req.Storage, rec.Name, n)
-	} else {
-		// A key_id no longer current for its name (in rotation grace).
-		err = b.revokeRecord(ctx, req.Storage, rec)
-	}
-	if err != nil {
+	if err := b.revokeKeyID(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": lookup.StatusRevoked}}, nil

@@ -14,6 +14,9 @@ import (
 type TidyResult struct {
 	TombstonesPurged  int `json:"tombstones_purged"`
 	FeedEntriesPurged int `json:"feed_entries_purged"`
+	ExpiredAnnounced  int `json:"expired_announced"`
+	GraceRevoked      int `json:"grace_revoked"`
+	OrphansRevoked    int `json:"orphans_revoked"`
 }
 
 func pathTidy(b *Backend) []*framework.Path {
@@ -23,8 +26,8 @@ func pathTidy(b *Backend) []*framework.Path {
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidyWrite},
 		},
-		HelpSynopsis:    "Purge old tombstones and feed entries now (the periodic job does it every minute).",
-		HelpDescription: "Removes tombstones older than tombstone_retention and change-feed entries older than feed_retention, and returns what it removed. Safe to run concurrently with everything else.",
+		HelpSynopsis:    "Run the periodic housekeeping now (the active node also runs it every minute).",
+		HelpDescription: "Revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, removes tombstones older than tombstone_retention and feed entries older than feed_retention, and returns what it did. Safe to run concurrently with everything else.",
 	}}
 }
 
@@ -38,9 +41,17 @@ func (b *Backend) pathTidyWrite(ctx context.Context, req *logical.Request, _ *fr
 
 // tidy is shared by the periodic job and the tidy path.
 func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, error) {
+	b.tidyMu.Lock() // one pass at a time: the periodic job and the path may overlap
+	defer b.tidyMu.Unlock()
 	var res TidyResult
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil || cfg == nil {
+		return res, err
+	}
+	if res.ExpiredAnnounced, res.GraceRevoked, err = b.processExpiries(ctx, s); err != nil {
+		return res, err
+	}
+	if res.OrphansRevoked, err = b.revokeOrphans(ctx, s); err != nil {
 		return res, err
 	}
 	now := b.now()

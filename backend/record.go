@@ -12,10 +12,12 @@ import (
 )
 
 const (
-	storageKeyPrefix  = "key/"
-	storageNamePrefix = "name/"
-	storageTombPrefix = "tomb/"
-	storageUsage      = "usage/"
+	storageExpPrefix   = "exp/"
+	storageOwnerPrefix = "owner/"
+	storageKeyPrefix   = "key/"
+	storageNamePrefix  = "name/"
+	storageTombPrefix  = "tomb/"
+	storageUsage       = "usage/"
 )
 
 // Creator is who issued a key.
@@ -41,7 +43,11 @@ type Record struct {
 	CreatedBy    Creator           `json:"created_by"`
 	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
 	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
-	Sealed       envelope.Sealed   `json:"sealed"`
+	// GraceUntil is set on a key replaced by rotation: it stays valid until then
+	// (ExpiresAt is capped to it) and is revoked afterwards.
+	GraceUntil *time.Time      `json:"grace_until,omitempty"`
+	RotatedTo  string          `json:"rotated_to,omitempty"`
+	Sealed     envelope.Sealed `json:"sealed"`
 }
 
 // NameEntry maps a name to its live key_id (stored at name/<name>). Role,
@@ -52,6 +58,14 @@ type NameEntry struct {
 	Workspace string     `json:"workspace,omitempty"`
 	Status    string     `json:"status"`
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	// Previous lists key_ids replaced by rotation that are still in grace.
+	Previous []string `json:"previous,omitempty"`
+}
+
+func nameEntryOf(rec *Record, previous []string) NameEntry {
+	return NameEntry{KeyID: rec.KeyID, Role: rec.Role, Workspace: rec.Workspace, Status: rec.Status,
+		ExpiresAt: rec.ExpiresAt, CreatedAt: rec.CreatedAt, Previous: previous}
 }
 
 // status is the entry's status at now, as Record.status.
@@ -116,4 +130,37 @@ func (b *Backend) getName(ctx context.Context, s logical.Storage, name string) (
 // tombKey orders tombstones by revocation time so tidy reads only expired ones.
 func tombKey(at time.Time, keyID string) string {
 	return fmt.Sprintf("%s%020d-%s", storageTombPrefix, at.Unix(), keyID)
+}
+
+// expKey orders expiry (and grace-end) events by time for the periodic job.
+func expKey(at time.Time, keyID string) string {
+	return fmt.Sprintf("%s%020d-%s", storageExpPrefix, at.Unix(), keyID)
+}
+
+// ownerKey indexes keys by the entity that created them.
+func ownerKey(entityID, keyID string) string {
+	return storageOwnerPrefix + entityID + "/" + keyID
+}
+
+// putNamed writes a record and the name entry pointing at it.
+func putNamed(ctx context.Context, s logical.Storage, rec *Record, entry NameEntry) error {
+	if err := putJSON(ctx, s, storageKeyPrefix+rec.KeyID, rec); err != nil {
+		return err
+	}
+	return putJSON(ctx, s, storageNamePrefix+rec.Name, entry)
+}
+
+// putIndexes writes the expiry and owner index entries of a new record.
+func (b *Backend) putIndexes(ctx context.Context, s logical.Storage, rec *Record) error {
+	if rec.ExpiresAt != nil {
+		if err := putJSON(ctx, s, expKey(*rec.ExpiresAt, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
+			return err
+		}
+	}
+	if rec.CreatedBy.EntityID != "" {
+		if err := putJSON(ctx, s, ownerKey(rec.CreatedBy.EntityID, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

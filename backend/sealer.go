@@ -14,6 +14,9 @@ type Sealer interface {
 	Seal(ctx context.Context, aad, plaintext []byte) (envelope.Sealed, error)
 	// Rewrap returns each wrapped data key rewrapped under the newest KEK version.
 	Rewrap(ctx context.Context, wrapped []string) ([]string, error)
+	// Forget drops prepared data keys so the next seal uses a fresh one, wrapped
+	// under the newest KEK version (after a KEK rotation).
+	Forget()
 	// Close stops background work and forgets data keys.
 	Close()
 }

@@ -262,6 +262,14 @@ func (s *TransitSealer) tokenTTL(ctx context.Context) (time.Duration, bool, erro
 	return ttl, renewable, nil
 }
 
+// Forget implements Sealer.
+func (s *TransitSealer) Forget() {
+	s.mu.Lock()
+	s.cur, s.next = nil, nil
+	s.mu.Unlock()
+	s.signal()
+}
+
 // Close implements Sealer.
 func (s *TransitSealer) Close() {
 	select {

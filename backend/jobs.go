@@ -1,0 +1,97 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+// processExpiries walks exp/ up to now: rotated-out keys whose grace ended are
+// revoked, and keys that expired are announced on the feed (verifiers already
+// enforce expires_at themselves; the entry lets them drop the key at once).
+func (b *Backend) processExpiries(ctx context.Context, s logical.Storage) (expired, graceRevoked int, err error) {
+	keys, err := s.List(ctx, storageExpPrefix)
+	if err != nil {
+		return 0, 0, fmt.Errorf("list expiries: %w", err)
+	}
+	now := b.now()
+	for _, k := range keys {
+		at, keyID, ok := strings.Cut(k, "-")
+		secs, perr := strconv.ParseInt(at, 10, 64)
+		if !ok || perr != nil {
+			continue
+		}
+		if secs > now.Unix() {
+			break // sorted by time: the rest are in the future
+		}
+		rec, err := b.getRecord(ctx, s, keyID)
+		if err != nil {
+			return expired, graceRevoked, err
+		}
+		if rec != nil && rec.Status != lookup.StatusRevoked && rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt) {
+			if rec.GraceUntil != nil {
+				if err := b.revokeKeyID(ctx, s, rec); err != nil {
+					return expired, graceRevoked, err
+				}
+				graceRevoked++
+			} else {
+				if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lookup.OpExpired, now); err != nil {
+					return expired, graceRevoked, err
+				}
+				b.sendEvent(ctx, "key-expired", "key_id", rec.KeyID, "name", rec.Name)
+				expired++
+			}
+		}
+		if err := s.Delete(ctx, storageExpPrefix+k); err != nil {
+			return expired, graceRevoked, fmt.Errorf("drop expiry entry: %w", err)
+		}
+	}
+	return expired, graceRevoked, nil
+}
+
+// revokeOrphans revokes keys whose creating entity no longer exists. An entity
+// that cannot be looked up right now is left alone: revocation is final, so a
+// transient error must not trigger it.
+func (b *Backend) revokeOrphans(ctx context.Context, s logical.Storage) (int, error) {
+	if b.System() == nil {
+		return 0, nil
+	}
+	entities, err := s.List(ctx, storageOwnerPrefix)
+	if err != nil {
+		return 0, fmt.Errorf("list key owners: %w", err)
+	}
+	revoked := 0
+	for _, e := range entities {
+		entityID := strings.TrimSuffix(e, "/")
+		ent, err := b.System().EntityInfo(entityID)
+		if err != nil || ent != nil {
+			continue
+		}
+		ids, err := s.List(ctx, storageOwnerPrefix+entityID+"/")
+		if err != nil {
+			return revoked, err
+		}
+		for _, id := range ids {
+			rec, err := b.getRecord(ctx, s, id)
+			if err != nil {
+				return revoked, err
+			}
+			if rec != nil && rec.Status != lookup.StatusRevoked {
+				if err := b.revokeKeyID(ctx, s, rec); err != nil {
+					return revoked, err
+				}
+				b.logger.Info("revoked key of deleted entity", "key_id", id, "entity_id", entityID)
+				revoked++
+			}
+			if err := s.Delete(ctx, ownerKey(entityID, id)); err != nil {
+				return revoked, err
+			}
+		}
+	}
+	return revoked, nil
+}
