@@ -55,7 +55,7 @@ func pathConfig(b *Backend) []*framework.Path {
 		Pattern:      "config",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "configuration"},
 		Fields: map[string]*framework.FieldSchema{
-			"vault_addr":          {Type: framework.TypeString, Description: "Address of this Vault's API, used to reach transit (e.g. https://127.0.0.1:8200)."},
+			"vault_addr":          {Type: framework.TypeString, Description: "Address of this Vault's API, used to reach transit (e.g. https://127.0.0.1:8200); in an HA cluster, a comma-separated list of every node."},
 			"transit_mount":       {Type: framework.TypeString, Default: "transit", Description: "Mount path of the transit engine that wraps data keys."},
 			"transit_key":         {Type: framework.TypeString, Default: "apikeys", Description: "Name of the transit key (KEK) that wraps data keys."},
 			"token":               {Type: framework.TypeString, Description: "Write-only. Vault token for transit: datakey/plaintext and rewrap on the KEK, renew-self. Renewed by the plugin; never returned.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
@@ -222,9 +222,11 @@ func (c *Config) validate() string {
 	case c.DEKTTL == 0:
 		return "dek_ttl must be positive"
 	}
-	u, err := url.Parse(c.VaultAddr)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Sprintf("vault_addr %q is not an http(s) URL", c.VaultAddr)
+	for _, addr := range splitAddrs(c.VaultAddr) {
+		u, err := url.Parse(addr)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Sprintf("vault_addr %q is not an http(s) URL (or a comma-separated list of them)", addr)
+		}
 	}
 	return ""
 }

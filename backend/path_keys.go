@@ -363,7 +363,7 @@ func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *fram
 			"key_id": e.KeyID, "role": e.Role, "workspace": e.Workspace,
 			"status": e.status(f.Now), "expires_at": formatTime(e.ExpiresAt),
 			"created_at": e.CreatedAt.Format(time.RFC3339),
-			"use_count": uint64(0), "last_used_at": "", "last_used_from": "",
+			"use_count":  uint64(0), "last_used_at": "", "last_used_from": "",
 		}
 		u, err := b.getUsage(ctx, req.Storage, e.KeyID)
 		if err != nil {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -31,7 +33,10 @@ type dataKey struct {
 // TransitSealer seals with data keys from transit/datakey/plaintext and keeps the
 // next one ready in a background goroutine. It renews its own token.
 type TransitSealer struct {
-	client  *api.Client
+	// clients reach each configured Vault address; in an HA cluster any node
+	// forwards to the active one, so a dead node is skipped.
+	clients []*api.Client
+	good    atomic.Int32 // index of the last client that answered
 	dekPath string
 	rewrap  string
 	maxUses int
@@ -50,18 +55,22 @@ type TransitSealer struct {
 // NewTransitSealer builds a TransitSealer and fetches its first data key, so a
 // wrong address, token, mount or key name fails here with a clear message.
 func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Sealer, error) {
-	conf := api.DefaultConfig()
-	conf.Address = cfg.VaultAddr
-	conf.Timeout = transitTimeout
-	conf.MaxRetries = 0
-	client, err := api.NewClient(conf)
-	if err != nil {
-		return nil, fmt.Errorf("transit client for %s: %w", cfg.VaultAddr, err)
+	var clients []*api.Client
+	for _, addr := range splitAddrs(cfg.VaultAddr) {
+		conf := api.DefaultConfig()
+		conf.Address = addr
+		conf.Timeout = transitTimeout
+		conf.MaxRetries = 0
+		client, err := api.NewClient(conf)
+		if err != nil {
+			return nil, fmt.Errorf("transit client for %s: %w", addr, err)
+		}
+		client.SetToken(cfg.Token)
+		client.SetNamespace("")
+		clients = append(clients, client)
 	}
-	client.SetToken(cfg.Token)
-	client.SetNamespace("")
 	s := &TransitSealer{
-		client:  client,
+		clients: clients,
 		dekPath: fmt.Sprintf("%s/datakey/plaintext/%s", cfg.TransitMount, cfg.TransitKey),
 		rewrap:  fmt.Sprintf("%s/rewrap/%s", cfg.TransitMount, cfg.TransitKey),
 		maxUses: cfg.DEKMaxUses,
@@ -167,7 +176,11 @@ func (s *TransitSealer) refillLoop() {
 func (s *TransitSealer) fetch(ctx context.Context) (*dataKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, transitTimeout)
 	defer cancel()
-	sec, err := s.client.Logical().WriteWithContext(ctx, s.dekPath, map[string]interface{}{"bits": 256})
+	var sec *api.Secret
+	err := s.call(func(c *api.Client) (err error) {
+		sec, err = c.Logical().WriteWithContext(ctx, s.dekPath, map[string]interface{}{"bits": 256})
+		return err
+	})
 	if err != nil {
 		return nil, transitError("get a data key from "+s.dekPath, err)
 	}
@@ -193,7 +206,11 @@ func (s *TransitSealer) Rewrap(ctx context.Context, wrapped []string) ([]string,
 			batch = append(batch, map[string]interface{}{"ciphertext": w})
 		}
 		cctx, cancel := context.WithTimeout(ctx, transitTimeout)
-		sec, err := s.client.Logical().WriteWithContext(cctx, s.rewrap, map[string]interface{}{"batch_input": batch})
+		var sec *api.Secret
+		err := s.call(func(c *api.Client) (err error) {
+			sec, err = c.Logical().WriteWithContext(cctx, s.rewrap, map[string]interface{}{"batch_input": batch})
+			return err
+		})
 		cancel()
 		if err != nil {
 			return nil, transitError("rewrap data keys with "+s.rewrap, err)
@@ -229,7 +246,10 @@ func (s *TransitSealer) renewLoop() {
 		ctx, cancel := context.WithTimeout(context.Background(), transitTimeout)
 		ttl, renewable, err := s.tokenTTL(ctx)
 		if err == nil && renewable && ttl > 0 {
-			_, err = s.client.Auth().Token().RenewSelfWithContext(ctx, int(ttl.Seconds()))
+			err = s.call(func(c *api.Client) error {
+				_, err := c.Auth().Token().RenewSelfWithContext(ctx, int(ttl.Seconds()))
+				return err
+			})
 		}
 		cancel()
 		switch {
@@ -245,7 +265,11 @@ func (s *TransitSealer) renewLoop() {
 }
 
 func (s *TransitSealer) tokenTTL(ctx context.Context) (time.Duration, bool, error) {
-	sec, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	var sec *api.Secret
+	err := s.call(func(c *api.Client) (err error) {
+		sec, err = c.Auth().Token().LookupSelfWithContext(ctx)
+		return err
+	})
 	if err != nil {
 		return 0, false, err
 	}
@@ -268,6 +292,34 @@ func (s *TransitSealer) Forget() {
 	s.cur, s.next = nil, nil
 	s.mu.Unlock()
 	s.signal()
+}
+
+// call runs fn against the last good address first, then the others, moving on
+// only when an address cannot be reached (a Vault answer, even an error, stops).
+func (s *TransitSealer) call(fn func(*api.Client) error) error {
+	start := int(s.good.Load())
+	var err error
+	for i := range s.clients {
+		idx := (start + i) % len(s.clients)
+		err = fn(s.clients[idx])
+		var re *api.ResponseError
+		if err == nil || errors.As(err, &re) && re.StatusCode != http.StatusServiceUnavailable && re.StatusCode != http.StatusBadGateway {
+			s.good.Store(int32(idx))
+			return err
+		}
+	}
+	return err
+}
+
+// splitAddrs reads vault_addr: one address or a comma-separated list.
+func splitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Close implements Sealer.
