@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
 
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 .PHONY: all build run test unit vault lint fuzz bench clean
 
 all: build
@@ -21,12 +23,16 @@ vault:
 run:
 	@scripts/dev-stack
 
-## test: every test, integration against the real Vault included (race detector on)
-test:
+## test: static checks, then every test, integration against the real Vault included (race detector on)
+test: lint
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  echo "make test: using $$VAULT_BIN" && \
-	  $(GO) vet $(PKGS) && \
 	  $(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+## lint: go vet and staticcheck (pinned)
+lint:
+	$(GO) vet $(PKGS)
+	GOFLAGS= $(GO) run $(STATICCHECK) $(PKGS)
 
 ## unit: the fast tests only (no Vault)
 unit:
@@ -36,6 +42,14 @@ unit:
 FUZZTIME ?= 30s
 fuzz:
 	@scripts/fuzz "$(FUZZTIME)"
+
+## bench: side-by-side load tests against Vault's endpoints and a bare handler (≤ 15 min)
+bench:
+	@scripts/ensure-packages wrk:wrk
+	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
+	  timeout 15m $(GO) run ./scripts/bench -out BENCHMARKS.md && \
+	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./backend/token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
+	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench
 
 clean:
 	rm -rf bin .run

@@ -15,11 +15,20 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 )
+
+// T is the part of testing.TB the harness needs, so that benchmarks run
+// outside `go test` can start a Vault the same way tests do.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
 
 // Vault is one running dev server.
 type Vault struct {
@@ -90,7 +99,7 @@ func FindVault() (string, error) {
 }
 
 // PluginDir builds the plugin once per test binary and returns its directory.
-func PluginDir(t testing.TB) string {
+func PluginDir(t T) string {
 	buildOnce.Do(func() {
 		pluginDir, buildErr = os.MkdirTemp("", "apikeys-plugins-")
 		if buildErr != nil {
@@ -109,7 +118,7 @@ func PluginDir(t testing.TB) string {
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +128,7 @@ func FreePort(t testing.TB) int {
 }
 
 // Start runs a dev server on a free loopback port and stops it when the test ends.
-func Start(t testing.TB, opts ...Option) *Vault {
+func Start(t T, opts ...Option) *Vault {
 	t.Helper()
 	o := options{engine: true}
 	for _, opt := range opts {
@@ -164,7 +173,7 @@ func Start(t testing.TB, opts ...Option) *Vault {
 	return v
 }
 
-func (v *Vault) waitReady(t testing.TB) {
+func (v *Vault) waitReady(t T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -182,7 +191,7 @@ func (v *Vault) waitReady(t testing.TB) {
 
 // SetupEngine enables transit with the KEK (once) and mounts the plugin at path,
 // configured with a periodic token limited to policies/plugin-transit.hcl.
-func (v *Vault) SetupEngine(t testing.TB, path string) {
+func (v *Vault) SetupEngine(t T, path string) {
 	t.Helper()
 	mounts, err := v.Client.Sys().ListMounts()
 	if err != nil {
@@ -202,7 +211,7 @@ func (v *Vault) SetupEngine(t testing.TB, path string) {
 }
 
 // Must fails the test on err.
-func (v *Vault) Must(t testing.TB, err error) {
+func (v *Vault) Must(t T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +220,7 @@ func (v *Vault) Must(t testing.TB, err error) {
 
 // Token writes policyHCL under a fresh name and returns a periodic token with
 // only that policy.
-func (v *Vault) Token(t testing.TB, policyHCL string) string {
+func (v *Vault) Token(t T, policyHCL string) string {
 	t.Helper()
 	name := fmt.Sprintf("p-%d", time.Now().UnixNano())
 	v.Must(t, v.Client.Sys().PutPolicy(name, policyHCL))
@@ -223,7 +232,7 @@ func (v *Vault) Token(t testing.TB, policyHCL string) string {
 }
 
 // TokenFromFile is Token with a policy file from the repository.
-func (v *Vault) TokenFromFile(t testing.TB, rel string) string {
+func (v *Vault) TokenFromFile(t T, rel string) string {
 	t.Helper()
 	hcl, err := os.ReadFile(filepath.Join(Root(), rel))
 	v.Must(t, err)
@@ -232,13 +241,13 @@ func (v *Vault) TokenFromFile(t testing.TB, rel string) string {
 
 // CLI runs the vault command against this server as root and returns its
 // combined output and error.
-func (v *Vault) CLI(t testing.TB, args ...string) (string, error) {
+func (v *Vault) CLI(t T, args ...string) (string, error) {
 	t.Helper()
 	return v.CLIWithToken(t, v.RootToken, "", args...)
 }
 
 // CLIWithToken runs the vault command with a token and optional stdin.
-func (v *Vault) CLIWithToken(t testing.TB, tok, stdin string, args ...string) (string, error) {
+func (v *Vault) CLIWithToken(t T, tok, stdin string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -259,7 +268,7 @@ func (v *Vault) Log() string {
 
 // RawStorage returns every decrypted storage entry under logical/ as
 // "path\tvalue" lines, read through sys/raw.
-func (v *Vault) RawStorage(t testing.TB) string {
+func (v *Vault) RawStorage(t T) string {
 	t.Helper()
 	var out strings.Builder
 	var walk func(prefix string)

@@ -1,0 +1,454 @@
+// Command bench measures vault-apikeys side by side with Vault's own endpoints
+// and a bare Go handler, in one run on this machine, and prints ratios (and
+// writes BENCHMARKS.md). Everything runs on loopback, is bounded in requests
+// and time, and stops by itself. Run it with `make bench`.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+)
+
+type options struct {
+	duration     time.Duration
+	coldDuration time.Duration
+	connections  int
+	threads      int
+	fill         int
+	measured     int
+	hot          int
+	revocations  int
+	out          string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "length of each wrk run")
+	flag.IntVar(&o.connections, "connections", 32, "concurrent connections for every HTTP load")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.IntVar(&o.fill, "fill", 10000, "keys stored before issuance is measured (also the cold set)")
+	flag.IntVar(&o.measured, "measured", 5000, "keys issued while measuring issuance (the hot set comes from them)")
+	flag.DurationVar(&o.coldDuration, "cold-duration", 2*time.Second, "length of the cold run (bounded by the number of never-seen keys)")
+	flag.IntVar(&o.hot, "hot", 1000, "working set of the hot verify load")
+	flag.IntVar(&o.revocations, "revocations", 200, "revocations measured under load")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (empty: stdout only)")
+	flag.Parse()
+
+	s := vaulttest.NewSession()
+	defer s.Close()
+	r, err := run(s, o)
+	if err != nil {
+		s.Fatal(err)
+	}
+	report := r.markdown(o)
+	fmt.Println(report)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+			s.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: wrote %s\n", o.out)
+	}
+}
+
+type issued struct{ name, key string }
+
+type results struct {
+	machine                 string
+	loads                   []load
+	fillRate, measuredRate  float64
+	listFirstPage           time.Duration
+	propagation             []time.Duration
+	propagationFailures     int
+	propagationLoadRate     float64
+	propagationLoadAchieved float64
+	coldKeysUsed            int64
+	coldKeysTotal           int
+}
+
+func run(s *vaulttest.Session, o options) (*results, error) {
+	res := &results{machine: machineInfo()}
+	step := func(msg string) { fmt.Fprintf(os.Stderr, "bench: %s\n", msg) }
+	dir := s.TempDir()
+
+	step("starting a Vault dev server with transit and the plugin")
+	v := vaulttest.Start(s)
+	root := http.Header{"X-Vault-Token": {v.RootToken}}
+	must := func(_ []byte, err error) {
+		if err != nil {
+			s.Fatal(err)
+		}
+	}
+	must(vaultDo(v.Addr, "POST", "apikeys/config", root, map[string]interface{}{"max_keys": 0}))
+	must(vaultDo(v.Addr, "POST", "apikeys/roles/bench", root, map[string]interface{}{"permissions": "clusters:read,clusters:write", "allowed_workspaces": "*"}))
+
+	step(fmt.Sprintf("issuing %d keys at concurrency 16 (fill)", o.fill))
+	cold, rate, err := issue(v.Addr, v.RootToken, "fill", o.fill, 16)
+	if err != nil {
+		return nil, err
+	}
+	res.fillRate = rate
+	step(fmt.Sprintf("issuing %d more keys at concurrency 16 with %d stored (measured)", o.measured, o.fill))
+	hot, rate, err := issue(v.Addr, v.RootToken, "hot", o.measured, 16)
+	if err != nil {
+		return nil, err
+	}
+	res.measuredRate = rate
+	start := time.Now()
+	must(vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100", root, nil))
+	res.listFirstPage = time.Since(start)
+
+	verifierURL, err := startVerifier(s, v, dir)
+	if err != nil {
+		return nil, err
+	}
+	// Never-verified keys: the fill plus the measured keys outside the hot set.
+	cold = append(cold, hot[o.hot:]...)
+	hot = hot[:o.hot]
+	bareURL, err := startBare(s, dir, hot)
+	if err != nil {
+		return nil, err
+	}
+	hotFile := writeKeys(dir, "hot.txt", hot[o.revocations:])
+	coldFile := writeKeys(dir, "cold.txt", cold)
+
+	step("warming the verifier's cache with the hot set")
+	for _, k := range hot {
+		code, err := verifyCode(verifierURL, k.key)
+		if err != nil || code != "VALID" {
+			return nil, fmt.Errorf("warm-up verify answered %q, %v", code, err)
+		}
+	}
+
+	vaultToken := v.TokenFromFile(s, "policies/verifier.hcl")
+	hmacBody := prepareVaultEndpoints(s, v)
+	w := wrkRunner{dir: dir, o: o}
+	runs := []struct {
+		name, url, script string
+		d                 time.Duration
+	}{
+		{"bare Go handler (SHA-256 + map)", bareURL + "/v1/verify", w.postKeys(hotFile, false), o.duration},
+		{"verifier, hot (cached)", verifierURL + "/v1/verify", w.postKeys(hotFile, false), o.duration},
+		{"verifier, cold (never-seen keys)", verifierURL + "/v1/verify", w.postKeys(coldFile, true), o.coldDuration},
+		{"Vault auth/token/lookup-self", v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration},
+		{"Vault transit/verify (HMAC)", v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration},
+		{"Vault KV v2 read", v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration},
+	}
+	for _, r := range runs {
+		step("wrk: " + r.name)
+		l, err := w.run(r.name, r.url, r.script, r.d)
+		if err != nil {
+			return nil, err
+		}
+		res.loads = append(res.loads, l)
+	}
+	res.coldKeysTotal = len(cold)
+	res.coldKeysUsed = res.loads[2].requests
+
+	step(fmt.Sprintf("revoking %d cached keys under load at half the hot maximum", o.revocations))
+	res.propagationLoadRate = res.loads[1].rps / 2
+	res.propagation, res.propagationFailures, res.propagationLoadAchieved = propagation(v.Addr, v.RootToken, verifierURL, hot[:o.revocations], hot[o.revocations:], res.propagationLoadRate, o.connections)
+	return res, nil
+}
+
+// vaultDo sends one request to Vault and returns the body, failing on a non-2xx.
+func vaultDo(addr, method, path string, h http.Header, body interface{}) ([]byte, error) {
+	var rd *bytes.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		rd = bytes.NewReader(raw)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, err := http.NewRequest(method, addr+"/v1/"+path, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header = h.Clone()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	if resp.StatusCode >= 300 {
+		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, buf.String())
+	}
+	return buf.Bytes(), nil
+}
+
+// issue creates n keys at the given concurrency and returns them with the rate.
+func issue(addr, token, prefix string, n, workers int) ([]issued, float64, error) {
+	out := make([]issued, n)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	h := http.Header{"X-Vault-Token": {token}, "Content-Type": {"application/json"}}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || firstErr.Load() != nil {
+					return
+				}
+				name := fmt.Sprintf("%s-%07d", prefix, i)
+				body, err := vaultDo(addr, "POST", "apikeys/keys/"+name, h, map[string]interface{}{"role": "bench"})
+				if err != nil {
+					firstErr.Store(err)
+					return
+				}
+				var resp struct {
+					Data struct {
+						Key string `json:"key"`
+					} `json:"data"`
+				}
+				if err := json.Unmarshal(body, &resp); err != nil {
+					firstErr.Store(err)
+					return
+				}
+				out[i] = issued{name, resp.Data.Key}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, 0, err
+	}
+	return out, float64(n) / time.Since(start).Seconds(), nil
+}
+
+func writeKeys(dir, name string, keys []issued) string {
+	path := filepath.Join(dir, name)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k.key + "\n")
+	}
+	_ = os.WriteFile(path, []byte(b.String()), 0o600)
+	return path
+}
+
+func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string) (string, error) {
+	bin := filepath.Join(dir, "apikeys-verifier")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/apikeys-verifier").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build verifier: %v\n%s", err, out)
+	}
+	port := vaulttest.FreePort(s)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	tokenFile := filepath.Join(dir, "verifier-token")
+	_ = os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600)
+	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", v.Addr,
+		"-vault-token-file", tokenFile, "-audit-log", filepath.Join(dir, "audit.log"), "-usage-flush", "10s")
+	logf, _ := os.Create(filepath.Join(dir, "verifier.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	s.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return url, waitHTTP(url + "/healthz")
+}
+
+func startBare(s *vaulttest.Session, dir string, keys []issued) (string, error) {
+	bin := filepath.Join(dir, "bare")
+	if out, err := exec.Command("go", "build", "-o", bin, "./scripts/bench/bare").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build bare handler: %v\n%s", err, out)
+	}
+	port := vaulttest.FreePort(s)
+	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-keys", writeKeys(dir, "bare-keys.txt", keys))
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	s.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Post(url+"/v1/verify", "application/json", strings.NewReader(`{"key":"x"}`)); err == nil {
+			resp.Body.Close()
+			return url, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return "", fmt.Errorf("bare handler did not start")
+}
+
+func waitHTTP(url string) error {
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 200", url)
+}
+
+var verifyClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 5 * time.Second}
+
+func verifyCode(url, key string) (string, error) {
+	resp, err := verifyClient.Post(url+"/v1/verify", "application/json", strings.NewReader(`{"key":"`+key+`"}`))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Code string `json:"code"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("status %d: %w", resp.StatusCode, err)
+	}
+	return out.Code, nil
+}
+
+// prepareVaultEndpoints creates the HMAC key and KV entry the comparison loads
+// read, and returns the transit/verify request body.
+func prepareVaultEndpoints(s *vaulttest.Session, v *vaulttest.Vault) string {
+	root := http.Header{"X-Vault-Token": {v.RootToken}}
+	if _, err := vaultDo(v.Addr, "POST", "transit/keys/bench-hmac", root, nil); err != nil {
+		s.Fatal(err)
+	}
+	input := base64.StdEncoding.EncodeToString([]byte("vak_bench_input"))
+	body, err := vaultDo(v.Addr, "POST", "transit/hmac/bench-hmac", root, map[string]interface{}{"input": input})
+	if err != nil {
+		s.Fatal(err)
+	}
+	var h struct {
+		Data struct {
+			HMAC string `json:"hmac"`
+		} `json:"data"`
+	}
+	_ = json.Unmarshal(body, &h)
+	if _, err := vaultDo(v.Addr, "POST", "secret/data/bench", root, map[string]interface{}{"data": map[string]string{"k": "v"}}); err != nil {
+		s.Fatal(err)
+	}
+	raw, _ := json.Marshal(map[string]string{"input": input, "hmac": h.Data.HMAC})
+	return string(raw)
+}
+
+// propagation revokes each key (cached by the verifier) while a paced load of
+// other keys runs, and measures from the delete returning to the first REVOKED.
+func propagation(addr, token, verifierURL string, victims, background []issued, rate float64, conns int) ([]time.Duration, int, float64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	tokens := make(chan struct{}, conns)
+	wg.Add(1)
+	go func() { // pacer: rate tokens per second, in 1 ms ticks
+		defer wg.Done()
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		credit := 0.0
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				for credit += rate / 1000; credit >= 1; credit-- {
+					select {
+					case tokens <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	for c := 0; c < conns; c++ {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			for i := c; ; i += conns {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tokens:
+				}
+				_, _ = verifyCode(verifierURL, background[i%len(background)].key)
+				sent.Add(1)
+			}
+		}(c)
+	}
+	h := http.Header{"X-Vault-Token": {token}}
+	var lat []time.Duration
+	failures := 0
+	start := time.Now()
+	for _, k := range victims {
+		if code, _ := verifyCode(verifierURL, k.key); code != "VALID" {
+			failures++
+			continue
+		}
+		if _, err := vaultDo(addr, "DELETE", "apikeys/keys/"+k.name, h, nil); err != nil {
+			failures++
+			continue
+		}
+		t0 := time.Now()
+		seen := false
+		for time.Since(t0) < 2*time.Second {
+			if code, _ := verifyCode(verifierURL, k.key); code == "REVOKED" {
+				lat = append(lat, time.Since(t0))
+				seen = true
+				break
+			}
+		}
+		if !seen {
+			failures++
+		}
+	}
+	achieved := float64(sent.Load()) / time.Since(start).Seconds()
+	cancel()
+	wg.Wait()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat, failures, achieved
+}
+
+func machineInfo() string {
+	cpu := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(sc.Text(), ":", 2)[1])
+				break
+			}
+		}
+		f.Close()
+	}
+	vaultVersion := "?"
+	if bin, err := vaulttest.FindVault(); err == nil {
+		if out, err := exec.Command(bin, "version").Output(); err == nil {
+			vaultVersion = strings.TrimSpace(string(out))
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s/%s, %s", runtime.NumCPU(), cpu, runtime.Version(), runtime.GOOS, runtime.GOARCH, vaultVersion)
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64) + " ms"
+}
