@@ -113,6 +113,17 @@ func (x *Index) Commit(name string, e *NameEntry) {
 	}
 }
 
+// Has reports whether name is live.
+func (x *Index) Has(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	if err := x.ensure(ctx, s); err != nil {
+		return false, err
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.names.Get(indexItem{name: name})
+	return ok, nil
+}
+
 // Set records a changed entry for an existing name.
 func (x *Index) Set(name string, e NameEntry) {
 	x.mu.Lock()

@@ -73,8 +73,9 @@ func (b *Backend) keyExists(ctx context.Context, req *logical.Request, d *framew
 	if validName("key", name) != nil {
 		return false, nil // the handler explains what is wrong with it
 	}
-	n, err := b.getName(ctx, req.Storage, name)
-	return n != nil, err
+	// The in-memory index answers without a storage round trip: this check runs
+	// before every write to keys/<name>, issuance included.
+	return b.index.Has(ctx, req.Storage, name)
 }
 
 // badRequest renders an operator mistake as a clean 400.

@@ -324,3 +324,18 @@ func (v *Vault) Get(path string) (*http.Response, error) {
 	req.Header.Set("X-Vault-Token", v.RootToken)
 	return http.DefaultClient.Do(req)
 }
+
+// UnsealKey returns the dev server's unseal key (printed in its log).
+func (v *Vault) UnsealKey(t T) string {
+	t.Helper()
+	for _, line := range strings.Split(v.Log(), "\n") {
+		if k, ok := strings.CutPrefix(strings.TrimSpace(line), "Unseal Key: "); ok {
+			return strings.TrimSpace(k)
+		}
+	}
+	t.Fatal("no unseal key in the dev server log")
+	return ""
+}
+
+// Signal sends sig to the server process (SIGSTOP/SIGCONT simulate a hung Vault).
+func (v *Vault) Signal(sig os.Signal) error { return v.cmd.Process.Signal(sig) }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/vault-apikeys/vault-apikeys/verifier"
+)
+
+// options are the command line; verifier.Config is built from them.
+type options struct {
+	cfg             verifier.Config
+	listen          string
+	vaultAddrs      string
+	trustedProxies  string
+	logFormat       string
+	logLevel        string
+	shutdownTimeout time.Duration
+}
+
+// envName is the environment variable of a flag: -stale-if-error is
+// APIKEYS_VERIFIER_STALE_IF_ERROR.
+func envName(flagName string) string {
+	return "APIKEYS_VERIFIER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseFlags reads args over the environment: a flag beats APIKEYS_VERIFIER_*,
+// which beats VAULT_ADDR / VAULT_TOKEN, which beat the defaults.
+func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Writer) (*options, error) {
+	o := &options{}
+	c := &o.cfg
+	fs := flag.NewFlagSet("apikeys-verifier", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve the HTTP API on")
+	fs.StringVar(&o.vaultAddrs, "vault-addr", "", "Vault address(es), comma-separated (default $VAULT_ADDR)")
+	fs.StringVar(&c.VaultToken, "vault-token", "", "Vault token (default $VAULT_TOKEN; prefer the environment or -vault-token-file: flags show in ps)")
+	fs.StringVar(&c.VaultTokenFile, "vault-token-file", "", "file holding a Vault token, re-read when it changes (e.g. a Vault Agent sink)")
+	fs.StringVar(&c.AppRoleRoleID, "approle-role-id", "", "AppRole role id (with -approle-secret-id-file)")
+	fs.StringVar(&c.AppRoleSecretIDFile, "approle-secret-id-file", "", "file holding the AppRole secret id")
+	fs.StringVar(&c.Mount, "mount", verifier.DefaultMount, "mount path of the apikeys plugin")
+	fs.StringVar(&c.TransitMount, "transit-mount", verifier.DefaultTransitMount, "mount path of transit")
+	fs.StringVar(&c.TransitKey, "transit-key", verifier.DefaultTransitKey, "transit key that wraps the data keys")
+	fs.DurationVar(&c.StaleIfError, "stale-if-error", verifier.DefaultStaleIfError, "serve cached verdicts this long after the last successful feed poll, then 503")
+	fs.DurationVar(&c.UsageFlush, "usage-flush", verifier.DefaultUsageFlush, "interval of batched usage reports")
+	fs.DurationVar(&c.FeedWait, "feed-wait", verifier.DefaultFeedWait, "long-poll wait of the change feed (at most 5s)")
+	fs.DurationVar(&c.VaultTimeout, "vault-timeout", verifier.DefaultVaultTimeout, "timeout of each Vault request")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", verifier.DefaultMaxInFlight, "most concurrent lookup requests to Vault")
+	fs.IntVar(&c.CacheSize, "cache-size", verifier.DefaultCacheSize, "most key records cached")
+	fs.StringVar(&c.AuditLog, "audit-log", "", `audit log: "-" for stdout, a file path, or empty for none`)
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&c.WorkspaceHeader, "workspace-header", verifier.DefaultWorkspaceHeader, "forward-auth request header naming the workspace")
+	fs.StringVar(&c.PermissionsHeader, "permissions-header", verifier.DefaultPermissionsHeader, "forward-auth request header listing the permissions (comma-separated)")
+	fs.StringVar(&o.logFormat, "log-format", "standard", `log format: "standard" or "json"`)
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight requests")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: apikeys-verifier [flags]\n\nEvery flag can also be set as APIKEYS_VERIFIER_<FLAG> (e.g. APIKEYS_VERIFIER_STALE_IF_ERROR=10s);\nVAULT_ADDR and VAULT_TOKEN are honoured as Vault's own tools do.\n\n")
+		fs.PrintDefaults()
+	}
+
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := getenv(envName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.vaultAddrs == "" {
+		o.vaultAddrs, _ = getenv("VAULT_ADDR")
+	}
+	for _, a := range strings.Split(o.vaultAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.VaultAddrs = append(c.VaultAddrs, a)
+		}
+	}
+	if c.VaultToken == "" && c.VaultTokenFile == "" && c.AppRoleRoleID == "" {
+		c.VaultToken, _ = getenv("VAULT_TOKEN")
+	}
+	var err error
+	if c.TrustedProxies, err = verifier.ParsePrefixes(o.trustedProxies); err != nil {
+		return nil, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	if o.logFormat != "standard" && o.logFormat != "json" {
+		return nil, fmt.Errorf(`-log-format must be "standard" or "json", not %q`, o.logFormat)
+	}
+	return o, nil
+}
+
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

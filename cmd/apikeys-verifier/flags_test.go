@@ -1,0 +1,67 @@
+package main
+
+import (
+	"io"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestFlagsOverEnvironmentOverVaultVariables(t *testing.T) {
+	o, err := parseFlags([]string{"-stale-if-error", "5s"}, env(map[string]string{
+		"APIKEYS_VERIFIER_STALE_IF_ERROR":  "9s",
+		"APIKEYS_VERIFIER_USAGE_FLUSH":     "1s",
+		"APIKEYS_VERIFIER_LISTEN":          "127.0.0.1:9999",
+		"APIKEYS_VERIFIER_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+		"VAULT_ADDR":                       "http://vault:8200",
+		"VAULT_TOKEN":                      "s.env",
+	}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, o.cfg.StaleIfError, "flag beats environment")
+	assert.Equal(t, time.Second, o.cfg.UsageFlush, "environment beats default")
+	assert.Equal(t, "127.0.0.1:9999", o.listen)
+	assert.Equal(t, []string{"http://vault:8200"}, o.cfg.VaultAddrs)
+	assert.Equal(t, "s.env", o.cfg.VaultToken)
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}, o.cfg.TrustedProxies)
+	assert.Equal(t, "apikeys", o.cfg.Mount)
+	assert.Equal(t, 2*time.Second, o.cfg.FeedWait)
+}
+
+func TestFlagsVaultAddressesAndCredentials(t *testing.T) {
+	o, err := parseFlags([]string{"-vault-addr", "http://a:8200, http://b:8200", "-approle-role-id", "r", "-approle-secret-id-file", "/f"},
+		env(map[string]string{"VAULT_ADDR": "http://ignored", "VAULT_TOKEN": "ignored"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"http://a:8200", "http://b:8200"}, o.cfg.VaultAddrs)
+	assert.Empty(t, o.cfg.VaultToken, "VAULT_TOKEN does not add a second credential to AppRole")
+	o, err = parseFlags([]string{"-vault-token", "s.flag"}, env(map[string]string{"VAULT_TOKEN": "s.env"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "s.flag", o.cfg.VaultToken)
+}
+
+func TestFlagsRejectBadInput(t *testing.T) {
+	for name, args := range map[string][]string{
+		"bad duration":   {"-stale-if-error", "soon"},
+		"bad log format": {"-log-format", "xml"},
+		"bad proxy":      {"-trusted-proxies", "not-a-cidr"},
+		"stray argument": {"extra"},
+	} {
+		_, err := parseFlags(args, env(nil), io.Discard)
+		assert.Error(t, err, name)
+	}
+	_, err := parseFlags(nil, env(map[string]string{"APIKEYS_VERIFIER_CACHE_SIZE": "many"}), io.Discard)
+	assert.ErrorContains(t, err, "APIKEYS_VERIFIER_CACHE_SIZE")
+}
+
+func TestRunExitsOnBadConfig(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "")
+	t.Setenv("VAULT_TOKEN", "")
+	assert.Equal(t, 2, run([]string{"-log-level", "off"}, io.Discard), "no Vault address or credentials")
+	assert.Equal(t, 0, run([]string{"-h"}, io.Discard))
+}

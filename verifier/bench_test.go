@@ -1,0 +1,84 @@
+package verifier
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func benchVerifier(b *testing.B) (*Verifier, Request) {
+	f := newFakeVault(b)
+	opsRole(f)
+	key, _ := f.issue("bench", "ops", keyOpts{workspace: "prod"})
+	v, _ := startVerifier(b, f, nil)
+	req := Request{Key: key, Workspace: "prod", Permissions: []string{"clusters:read"}, ClientIP: localhost}
+	if verdict, err := v.Check(context.Background(), req); err != nil || !verdict.Valid() {
+		b.Fatalf("warm-up: %v %v", verdict.Code, err)
+	}
+	return v, req
+}
+
+// BenchmarkVerifyHot is the in-process check of a cached key: format,
+// checksum, digest, cache, constant-time compare, IP, workspace, permission,
+// usage count. It must not allocate.
+func BenchmarkVerifyHot(b *testing.B) {
+	v, req := benchVerifier(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if verdict, err := v.Check(ctx, req); err != nil || verdict.Code != CodeValid {
+			b.Fatal("not valid")
+		}
+	}
+}
+
+// BenchmarkVerifyParallel is BenchmarkVerifyHot from every core at once.
+func BenchmarkVerifyParallel(b *testing.B) {
+	v, req := benchVerifier(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if verdict, err := v.Check(ctx, req); err != nil || verdict.Code != CodeValid {
+				b.Fatal("not valid")
+			}
+		}
+	})
+}
+
+// BenchmarkVerifyHTTP is POST /v1/verify through the handler (no network).
+func BenchmarkVerifyHTTP(b *testing.B) {
+	v, req := benchVerifier(b)
+	h := v.Handler()
+	body := `{"key":"` + req.Key + `","workspace":"prod","permissions":["clusters:read"]}`
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(body))
+		r.RemoteAddr = "127.0.0.1:1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkBareHandler is the floor BenchmarkVerifyHTTP is compared with: a Go
+// handler that reads the body and writes a constant JSON answer.
+func BenchmarkBareHandler(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"valid":true,"code":"VALID"}`)
+	})
+	body := `{"key":"vak_0123456789abcdef_0123456789012345678901234567890123456789012ABCDEF"}`
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(body))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+	}
+}

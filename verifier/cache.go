@@ -1,0 +1,202 @@
+package verifier
+
+import (
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+const (
+	cacheShards = 64
+	// markTTL is how long the eviction of a key or role is remembered to refuse
+	// stale lookups; a lookup older than that is refused by the floor instead.
+	markTTL  = 30 * time.Second
+	maxMarks = 200_000
+)
+
+// cache holds key records for the hot path. Records are found by the digest of
+// the presented token (a hit proves the caller holds the secret) and indexed by
+// key_id, which answers forged secrets and unknown ids without Vault and lets
+// the feed evict.
+//
+// Race protection (DESIGN §6): a lookup entry reflects every change up to its
+// Seq. Insert refuses an entry when an eviction with a higher seq has already
+// been applied for its key_id, its role, or everything (a reset), because the
+// entry may predate that change. Evictions are remembered for markTTL; after
+// that the floor (the highest forgotten seq) refuses any older entry.
+type cache struct {
+	shards    [cacheShards]cacheShard
+	perShard  int
+	markMu    sync.Mutex // serialises Insert against evictions
+	keyMarks  map[string]uint64
+	roleMarks map[string]uint64
+	order     []mark // evictions in the order applied, for forgetting
+	floor     uint64
+}
+
+type cacheShard struct {
+	mu       sync.RWMutex
+	byDigest map[[sha256.Size]byte]*record
+	byKeyID  map[string]*record
+}
+
+type mark struct {
+	seq       uint64
+	key, role string
+	at        time.Time
+}
+
+// newCache returns a cache of at most size records.
+func newCache(size int) *cache {
+	c := &cache{
+		perShard:  max(1, size/cacheShards),
+		keyMarks:  make(map[string]uint64),
+		roleMarks: make(map[string]uint64),
+	}
+	for i := range c.shards {
+		c.shards[i].byDigest = make(map[[sha256.Size]byte]*record)
+		c.shards[i].byKeyID = make(map[string]*record)
+	}
+	return c
+}
+
+func (c *cache) shard(keyID string) *cacheShard {
+	h := uint32(2166136261) // FNV-1a, inline: no allocation on the hot path
+	for i := 0; i < len(keyID); i++ {
+		h = (h ^ uint32(keyID[i])) * 16777619
+	}
+	return &c.shards[h%cacheShards]
+}
+
+// Get returns the record for a token with this key_id and digest, or nil.
+func (c *cache) Get(keyID string, d *[sha256.Size]byte) *record {
+	s := c.shard(keyID)
+	s.mu.RLock()
+	r := s.byDigest[*d]
+	if r == nil {
+		r = s.byKeyID[keyID]
+	}
+	s.mu.RUnlock()
+	return r
+}
+
+// Insert caches r, which reflects the feed up to seq, unless a change applied
+// since could make it stale. It reports whether r was cached.
+func (c *cache) Insert(r *record, seq uint64) bool {
+	c.markMu.Lock()
+	defer c.markMu.Unlock()
+	if c.floor > seq || c.keyMarks[r.entry.KeyID] > seq || (r.entry.Role != "" && c.roleMarks[r.entry.Role] > seq) {
+		return false
+	}
+	s := c.shard(r.entry.KeyID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.byKeyID[r.entry.KeyID]; old != nil {
+		s.remove(old)
+	} else if len(s.byKeyID) >= c.perShard {
+		for _, victim := range s.byKeyID { // any one: map order is random
+			s.remove(victim)
+			break
+		}
+	}
+	s.byKeyID[r.entry.KeyID] = r
+	if r.hasDigest {
+		s.byDigest[r.digest] = r
+	}
+	return true
+}
+
+func (s *cacheShard) remove(r *record) {
+	delete(s.byKeyID, r.entry.KeyID)
+	if r.hasDigest {
+		delete(s.byDigest, r.digest)
+	}
+}
+
+// EvictKey drops keyID's record and refuses entries older than seq for it.
+func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
+	c.markMu.Lock()
+	defer c.markMu.Unlock()
+	if c.keyMarks[keyID] < seq {
+		c.keyMarks[keyID] = seq
+	}
+	c.order = append(c.order, mark{seq: seq, key: keyID, at: now})
+	s := c.shard(keyID)
+	s.mu.Lock()
+	if r := s.byKeyID[keyID]; r != nil {
+		s.remove(r)
+	}
+	s.mu.Unlock()
+	c.forget(now)
+}
+
+// EvictRole drops every record of role and refuses entries older than seq for it.
+func (c *cache) EvictRole(role string, seq uint64, now time.Time) {
+	c.markMu.Lock()
+	defer c.markMu.Unlock()
+	if c.roleMarks[role] < seq {
+		c.roleMarks[role] = seq
+	}
+	c.order = append(c.order, mark{seq: seq, role: role, at: now})
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, r := range s.byKeyID {
+			if r.entry.Role == role {
+				s.remove(r)
+			}
+		}
+		s.mu.Unlock()
+	}
+	c.forget(now)
+}
+
+// Flush drops everything and refuses entries older than seq: the feed was reset
+// and changes before seq may have been missed.
+func (c *cache) Flush(seq uint64) {
+	c.markMu.Lock()
+	defer c.markMu.Unlock()
+	c.floor = seq // may go down: a reset to a lower head is a new feed
+	clear(c.keyMarks)
+	clear(c.roleMarks)
+	c.order = nil
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		clear(s.byDigest)
+		clear(s.byKeyID)
+		s.mu.Unlock()
+	}
+}
+
+// forget drops marks older than markTTL (or beyond maxMarks), raising the floor
+// to their seq. Caller holds markMu.
+func (c *cache) forget(now time.Time) {
+	n := 0
+	for n < len(c.order) && (now.Sub(c.order[n].at) > markTTL || len(c.order)-n > maxMarks) {
+		m := c.order[n]
+		c.floor = max(c.floor, m.seq)
+		if m.key != "" && c.keyMarks[m.key] <= m.seq {
+			delete(c.keyMarks, m.key)
+		}
+		if m.role != "" && c.roleMarks[m.role] <= m.seq {
+			delete(c.roleMarks, m.role)
+		}
+		n++
+	}
+	if n > 0 {
+		c.order = c.order[n:]
+	}
+}
+
+// Len is the number of records cached.
+func (c *cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.byKeyID)
+		s.mu.RUnlock()
+	}
+	return n
+}

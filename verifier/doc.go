@@ -1,0 +1,19 @@
+// Package verifier answers "is this API key good for this request?" for
+// vault-apikeys, fast and fail-closed.
+//
+// A Verifier checks a token's format and checksum offline, then answers from an
+// in-memory cache keyed by the token's SHA-256 digest; on a miss it asks the
+// plugin's `lookup` path (coalesced per key_id, batched across keys, bounded in
+// flight) and opens the sealed digest with a data key unwrapped by transit. It
+// follows the plugin's `changes` feed by long-poll and evicts on every change, so
+// a revocation, disable or role downgrade takes effect at once; a lookup that
+// raced a change never puts the stale answer back (see cache.go). When the feed has
+// not been reached for StaleIfError, every answer is ErrUnavailable (HTTP 503).
+//
+// Use it as a library (New, then Run and Check or Handler) or through
+// cmd/apikeys-verifier.
+//
+// This package must never log, audit, export as a metric, or put in an error a
+// token or its secret: only the public key_id leaves a Verifier. It keeps no
+// plaintext token in memory beyond the request that presented it.
+package verifier

@@ -1,0 +1,319 @@
+package verifier
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+)
+
+// fakeVault is an in-process stand-in for the plugin's verifier paths (lookup,
+// changes, usage) and transit decrypt, speaking Vault's HTTP API. It follows the
+// plugin's rules: a mutation updates the record, then appends to the feed;
+// lookup reads the head before the records.
+type fakeVault struct {
+	t       testing.TB
+	srv     *httptest.Server
+	token   string
+	mountID string
+	dek     []byte
+	wrapped string
+
+	mu      sync.Mutex
+	entries map[string]*lookup.Entry
+	roles   map[string]fakeRole
+	changes []lookup.Change
+	head    uint64
+	purged  uint64 // changes up to here are gone: older cursors get reset
+	wake    chan struct{}
+	down    bool
+
+	lookups  [][]string
+	decrypts int
+	usage    [][]lookup.Usage
+	// lookupHook runs after a lookup has read the head and the records and
+	// before it answers: tests block here to force races.
+	lookupHook func(ids []string)
+}
+
+type fakeRole struct {
+	perms      []string
+	workspaces []string
+	cidrs      []string
+}
+
+func newFakeVault(t testing.TB) *fakeVault {
+	f := &fakeVault{
+		t: t, token: "test-token", mountID: "mount-1234",
+		entries: make(map[string]*lookup.Entry), roles: make(map[string]fakeRole),
+		wake: make(chan struct{}),
+	}
+	f.dek = make([]byte, envelope.DEKSize)
+	_, _ = rand.Read(f.dek)
+	f.wrapped = "vault:v1:" + base64.StdEncoding.EncodeToString(f.dek)
+	mux := http.NewServeMux()
+	mux.HandleFunc("PUT /v1/apikeys/lookup", f.serveLookup)
+	mux.HandleFunc("GET /v1/apikeys/changes", f.serveChanges)
+	mux.HandleFunc("PUT /v1/apikeys/usage", f.serveUsage)
+	mux.HandleFunc("PUT /v1/transit/decrypt/apikeys", f.serveDecrypt)
+	mux.HandleFunc("GET /v1/auth/token/lookup-self", func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, map[string]any{"ttl": 0, "renewable": false})
+	})
+	f.srv = httptest.NewServer(f.gate(mux))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeVault) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		down, tok := f.down, f.token
+		f.mu.Unlock()
+		if down {
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		if r.Header.Get("X-Vault-Token") != tok {
+			http.Error(w, `{"errors":["permission denied"]}`, http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func reply(w http.ResponseWriter, data any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{"data": data})
+}
+
+// setDown makes every request fail (503) until setDown(false); parked polls fail at once.
+func (f *fakeVault) setDown(down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = down
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+func (f *fakeVault) role(name string, perms, workspaces, cidrs []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.roles[name] = fakeRole{perms: perms, workspaces: workspaces, cidrs: cidrs}
+}
+
+type keyOpts struct {
+	workspace string
+	cidrs     []string
+	expires   *time.Time
+	metadata  map[string]string
+}
+
+// issue creates a key of role and returns its token and key_id.
+func (f *fakeVault) issue(name, role string, o keyOpts) (string, string) {
+	f.t.Helper()
+	tok, err := token.Generate(token.DefaultPrefix)
+	require.NoError(f.t, err)
+	f.issueAs(tok, name, role, o)
+	return tok.String(), tok.KeyID
+}
+
+// issueAs creates a key with a given token (to create a key_id a verifier has
+// already been asked about).
+func (f *fakeVault) issueAs(tok token.Token, name, role string, o keyOpts) {
+	f.t.Helper()
+	d := tok.Digest()
+	sealed, err := envelope.Seal(f.dek, f.wrapped, envelope.AAD(f.mountID, tok.KeyID), d[:])
+	require.NoError(f.t, err)
+	f.mu.Lock()
+	r := f.roles[role]
+	f.entries[tok.KeyID] = &lookup.Entry{
+		KeyID: tok.KeyID, Status: lookup.StatusActive, Name: name, Role: role, Workspace: o.workspace,
+		Permissions: r.perms, AllowedWorkspaces: r.workspaces, AllowedCIDRs: o.cidrs, RoleAllowedCIDRs: r.cidrs,
+		ExpiresAt: o.expires, Metadata: o.metadata, MountID: f.mountID, Sealed: &sealed,
+	}
+	f.publish(lookup.Change{KeyID: tok.KeyID, Role: role, Op: lookup.OpCreated})
+	f.mu.Unlock()
+}
+
+// setStatus changes a key's status (revoke keeps the sealed digest, like a tombstone).
+func (f *fakeVault) setStatus(keyID, status, op string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[keyID]
+	require.NotNil(f.t, e)
+	e.Status = status
+	return f.publish(lookup.Change{KeyID: keyID, Role: e.Role, Op: op})
+}
+
+// downgrade sets a role's permissions and caps every key of it.
+func (f *fakeVault) downgrade(role string, perms []string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.roles[role]
+	r.perms = perms
+	f.roles[role] = r
+	for _, e := range f.entries {
+		if e.Role == role {
+			e.Permissions = perms
+		}
+	}
+	return f.publish(lookup.Change{Role: role, Op: lookup.OpRoleUpdated})
+}
+
+// purge drops the feed's history so that cursors before the head get a reset.
+func (f *fakeVault) purge() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.purged = f.head
+	f.changes = nil
+}
+
+// publish appends a change after the record was written. Caller holds mu.
+func (f *fakeVault) publish(c lookup.Change) uint64 {
+	f.head++
+	c.Seq, c.Time = f.head, time.Now()
+	f.changes = append(f.changes, c)
+	close(f.wake)
+	f.wake = make(chan struct{})
+	return f.head
+}
+
+func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		KeyIDs []string `json:"key_ids"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > lookup.MaxBatch {
+		http.Error(w, `{"errors":["bad key_ids"]}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	seq := f.head // before the records, as the plugin does
+	out := make([]lookup.Entry, len(in.KeyIDs))
+	for i, id := range in.KeyIDs {
+		if e := f.entries[id]; e != nil {
+			out[i] = *e
+		} else {
+			out[i] = lookup.Entry{KeyID: id, Status: lookup.StatusNotFound}
+		}
+		out[i].Seq = seq
+	}
+	f.lookups = append(f.lookups, in.KeyIDs)
+	hook := f.lookupHook
+	f.mu.Unlock()
+	if hook != nil {
+		hook(in.KeyIDs)
+	}
+	reply(w, lookup.Batch{Entries: out, Seq: seq})
+}
+
+func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
+	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	deadline := time.NewTimer(min(wait, 5*time.Second))
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		if f.down {
+			f.mu.Unlock()
+			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
+			return
+		}
+		if after < f.purged {
+			head := f.head
+			f.mu.Unlock()
+			reply(w, lookup.Changes{Changes: []lookup.Change{}, Head: head, Reset: true})
+			return
+		}
+		var out []lookup.Change
+		for _, c := range f.changes {
+			if c.Seq > after {
+				out = append(out, c)
+			}
+		}
+		head, wake := f.head, f.wake
+		f.mu.Unlock()
+		if len(out) > 0 || wait == 0 {
+			reply(w, lookup.Changes{Changes: out, Head: head})
+			return
+		}
+		select {
+		case <-wake:
+		case <-deadline.C:
+			wait = 0
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (f *fakeVault) serveUsage(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Usage []lookup.Usage `json:"usage"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		http.Error(w, `{"errors":["bad usage"]}`, http.StatusBadRequest)
+		return
+	}
+	f.mu.Lock()
+	f.usage = append(f.usage, in.Usage)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeVault) serveDecrypt(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Batch []struct {
+			Ciphertext string `json:"ciphertext"`
+		} `json:"batch_input"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		http.Error(w, `{"errors":["bad batch"]}`, http.StatusBadRequest)
+		return
+	}
+	type result struct {
+		Plaintext string `json:"plaintext,omitempty"`
+		Error     string `json:"error,omitempty"`
+	}
+	out := make([]result, len(in.Batch))
+	for i, b := range in.Batch {
+		if p, ok := strings.CutPrefix(b.Ciphertext, "vault:v1:"); ok {
+			out[i].Plaintext = p
+		} else {
+			out[i].Error = "invalid ciphertext"
+		}
+	}
+	f.mu.Lock()
+	f.decrypts++
+	f.mu.Unlock()
+	reply(w, map[string]any{"batch_results": out})
+}
+
+func (f *fakeVault) lookupCalls() [][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]string(nil), f.lookups...)
+}
+
+func (f *fakeVault) usageWrites() [][]lookup.Usage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]lookup.Usage(nil), f.usage...)
+}
+
+func (f *fakeVault) setLookupHook(h func([]string)) {
+	f.mu.Lock()
+	f.lookupHook = h
+	f.mu.Unlock()
+}

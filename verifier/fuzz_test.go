@@ -1,0 +1,137 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
+)
+
+// fuzzVerifier builds a Verifier without background work, so that coverage
+// depends on the input alone: its feed is marked fresh for a long window, one
+// real key is cached, and Vault is unreachable (a miss answers 503 at once).
+func fuzzVerifier(f *testing.F) (*Verifier, string) {
+	v, err := New(Config{VaultAddrs: []string{"http://127.0.0.1:1"}, VaultToken: "t", StaleIfError: 1000 * time.Hour})
+	require.NoError(f, err)
+	f.Cleanup(func() { _ = v.Close() })
+	// A fixed key, so that the seed corpus means the same in every process.
+	tok := token.Token{Prefix: "vak", KeyID: "Fuzz0123456789ab", Secret: strings.Repeat("s", token.SecretLen)}
+	dek := make([]byte, envelope.DEKSize)
+	d := tok.Digest()
+	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
+	require.NoError(f, err)
+	rec, err := newRecord(lookup.Entry{
+		KeyID: tok.KeyID, Status: lookup.StatusActive, Name: "fuzz", Role: "ops", Workspace: "prod",
+		Permissions: []string{"clusters:read"}, RoleAllowedCIDRs: []string{"127.0.0.0/8"}, MountID: "m", Sealed: &sealed,
+	}, dek)
+	require.NoError(f, err)
+	require.True(f, v.cache.Insert(rec, 0))
+	v.feed.lastOK.Store(time.Now().UnixNano())
+	v.loader.vault = unreachable{} // no network: its goroutines would make coverage flaky
+	return v, tok.String()
+}
+
+type unreachable struct{}
+
+func (unreachable) Lookup(context.Context, []string) (lookup.Batch, error) {
+	return lookup.Batch{}, errors.New("vault unreachable")
+}
+
+// FuzzVerifyRequest: no body makes POST /v1/verify panic or answer other than
+// 200 (decided), 400 (malformed) or 503 (fail closed); decoding never echoes
+// the key in an error.
+func FuzzVerifyRequest(f *testing.F) {
+	v, key := fuzzVerifier(f)
+	for _, seed := range []string{
+		`{"key":"` + key + `"}`,
+		`{"key":"` + key + `","workspace":"prod","permissions":["clusters:read"],"client_ip":"10.0.0.1"}`,
+		`{"key":"` + key + `","client_ip":"::ffff:10.0.0.1"}`,
+		`{"key":"` + key[:len(key)-1] + `"}`,
+		`{"key":"hello"}`, `{"key":""}`, `{}`, `null`, `[]`, `""`, `{not json`, ``,
+		`{"key":"a","permissions":null}`, `{"key":"a","permissions":[1]}`, `{"key":"a"}{"key":"b"}`,
+		`{"key":"\u0000\ud800"}`, `{"key":"vak_` + strings.Repeat("A", 70) + `"}`,
+		`{"key":"a","client_ip":"999.1.1.1"}`, `{"key":"a","client_ip":"fe80::1%eth0"}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	h := v.Handler()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(string(body)))
+		r.RemoteAddr = "127.0.0.1:1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK, http.StatusBadRequest, http.StatusServiceUnavailable:
+		default:
+			t.Fatalf("status %d for body %q", w.Code, body)
+		}
+		if req, err := decodeVerifyRequest(body); err != nil && req.Key != "" && len(req.Key) > 8 && strings.Contains(err.Error(), req.Key) {
+			t.Fatalf("error quotes the key")
+		}
+	})
+}
+
+// FuzzAuthHeaders: no combination of forward-auth headers makes GET /v1/auth
+// panic or answer other than 200/400/401/403/503, and only 200 carries the
+// X-Apikey-Id header.
+func FuzzAuthHeaders(f *testing.F) {
+	v, key := fuzzVerifier(f)
+	for _, s := range [][4]string{
+		{"Bearer " + key, "", "prod", "clusters:read"},
+		{"", key, "", ""},
+		{"bearer   " + key + "  ", "", "", " , ,clusters:read,"},
+		{"Basic dXNlcjpwYXNz", "", "", ""},
+		{"Bearer", "", "", ""},
+		{"Bearer " + key[:20], "", "dev-eu", ""},
+		{"", "", "", ""},
+		{"Bearer \x00", "\xff\xfe", "\r\n", strings.Repeat("a,", 100)},
+		{"", key, "prod", "clusters:read,clusters:delete"},
+		{"Bearer x", "", "", ""},
+	} {
+		f.Add(s[0], s[1], s[2], s[3], "127.0.0.1")
+	}
+	f.Add("", key, "", "", "6.6.6.6, junk")
+	h := v.Handler()
+	f.Fuzz(func(t *testing.T, authz, apiKey, ws, perms, xff string) {
+		r := httptest.NewRequest(http.MethodGet, "/v1/auth", nil)
+		r.RemoteAddr = "127.0.0.1:1"
+		for name, val := range map[string]string{"Authorization": authz, "X-API-Key": apiKey, "X-Apikey-Workspace": ws, "X-Apikey-Permissions": perms, "X-Forwarded-For": xff} {
+			if val != "" {
+				r.Header[name] = []string{val}
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		switch w.Code {
+		case http.StatusOK:
+			if w.Header().Get("X-Apikey-Id") == "" {
+				t.Fatal("200 without X-Apikey-Id")
+			}
+		case http.StatusUnauthorized:
+			if !strings.HasPrefix(w.Header().Get("WWW-Authenticate"), "Bearer ") {
+				t.Fatal("401 without WWW-Authenticate")
+			}
+			fallthrough
+		case http.StatusBadRequest, http.StatusForbidden, http.StatusServiceUnavailable:
+			if w.Header().Get("X-Apikey-Id") != "" {
+				t.Fatalf("%d with X-Apikey-Id", w.Code)
+			}
+		default:
+			t.Fatalf("status %d", w.Code)
+		}
+		presented, _ := middleware.TokenFromHeader(r.Header)
+		if tok, err := token.Parse(presented); err == nil && strings.Contains(w.Body.String(), tok.Secret) {
+			t.Fatal("the answer quotes the secret")
+		}
+	})
+}

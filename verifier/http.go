@@ -1,0 +1,188 @@
+package verifier
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Handler serves the verifier's HTTP API:
+//
+//	POST /v1/verify   decide a JSON request (DESIGN §6)
+//	GET  /v1/auth     forward-auth for nginx auth_request, Traefik, Envoy
+//	GET  /healthz     the process serves
+//	GET  /readyz      the feed is followed (503 otherwise)
+//	GET  /metrics     Prometheus
+func (v *Verifier) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/verify", v.serveVerify)
+	mux.HandleFunc("/v1/auth", v.serveAuth) // any method: proxies forward the original one
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", v.serveReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(v.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// verifyRequest is the body of POST /v1/verify.
+type verifyRequest struct {
+	Key         string   `json:"key"`
+	Workspace   string   `json:"workspace"`
+	Permissions []string `json:"permissions"`
+	ClientIP    string   `json:"client_ip"`
+}
+
+// verifyResponse is the answer of POST /v1/verify.
+type verifyResponse struct {
+	Valid       bool              `json:"valid"`
+	Code        Code              `json:"code"`
+	KeyID       string            `json:"key_id"`
+	Name        string            `json:"name"`
+	Role        string            `json:"role"`
+	Workspace   string            `json:"workspace"`
+	Permissions []string          `json:"permissions"`
+	ExpiresAt   *time.Time        `json:"expires_at"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+}
+
+// errBadRequest marks request errors answered 400.
+var errBadRequest = errors.New("bad request")
+
+// decodeVerifyRequest parses a body: one JSON object with a key, nothing after it.
+// Its errors never quote the body (which holds a token).
+func decodeVerifyRequest(body []byte) (verifyRequest, error) {
+	var req verifyRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&req); err != nil {
+		return req, fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
+	}
+	if req.Key == "" {
+		return req, fmt.Errorf("%w: \"key\" is missing", errBadRequest)
+	}
+	return req, nil
+}
+
+func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
+	start := v.now()
+	rid := requestID(w, r)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("body is over %d bytes", MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the body")
+		return
+	}
+	in, err := decodeVerifyRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	req := Request{Key: in.Key, Workspace: in.Workspace, Permissions: in.Permissions}
+	if in.ClientIP != "" {
+		if req.ClientIP, err = netip.ParseAddr(in.ClientIP); err != nil {
+			writeError(w, http.StatusBadRequest, "\"client_ip\" is not an IP address")
+			return
+		}
+	} else {
+		req.ClientIP = v.clientAddr(r)
+	}
+	verdict, err := v.Check(r.Context(), req)
+	v.logDecision("verify", rid, &req, verdict, err, start)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, verifyResponse{
+		Valid: verdict.Valid(), Code: verdict.Code, KeyID: verdict.KeyID, Name: verdict.Name,
+		Role: verdict.Role, Workspace: verdict.Workspace, Permissions: nonNil(verdict.Permissions),
+		ExpiresAt: verdict.ExpiresAt, Metadata: verdict.Metadata,
+	})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (v *Verifier) serveReady(w http.ResponseWriter, _ *http.Request) {
+	st := v.Status()
+	code := http.StatusOK
+	if !st.Ready {
+		code = http.StatusServiceUnavailable
+	}
+	writeJSON(w, code, st)
+}
+
+// logDecision writes the audit line of one answer (UNAVAILABLE for a 503).
+func (v *Verifier) logDecision(endpoint, rid string, req *Request, verdict Verdict, err error, start time.Time) {
+	if v.audit == nil {
+		return
+	}
+	code := string(verdict.Code)
+	if err != nil {
+		code = "UNAVAILABLE"
+	}
+	line := auditLine{
+		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: verdict.KeyID, Name: verdict.Name,
+		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
+	}
+	if req.ClientIP.IsValid() {
+		line.ClientIP = req.ClientIP.String()
+	}
+	if err := v.audit.Log(&line); err != nil {
+		v.log.Error("cannot write audit line", "error", err)
+	}
+}
+
+// requestID takes a caller's X-Request-Id when it is tame, or makes one, and
+// echoes it in the response.
+func requestID(w http.ResponseWriter, r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if !tameID(id) {
+		id = strconv.FormatUint(rand.Uint64(), 16)
+	}
+	w.Header().Set("X-Request-Id", id)
+	return id
+}
+
+func tameID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

@@ -1,0 +1,331 @@
+package verifier
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+)
+
+func postVerify(t testing.TB, h http.Handler, body string) (int, map[string]any) {
+	t.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(body))
+	r.RemoteAddr = "127.0.0.1:5555"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var out map[string]any
+	_ = json.Unmarshal(w.Body.Bytes(), &out)
+	return w.Code, out
+}
+
+func jsonBody(t testing.TB, v any) string {
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestVerifyEndpoint(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, id := f.issue("prod", "ops", keyOpts{workspace: "prod", metadata: map[string]string{"team": "sre"}})
+	dev, _ := f.issue("dev", "ops", keyOpts{workspace: "dev-eu"})
+	disabled, disabledID := f.issue("off", "ops", keyOpts{})
+	f.setStatus(disabledID, lookup.StatusDisabled, lookup.OpDisabled)
+	revoked, revokedID := f.issue("gone", "ops", keyOpts{})
+	f.setStatus(revokedID, lookup.StatusRevoked, lookup.OpRevoked)
+	past := time.Now().Add(-time.Hour)
+	expired, _ := f.issue("old", "ops", keyOpts{expires: &past})
+	unknown, _ := token.Generate("vak")
+	v, _ := startVerifier(t, f, nil)
+	h := v.Handler()
+
+	for _, tc := range []struct {
+		body map[string]any
+		want Code
+	}{
+		{map[string]any{"key": key}, CodeValid},
+		{map[string]any{"key": key, "workspace": "prod", "permissions": []string{"clusters:read"}}, CodeValid},
+		{map[string]any{"key": "hello"}, CodeInvalidFormat},
+		{map[string]any{"key": unknown.String()}, CodeNotFound},
+		{map[string]any{"key": revoked}, CodeRevoked},
+		{map[string]any{"key": disabled}, CodeDisabled},
+		{map[string]any{"key": expired}, CodeExpired},
+		{map[string]any{"key": key, "client_ip": "192.0.2.7"}, CodeIPNotAllowed},
+		{map[string]any{"key": dev, "workspace": "prod"}, CodeWorkspaceMismatch},
+		{map[string]any{"key": key, "permissions": []string{"clusters:delete"}}, CodeInsufficientPermissions},
+	} {
+		t.Run(string(tc.want), func(t *testing.T) {
+			status, out := postVerify(t, h, jsonBody(t, tc.body))
+			require.Equal(t, http.StatusOK, status, "a decided answer is 200")
+			assert.Equal(t, string(tc.want), out["code"])
+			assert.Equal(t, tc.want == CodeValid, out["valid"])
+			if tc.want != CodeValid {
+				assert.NotContains(t, out, "metadata", "metadata only when valid")
+			}
+		})
+	}
+
+	t.Run("VALID response fields", func(t *testing.T) {
+		_, out := postVerify(t, h, jsonBody(t, map[string]any{"key": key}))
+		for _, field := range []string{"valid", "code", "key_id", "name", "role", "workspace", "permissions", "expires_at", "metadata"} {
+			assert.Contains(t, out, field)
+		}
+		assert.Equal(t, id, out["key_id"])
+		assert.Equal(t, "prod", out["name"])
+		assert.Equal(t, "ops", out["role"])
+		assert.Equal(t, map[string]any{"team": "sre"}, out["metadata"])
+	})
+
+	for name, body := range map[string]string{
+		"malformed JSON":       `{not json`,
+		"not an object":        `["key"]`,
+		"wrong type":           `{"key": 42}`,
+		"trailing data":        `{"key":"a"} {"key":"b"}`,
+		"missing key":          `{"workspace":"prod"}`,
+		"empty key":            `{"key":""}`,
+		"empty body":           ``,
+		"bad client_ip":        jsonBody(t, map[string]any{"key": key, "client_ip": "not-an-ip"}),
+		"permissions not list": jsonBody(t, map[string]any{"key": key, "permissions": "clusters:read"}),
+		"body over 16 KiB":     `{"key":"` + strings.Repeat("a", MaxBodyBytes) + `"}`,
+		"huge junk":            strings.Repeat("a", 200_000),
+	} {
+		t.Run("400 "+name, func(t *testing.T) {
+			status, out := postVerify(t, h, body)
+			assert.Equal(t, http.StatusBadRequest, status)
+			assert.NotEmpty(t, out["error"])
+			assert.NotContains(t, out["error"], key[len(key)-20:], "errors never quote the body")
+		})
+	}
+
+	t.Run("GET is not allowed", func(t *testing.T) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/verify", nil))
+		assert.Equal(t, http.StatusMethodNotAllowed, w.Code)
+	})
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, _ := f.issue("k", "ops", keyOpts{})
+	v, _ := startVerifier(t, f, func(c *Config) { c.StaleIfError = 200 * time.Millisecond })
+	h := v.Handler()
+	postVerify(t, h, jsonBody(t, map[string]any{"key": key}))
+	get := func(path string) (int, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, path, nil))
+		return w.Code, w.Body.String()
+	}
+	code, _ := get("/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	code, body := get("/readyz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, body, `"state":"ready"`)
+	code, body = get("/metrics")
+	assert.Equal(t, http.StatusOK, code)
+	for _, series := range []string{
+		`apikeys_verifier_decisions_total{code="VALID"} 1`,
+		"apikeys_verifier_cache_misses_total 1",
+		"apikeys_verifier_vault_request_duration_seconds_bucket{op=\"lookup\"",
+		"apikeys_verifier_feed_lag_seconds",
+		"apikeys_verifier_serving_stale 0",
+		"apikeys_verifier_unavailable 0",
+	} {
+		assert.Contains(t, body, series)
+	}
+	assert.Contains(t, "\n"+body, "\n# TYPE ")
+	assert.NotContains(t, body, key[len(key)-30:], "no token in metrics")
+
+	f.setDown(true)
+	require.Eventually(t, func() bool { c, _ := get("/readyz"); return c == http.StatusServiceUnavailable }, time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := postVerify(t, h, jsonBody(t, map[string]any{"key": key})); return s == 503 }, 2*time.Second, 5*time.Millisecond)
+	_, body = get("/metrics")
+	assert.Contains(t, body, "apikeys_verifier_unavailable 1")
+	status, out := postVerify(t, h, `{"key":"hello"}`)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "fail closed for everything")
+	assert.NotEmpty(t, out["error"])
+}
+
+func authRequest(h http.Handler, headers map[string]string, remote string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/v1/auth", nil)
+	r.RemoteAddr = remote
+	for k, v := range headers {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+func TestForwardAuth(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, id := f.issue("prod", "ops", keyOpts{workspace: "prod"})
+	revoked, revokedID := f.issue("gone", "ops", keyOpts{})
+	f.setStatus(revokedID, lookup.StatusRevoked, lookup.OpRevoked)
+	v, _ := startVerifier(t, f, func(c *Config) {
+		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+		c.StaleIfError = 300 * time.Millisecond
+	})
+	h := v.Handler()
+	const peer = "127.0.0.1:40000"
+
+	w := authRequest(h, map[string]string{"Authorization": "Bearer " + key}, peer)
+	require.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, id, w.Header().Get("X-Apikey-Id"))
+	assert.Equal(t, "ops", w.Header().Get("X-Apikey-Role"))
+	assert.Equal(t, "prod", w.Header().Get("X-Apikey-Workspace"))
+	assert.Equal(t, "prod", w.Header().Get("X-Apikey-Name"))
+
+	w = authRequest(h, map[string]string{"X-API-Key": key, "X-Apikey-Workspace": "prod", "X-Apikey-Permissions": "clusters:read, nodes:list"}, peer)
+	assert.Equal(t, http.StatusOK, w.Code, "X-API-Key with workspace and permissions")
+	w = authRequest(h, map[string]string{"Authorization": "bearer " + key}, peer)
+	assert.Equal(t, http.StatusOK, w.Code, "the scheme is case-insensitive")
+
+	for name, headers := range map[string]map[string]string{
+		"no key":        {},
+		"basic auth":    {"Authorization": "Basic dXNlcjpwYXNz"},
+		"empty bearer":  {"Authorization": "Bearer "},
+		"invalid":       {"Authorization": "Bearer hello"},
+		"revoked":       {"X-API-Key": revoked},
+		"forged secret": {"X-API-Key": forge(t, key)},
+	} {
+		w := authRequest(h, headers, peer)
+		assert.Equal(t, http.StatusUnauthorized, w.Code, name)
+		assert.True(t, strings.HasPrefix(w.Header().Get("WWW-Authenticate"), `Bearer error="invalid_token"`), name)
+		assert.Empty(t, w.Header().Get("X-Apikey-Id"), name)
+	}
+	for name, headers := range map[string]map[string]string{
+		"wrong workspace": {"X-API-Key": key, "X-Apikey-Workspace": "dev-eu"},
+		"permission":      {"X-API-Key": key, "X-Apikey-Permissions": "clusters:read,clusters:delete"},
+		"client address":  {"X-API-Key": key, "X-Forwarded-For": "192.0.2.7"},
+	} {
+		w := authRequest(h, headers, peer)
+		assert.Equal(t, http.StatusForbidden, w.Code, name)
+		assert.Empty(t, w.Header().Get("X-Apikey-Id"), name)
+	}
+	w = authRequest(h, map[string]string{"X-API-Key": key, "X-Forwarded-For": "192.0.2.7"}, "10.9.9.9:1")
+	assert.Equal(t, http.StatusOK, w.Code, "X-Forwarded-For from an untrusted peer is ignored")
+
+	f.setDown(true)
+	require.Eventually(t, func() bool {
+		return authRequest(h, map[string]string{"X-API-Key": key}, peer).Code == http.StatusServiceUnavailable
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestForwardAuthConfigurableHeaders(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, _ := f.issue("prod", "ops", keyOpts{workspace: "prod"})
+	v, _ := startVerifier(t, f, func(c *Config) { c.WorkspaceHeader, c.PermissionsHeader = "X-Ws", "X-Perms" })
+	h := v.Handler()
+	assert.Equal(t, http.StatusForbidden, authRequest(h, map[string]string{"X-API-Key": key, "X-Ws": "dev-eu"}, "127.0.0.1:1").Code)
+	assert.Equal(t, http.StatusForbidden, authRequest(h, map[string]string{"X-API-Key": key, "X-Perms": "x:y"}, "127.0.0.1:1").Code)
+	assert.Equal(t, http.StatusOK, authRequest(h, map[string]string{"X-API-Key": key, "X-Apikey-Workspace": "dev-eu"}, "127.0.0.1:1").Code)
+}
+
+func TestAuditLines(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, id := f.issue("prod", "ops", keyOpts{workspace: "prod"})
+	path := filepath.Join(t.TempDir(), "audit.log")
+	v, _ := startVerifier(t, f, func(c *Config) { c.AuditLog = path })
+	h := v.Handler()
+	badChecksum := key[:len(key)-6] + "AAAAAA"
+	forged := forge(t, key)
+	r := httptest.NewRequest(http.MethodPost, "/v1/verify", strings.NewReader(jsonBody(t, map[string]any{"key": key, "workspace": "prod"})))
+	r.RemoteAddr = "127.0.0.1:9"
+	r.Header.Set("X-Request-Id", "req-42")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	postVerify(t, h, jsonBody(t, map[string]any{"key": badChecksum}))
+	postVerify(t, h, jsonBody(t, map[string]any{"key": forged}))
+	authRequest(h, map[string]string{"Authorization": "Bearer " + key}, "127.0.0.1:9")
+
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	require.Len(t, lines, 4)
+	var first map[string]any
+	require.NoError(t, json.Unmarshal([]byte(lines[0]), &first))
+	for _, field := range []string{"time", "request_id", "key_id", "name", "code", "workspace", "client_ip", "latency_ms"} {
+		assert.Contains(t, first, field)
+	}
+	assert.Equal(t, "req-42", first["request_id"])
+	assert.Equal(t, id, first["key_id"])
+	assert.Equal(t, "VALID", first["code"])
+	assert.Equal(t, "127.0.0.1", first["client_ip"])
+	for _, tok := range []string{key, badChecksum, forged} {
+		p, _ := token.Parse(tok)
+		secret := p.Secret
+		if secret == "" { // the bad checksum does not parse: take its secret by position
+			secret = tok[len("vak_")+token.KeyIDLen+1 : len(tok)-token.ChecksumLen]
+		}
+		assert.NotContains(t, string(b), secret, "no secret in the audit log")
+	}
+
+	// Rotation: move the file away, reopen, and the next line lands in a new file.
+	require.NoError(t, os.Rename(path, path+".1"))
+	require.NoError(t, v.ReopenAudit())
+	postVerify(t, h, jsonBody(t, map[string]any{"key": key}))
+	b, err = os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(b), "\n"))
+}
+
+func TestClientAddr(t *testing.T) {
+	v := &Verifier{cfg: Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+	}}}
+	for _, tc := range []struct {
+		remote string
+		xff    []string
+		want   string
+	}{
+		{"192.0.2.1:80", nil, "192.0.2.1"},
+		{"192.0.2.1:80", []string{"203.0.113.9"}, "192.0.2.1"},                     // untrusted peer: header ignored
+		{"10.0.0.1:80", []string{"203.0.113.9"}, "203.0.113.9"},                    // trusted proxy
+		{"10.0.0.1:80", []string{"6.6.6.6, 203.0.113.9, 10.0.0.2"}, "203.0.113.9"}, // skip trusted hops, ignore spoofed left part
+		{"10.0.0.1:80", []string{"6.6.6.6", "203.0.113.9"}, "203.0.113.9"},         // several header lines
+		{"10.0.0.1:80", []string{"10.0.0.3"}, "10.0.0.3"},                          // all trusted: the leftmost
+		{"10.0.0.1:80", []string{"junk"}, ""},                                      // unreadable: no address
+		{"10.0.0.1:80", nil, "10.0.0.1"},
+		{"[::1]:80", []string{"2001:db8::1"}, "2001:db8::1"},
+		{"[::ffff:192.0.2.1]:80", nil, "192.0.2.1"},
+		{"not-an-addr", nil, ""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		for _, x := range tc.xff {
+			r.Header.Add("X-Forwarded-For", x)
+		}
+		got := v.clientAddr(r)
+		if tc.want == "" {
+			assert.False(t, got.IsValid(), "%s %v", tc.remote, tc.xff)
+		} else {
+			assert.Equal(t, tc.want, got.String(), "%s %v", tc.remote, tc.xff)
+		}
+	}
+}
+
+func TestAuditToStdoutAndOff(t *testing.T) {
+	a, err := openAudit("")
+	require.NoError(t, err)
+	assert.Nil(t, a)
+	assert.NoError(t, a.Log(&auditLine{}), "a disabled audit accepts lines")
+	a, err = openAudit("-")
+	require.NoError(t, err)
+	assert.NoError(t, a.Reopen())
+	_, err = openAudit(filepath.Join(t.TempDir(), "no", "such", "dir"))
+	assert.Error(t, err)
+}

@@ -1,0 +1,459 @@
+package verifier_test
+
+// Integration tests against a real Vault dev server with real transit and the
+// real plugin (internal/vaulttest). The verifier runs with a token of
+// policies/verifier.hcl, never root; root only administers keys and roles.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/verifier"
+	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
+)
+
+// propagation is the DESIGN §7 bound: a change stops a key within 100 ms of
+// the Vault write returning.
+const propagation = 100 * time.Millisecond
+
+type stack struct {
+	vault    *vaulttest.Vault
+	verifier *verifier.Verifier
+	url      string // the verifier's HTTP API
+	token    string // the verifier's own Vault token
+	audit    string // audit log path
+	logs     *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startStack runs Vault with the plugin, the role "ops", and a verifier with
+// a least-privilege token, serving HTTP on a loopback port.
+func startStack(t *testing.T, tweak func(*verifier.Config)) *stack {
+	t.Helper()
+	vt := vaulttest.Start(t)
+	s := &stack{vault: vt, token: vt.TokenFromFile(t, "policies/verifier.hcl"), logs: &syncBuffer{}}
+	s.audit = filepath.Join(t.TempDir(), "audit.log")
+	admin(t, vt, "apikeys/roles/ops", map[string]any{
+		"permissions": "clusters:read,nodes:*", "allowed_workspaces": "prod,dev-*",
+		"allowed_cidrs": "127.0.0.0/8,10.0.0.0/8", "max_ttl": "2160h",
+	})
+	cfg := verifier.Config{
+		VaultAddrs: []string{vt.Addr}, VaultToken: s.token, AuditLog: s.audit,
+		UsageFlush: 200 * time.Millisecond,
+		Logger:     hclog.New(&hclog.LoggerOptions{Output: s.logs, Level: hclog.Debug, JSONFormat: true}),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	v, err := verifier.New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = v.Run(ctx); close(done) }()
+	srv := httptest.NewServer(v.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		_ = v.Close()
+		if t.Failed() {
+			t.Logf("verifier log:\n%s", s.logs.String())
+		}
+	})
+	require.Eventually(t, func() bool { return v.Status().Ready }, 10*time.Second, 10*time.Millisecond, "verifier never followed the feed:\n%s", s.logs.String())
+	s.verifier, s.url = v, srv.URL
+	return s
+}
+
+func admin(t *testing.T, vt *vaulttest.Vault, path string, data map[string]any) map[string]any {
+	t.Helper()
+	sec, err := vt.Client.Logical().Write(path, data)
+	require.NoError(t, err, path)
+	if sec == nil {
+		return nil
+	}
+	return sec.Data
+}
+
+func (s *stack) issue(t *testing.T, name string, fields map[string]any) string {
+	t.Helper()
+	if fields == nil {
+		fields = map[string]any{}
+	}
+	fields["role"] = "ops"
+	data := admin(t, s.vault, "apikeys/keys/"+name, fields)
+	key, _ := data["key"].(string)
+	require.NotEmpty(t, key, "create returned no key")
+	return key
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// verify posts body to /v1/verify and returns the status and the code.
+func (s *stack) verify(t *testing.T, body map[string]any) (int, string) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	return s.post(t, b)
+}
+
+func (s *stack) post(t *testing.T, body []byte) (int, string) {
+	t.Helper()
+	resp, err := httpClient.Post(s.url+"/v1/verify", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var out struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out.Code
+}
+
+func (s *stack) code(t *testing.T, key string, extra map[string]any) string {
+	t.Helper()
+	body := map[string]any{"key": key}
+	for k, v := range extra {
+		body[k] = v
+	}
+	status, code := s.verify(t, body)
+	require.Equal(t, http.StatusOK, status, "code %s", code)
+	return code
+}
+
+// within polls until key answers want, and returns how long that took.
+func (s *stack) within(t *testing.T, key string, extra map[string]any, want string, limit time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if got := s.code(t, key, extra); got == want {
+			return time.Since(start)
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("never answered %s", want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRealEveryCode(t *testing.T) {
+	s := startStack(t, nil)
+	vt := s.vault
+	prod := s.issue(t, "prod", map[string]any{"workspace": "prod", "metadata": map[string]string{"team": "sre"}})
+	dev := s.issue(t, "dev", map[string]any{"workspace": "dev-eu"})
+	wide := s.issue(t, "wide", nil)
+	narrow := s.issue(t, "narrow", map[string]any{"allowed_cidrs": "10.1.0.0/16"})
+	disabled := s.issue(t, "disabled", nil)
+	admin(t, vt, "apikeys/keys/disabled/disable", nil)
+	revoked := s.issue(t, "revoked", nil)
+	_, err := vt.Client.Logical().Delete("apikeys/keys/revoked")
+	require.NoError(t, err)
+	short := s.issue(t, "short", map[string]any{"ttl": "2s"})
+	require.Equal(t, "VALID", s.code(t, short, nil), "cached before it expires")
+	unknown, err := token.Generate("vak")
+	require.NoError(t, err)
+	real, err := token.Parse(prod)
+	require.NoError(t, err)
+	forged, err := token.Generate(real.Prefix)
+	require.NoError(t, err)
+	forged.KeyID = real.KeyID
+
+	for _, tc := range []struct {
+		name  string
+		key   string
+		extra map[string]any
+		want  string
+	}{
+		{"VALID", prod, nil, "VALID"},
+		{"VALID workspace+permission", prod, map[string]any{"workspace": "prod", "permissions": []string{"clusters:read", "nodes:drain"}}, "VALID"},
+		{"VALID tenant-wide key", wide, map[string]any{"workspace": "dev-us"}, "VALID"},
+		{"INVALID_FORMAT checksum", prod[:len(prod)-6] + "AAAAAA", nil, "INVALID_FORMAT"},
+		{"INVALID_FORMAT junk", "hello", nil, "INVALID_FORMAT"},
+		{"NOT_FOUND", unknown.String(), nil, "NOT_FOUND"},
+		{"NOT_FOUND forged secret", forged.String(), nil, "NOT_FOUND"},
+		{"REVOKED", revoked, nil, "REVOKED"},
+		{"DISABLED", disabled, nil, "DISABLED"},
+		{"IP_NOT_ALLOWED role", prod, map[string]any{"client_ip": "192.0.2.7"}, "IP_NOT_ALLOWED"},
+		{"IP_NOT_ALLOWED key", narrow, map[string]any{"client_ip": "10.2.0.1"}, "IP_NOT_ALLOWED"},
+		{"VALID key CIDR", narrow, map[string]any{"client_ip": "10.1.0.1"}, "VALID"},
+		{"WORKSPACE_MISMATCH", dev, map[string]any{"workspace": "prod"}, "WORKSPACE_MISMATCH"},
+		{"WORKSPACE_MISMATCH role", wide, map[string]any{"workspace": "staging"}, "WORKSPACE_MISMATCH"},
+		{"INSUFFICIENT_PERMISSIONS", prod, map[string]any{"permissions": []string{"clusters:delete"}}, "INSUFFICIENT_PERMISSIONS"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, s.code(t, tc.key, tc.extra))
+			assert.Equal(t, tc.want, s.code(t, tc.key, tc.extra), "again, from the cache")
+		})
+	}
+	t.Run("EXPIRED on a cached key", func(t *testing.T) {
+		s.within(t, short, nil, "EXPIRED", 3*time.Second)
+	})
+	t.Run("400s", func(t *testing.T) {
+		for name, body := range map[string]string{
+			"malformed JSON": `{not json`, "missing key": `{"workspace":"prod"}`,
+			"over 16 KiB": `{"key":"` + strings.Repeat("a", 20_000) + `"}`,
+		} {
+			status, _ := s.post(t, []byte(body))
+			assert.Equal(t, http.StatusBadRequest, status, name)
+		}
+	})
+}
+
+func TestRealRevocationPropagation(t *testing.T) {
+	s := startStack(t, nil)
+	const n = 100
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = s.issue(t, fmt.Sprintf("hot-%03d", i), nil)
+	}
+	for _, k := range keys { // hot: cached
+		require.Equal(t, "VALID", s.code(t, k, nil))
+		require.Equal(t, "VALID", s.code(t, k, nil))
+	}
+	lat := make([]time.Duration, n)
+	for i, k := range keys {
+		_, err := s.vault.Client.Logical().Delete(fmt.Sprintf("apikeys/keys/hot-%03d", i))
+		require.NoError(t, err)
+		lat[i] = s.within(t, k, nil, "REVOKED", propagation)
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[n/2], lat[n*99/100-1]
+	t.Logf("revocation → REVOKED over %d keys: p50 %s, p99 %s, max %s", n, p50, p99, lat[n-1])
+	fmt.Printf("revocation propagation (%d keys): p50 %s p99 %s max %s\n", n, p50, p99, lat[n-1])
+	assert.LessOrEqual(t, lat[n-1], propagation, "every revocation within %s", propagation)
+}
+
+func TestRealRoleDowngradeAndDisableEnable(t *testing.T) {
+	s := startStack(t, nil)
+	key := s.issue(t, "k", map[string]any{"workspace": "prod"})
+	need := map[string]any{"permissions": []string{"clusters:read"}}
+	require.Equal(t, "VALID", s.code(t, key, need))
+
+	admin(t, s.vault, "apikeys/roles/ops", map[string]any{"permissions": "nodes:*"})
+	d := s.within(t, key, need, "INSUFFICIENT_PERMISSIONS", propagation)
+	assert.LessOrEqual(t, d, propagation, "downgrade")
+	admin(t, s.vault, "apikeys/roles/ops", map[string]any{"permissions": "clusters:read,nodes:*"})
+	assert.LessOrEqual(t, s.within(t, key, need, "VALID", propagation), propagation, "upgrade back")
+
+	admin(t, s.vault, "apikeys/keys/k/disable", nil)
+	assert.LessOrEqual(t, s.within(t, key, need, "DISABLED", propagation), propagation, "disable")
+	admin(t, s.vault, "apikeys/keys/k/enable", nil)
+	assert.LessOrEqual(t, s.within(t, key, need, "VALID", propagation), propagation, "enable")
+	admin(t, s.vault, "apikeys/keys/k/disable", nil)
+	assert.LessOrEqual(t, s.within(t, key, need, "DISABLED", propagation), propagation, "disable again")
+}
+
+func TestRealForwardAuthAndMiddleware(t *testing.T) {
+	s := startStack(t, nil)
+	key := s.issue(t, "app", map[string]any{"workspace": "prod"})
+	auth := func(headers map[string]string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, s.url+"/v1/auth", nil)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := httpClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	resp := auth(map[string]string{"Authorization": "Bearer " + key, "X-Apikey-Workspace": "prod", "X-Apikey-Permissions": "clusters:read"})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("X-Apikey-Id"))
+	assert.Equal(t, "ops", resp.Header.Get("X-Apikey-Role"))
+	assert.Equal(t, "prod", resp.Header.Get("X-Apikey-Workspace"))
+	assert.Equal(t, http.StatusForbidden, auth(map[string]string{"X-API-Key": key, "X-Apikey-Workspace": "dev-eu"}).StatusCode)
+	resp = auth(nil)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("WWW-Authenticate"))
+
+	// The middleware in front of an app handler, against this verifier.
+	var seen middleware.Key
+	app := httptest.NewServer(middleware.Middleware(middleware.NewClient(s.url), middleware.RequirePermissions("clusters:read"))(
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen, _ = middleware.KeyFromContext(r.Context())
+		})))
+	defer app.Close()
+	call := func() int {
+		req, _ := http.NewRequest(http.MethodGet, app.URL, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := httpClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusOK, call())
+	assert.Equal(t, "app", seen.Name, "the handler sees the key")
+
+	_, err := s.vault.Client.Logical().Delete("apikeys/keys/app")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return call() == http.StatusUnauthorized }, time.Second, 5*time.Millisecond, "revoked → 401 through the middleware")
+	assert.Equal(t, http.StatusUnauthorized, auth(map[string]string{"X-API-Key": key}).StatusCode, "revoked → 401 at forward-auth")
+}
+
+// TestRealFailClosed seals Vault (it stays sealed until unsealed, unlike a
+// stopped dev server, which would lose its data): cached verdicts are served
+// for stale-if-error, then 503; after unsealing, answers resume within 5 s.
+func TestRealFailClosed(t *testing.T) {
+	// The window counts from the last successful feed poll, which can be up to
+	// one poll wait before the seal: keep the wait short to measure it.
+	const stale, wait = 3 * time.Second, 500 * time.Millisecond
+	s := startStack(t, func(c *verifier.Config) { c.StaleIfError, c.FeedWait = stale, wait })
+	key := s.issue(t, "k", nil)
+	require.Equal(t, "VALID", s.code(t, key, nil))
+	m := regexp.MustCompile(`Unseal Key: (\S+)`).FindStringSubmatch(s.vault.Log())
+	require.Len(t, m, 2, "dev server prints its unseal key")
+
+	require.NoError(t, s.vault.Client.Sys().Seal())
+	sealed := time.Now()
+	status, code := s.verify(t, map[string]any{"key": key})
+	if time.Since(sealed) < stale-wait {
+		assert.Equal(t, http.StatusOK, status, "cached verdicts are served while stale")
+		assert.Equal(t, "VALID", code)
+	}
+	require.Eventually(t, func() bool { st, _ := s.verify(t, map[string]any{"key": key}); return st == 503 },
+		stale+wait+3*time.Second, 20*time.Millisecond)
+	assert.GreaterOrEqual(t, time.Since(sealed), stale-wait-100*time.Millisecond, "not before stale-if-error")
+	resp, err := httpClient.Get(s.url + "/readyz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+
+	_, err = s.vault.Client.Sys().Unseal(m[1])
+	require.NoError(t, err)
+	unsealed := time.Now()
+	require.Eventually(t, func() bool { st, c := s.verify(t, map[string]any{"key": key}); return st == 200 && c == "VALID" },
+		5*time.Second, 20*time.Millisecond, "answers again within 5 s without a restart")
+	t.Logf("answering again %s after unseal", time.Since(unsealed))
+}
+
+func TestRealLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
+	s := startStack(t, nil)
+	key := s.issue(t, "k", nil)
+	for range 20 {
+		require.Equal(t, "VALID", s.code(t, key, map[string]any{"client_ip": "10.0.0.7"}))
+	}
+
+	// Usage arrives in batches, attributed to the client address.
+	require.Eventually(t, func() bool {
+		sec, err := s.vault.Client.Logical().Read("apikeys/keys/k")
+		require.NoError(t, err)
+		return fmt.Sprint(sec.Data["use_count"]) == "20" && sec.Data["last_used_from"] == "10.0.0.7"
+	}, 5*time.Second, 50*time.Millisecond, "usage reported")
+
+	// The verifier's token can do what the verifier needs, and nothing more.
+	c, err := s.vault.Client.Clone()
+	require.NoError(t, err)
+	c.SetToken(s.token)
+	for _, denied := range []func() error{
+		func() error {
+			_, err := c.Logical().Write("apikeys/keys/evil", map[string]any{"role": "ops"})
+			return err
+		},
+		func() error { _, err := c.Logical().Read("apikeys/config"); return err },
+		func() error { _, err := c.Logical().Delete("apikeys/keys/k"); return err },
+		func() error { _, err := c.Logical().List("apikeys/keys"); return err },
+		func() error {
+			_, err := c.Logical().Write("transit/encrypt/apikeys", map[string]any{"plaintext": "eA=="})
+			return err
+		},
+		func() error {
+			_, err := c.Logical().Write("apikeys/roles/ops", map[string]any{"permissions": "*"})
+			return err
+		},
+	} {
+		err := denied()
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "permission denied")
+	}
+
+	// No secret anywhere the verifier writes.
+	tok, err := token.Parse(key)
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond)
+	audit, err := os.ReadFile(s.audit)
+	require.NoError(t, err)
+	assert.NotEmpty(t, audit)
+	assert.NotContains(t, string(audit), tok.Secret)
+	assert.NotContains(t, s.logs.String(), tok.Secret)
+	resp, err := httpClient.Get(s.url + "/metrics")
+	require.NoError(t, err)
+	var metrics bytes.Buffer
+	_, _ = metrics.ReadFrom(resp.Body)
+	resp.Body.Close()
+	assert.NotContains(t, metrics.String(), tok.Secret)
+	assert.Contains(t, metrics.String(), "# TYPE apikeys_verifier_decisions_total counter")
+}
+
+func TestRealAppRoleAndTokenFile(t *testing.T) {
+	vt := vaulttest.Start(t)
+	policy, err := os.ReadFile(filepath.Join(vaulttest.Root(), "policies", "verifier.hcl"))
+	require.NoError(t, err)
+	require.NoError(t, vt.Client.Sys().PutPolicy("apikeys-verifier", string(policy)))
+	require.NoError(t, vt.Client.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}))
+	admin(t, vt, "auth/approle/role/verifier", map[string]any{"token_policies": "apikeys-verifier", "token_ttl": "1h", "token_no_default_policy": true})
+	sec, err := vt.Client.Logical().Read("auth/approle/role/verifier/role-id")
+	require.NoError(t, err)
+	roleID := sec.Data["role_id"].(string)
+	secretID := admin(t, vt, "auth/approle/role/verifier/secret-id", nil)["secret_id"].(string)
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret-id")
+	require.NoError(t, os.WriteFile(secretFile, []byte(secretID+"\n"), 0o600))
+	tokenFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte(vt.TokenFromFile(t, "policies/verifier.hcl")), 0o600))
+	admin(t, vt, "apikeys/roles/ops", map[string]any{"permissions": "clusters:read"})
+	key := admin(t, vt, "apikeys/keys/k", map[string]any{"role": "ops"})["key"].(string)
+
+	for name, cfg := range map[string]verifier.Config{
+		"approle":    {AppRoleRoleID: roleID, AppRoleSecretIDFile: secretFile},
+		"token file": {VaultTokenFile: tokenFile},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.VaultAddrs = []string{vt.Addr}
+			v, err := verifier.New(cfg)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = v.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			require.Eventually(t, func() bool { return v.Status().Ready }, 10*time.Second, 10*time.Millisecond)
+			verdict, err := v.Check(ctx, verifier.Request{Key: key, ClientIP: netip.MustParseAddr("127.0.0.1")})
+			require.NoError(t, err)
+			assert.Equal(t, verifier.CodeValid, verdict.Code)
+		})
+	}
+}

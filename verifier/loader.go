@@ -1,0 +1,173 @@
+package verifier
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+// loader resolves cache misses. At most cap(slots) requests to Vault are in
+// flight; misses that arrive while the slots are busy queue up, and whoever
+// takes the next slot sends every queued key_id (up to lookup.MaxBatch) in one
+// `lookup` write. An idle verifier therefore sends a lone miss at once, and a
+// busy one batches.
+type loader struct {
+	vault   lookupSource
+	keys    *keyring
+	cache   *cache
+	log     hclog.Logger
+	timeout time.Duration
+	slots   chan struct{}
+	now     func() time.Time
+	// batches counts lookup writes and their sizes, for metrics and tests.
+	batchSize func(n int)
+
+	queue chan *pending
+}
+
+// lookupSource is what the loader needs from Vault.
+type lookupSource interface {
+	Lookup(ctx context.Context, ids []string) (lookup.Batch, error)
+}
+
+type pending struct {
+	keyID string
+	done  chan struct{}
+	rec   *record
+	err   error
+}
+
+func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout time.Duration, inFlight int, batchSize func(int)) *loader {
+	return &loader{
+		vault: v, keys: k, cache: c, log: log, timeout: timeout,
+		slots:     make(chan struct{}, inFlight),
+		queue:     make(chan *pending, 64*lookup.MaxBatch),
+		now:       time.Now,
+		batchSize: batchSize,
+	}
+}
+
+// load returns the record for keyID, caching it when no change raced the lookup.
+// The record is returned even when it was not cached: it was true when read.
+func (l *loader) load(ctx context.Context, keyID string) (*record, error) {
+	p := &pending{keyID: keyID, done: make(chan struct{})}
+	select {
+	case l.queue <- p:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for {
+		select {
+		case <-p.done:
+			return p.rec, p.err
+		default:
+		}
+		select {
+		case <-p.done:
+			return p.rec, p.err
+		case <-ctx.Done():
+			return nil, ctx.Err() // p stays queued; whoever takes it caches the answer
+		case l.slots <- struct{}{}:
+			batch := l.take()
+			if len(batch) > 0 {
+				l.fetch(batch)
+			}
+			<-l.slots
+			if len(batch) == 0 {
+				// The queue was empty, so p is in a batch another caller is
+				// fetching: wait for it rather than spin on free slots.
+				select {
+				case <-p.done:
+					return p.rec, p.err
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+	}
+}
+
+// take drains up to lookup.MaxBatch distinct key_ids from the queue.
+func (l *loader) take() map[string][]*pending {
+	batch := make(map[string][]*pending)
+	for len(batch) < lookup.MaxBatch {
+		select {
+		case p := <-l.queue:
+			batch[p.keyID] = append(batch[p.keyID], p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// fetch looks up a batch, unwraps its data keys in one transit call, caches
+// what it may, and wakes every waiter.
+func (l *loader) fetch(batch map[string][]*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	l.batchSize(len(ids))
+	recs, err := l.resolve(ctx, ids)
+	for i, id := range ids {
+		for _, p := range batch[id] {
+			if err != nil {
+				p.err = err
+			} else if recs[i].err != nil {
+				p.err = recs[i].err
+			} else {
+				p.rec = recs[i].rec
+			}
+			close(p.done)
+		}
+	}
+}
+
+type resolved struct {
+	rec *record
+	err error
+}
+
+func (l *loader) resolve(ctx context.Context, ids []string) ([]resolved, error) {
+	b, err := l.vault.Lookup(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	var wrapped []string
+	for i := range b.Entries {
+		if s := b.Entries[i].Sealed; s != nil {
+			wrapped = append(wrapped, s.WrappedDEK)
+		}
+	}
+	var deks map[string][]byte
+	if len(wrapped) > 0 {
+		if deks, err = l.keys.Unwrap(ctx, wrapped); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]resolved, len(ids))
+	for i, e := range b.Entries {
+		var dek []byte
+		if e.Sealed != nil {
+			dek = deks[e.Sealed.WrappedDEK]
+		}
+		rec, err := newRecord(e, dek)
+		if err != nil {
+			l.log.Error("cannot use lookup answer", "key_id", e.KeyID, "error", err)
+			out[i].err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			continue
+		}
+		out[i].rec = rec
+		if !l.cache.Insert(rec, e.Seq) {
+			l.log.Debug("lookup raced a change: answer not cached", "key_id", e.KeyID, "seq", e.Seq)
+		}
+	}
+	return out, nil
+}

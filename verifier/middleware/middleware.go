@@ -1,0 +1,117 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strings"
+)
+
+type ctxKey struct{}
+
+// KeyFromContext returns the verified key of a request that passed Middleware.
+func KeyFromContext(ctx context.Context) (Key, bool) {
+	k, ok := ctx.Value(ctxKey{}).(Key)
+	return k, ok
+}
+
+// Option configures Middleware.
+type Option func(*options)
+
+type options struct {
+	workspace   func(*http.Request) string
+	permissions func(*http.Request) []string
+	clientIP    func(*http.Request) string
+}
+
+// RequirePermissions makes every request need all of perms.
+func RequirePermissions(perms ...string) Option {
+	return func(o *options) { o.permissions = func(*http.Request) []string { return perms } }
+}
+
+// WithPermissions derives the needed permissions from the request.
+func WithPermissions(fn func(*http.Request) []string) Option {
+	return func(o *options) { o.permissions = fn }
+}
+
+// WithWorkspace derives the workspace the request acts in (e.g. from its path).
+func WithWorkspace(fn func(*http.Request) string) Option {
+	return func(o *options) { o.workspace = fn }
+}
+
+// WithClientIP derives the end user's address; the default is the peer
+// address. Behind a proxy, pass the address the proxy vouches for.
+func WithClientIP(fn func(*http.Request) string) Option {
+	return func(o *options) { o.clientIP = fn }
+}
+
+// Middleware checks the request's key with the verifier before next runs. The
+// key comes from "Authorization: Bearer" or X-API-Key.
+func Middleware(c *Client, opts ...Option) func(http.Handler) http.Handler {
+	o := options{clientIP: peerIP}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			key, ok := TokenFromHeader(r.Header)
+			if !ok {
+				deny(w, http.StatusUnauthorized, "missing_key", "send the API key as Authorization: Bearer <key> or X-API-Key")
+				return
+			}
+			req := Request{Key: key, ClientIP: o.clientIP(r)}
+			if o.workspace != nil {
+				req.Workspace = o.workspace(r)
+			}
+			if o.permissions != nil {
+				req.Permissions = o.permissions(r)
+			}
+			res, err := c.Verify(r.Context(), req)
+			switch {
+			case err != nil:
+				deny(w, http.StatusServiceUnavailable, "unavailable", "the API key cannot be checked right now; retry later")
+			case res.Valid:
+				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, res.Key)))
+			case res.Forbidden():
+				deny(w, http.StatusForbidden, res.Code, "this API key may not make this request")
+			default:
+				deny(w, http.StatusUnauthorized, res.Code, "the API key is not valid")
+			}
+		})
+	}
+}
+
+func deny(w http.ResponseWriter, status int, code, msg string) {
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "code": code})
+}
+
+// TokenFromHeader finds the presented API key: "Authorization: Bearer <key>"
+// first, then X-API-Key. The verifier's forward-auth uses it too.
+func TokenFromHeader(h http.Header) (string, bool) {
+	if a := h.Get("Authorization"); a != "" {
+		scheme, rest, found := strings.Cut(strings.TrimSpace(a), " ")
+		if found && strings.EqualFold(scheme, "Bearer") {
+			if t := strings.TrimSpace(rest); t != "" {
+				return t, true
+			}
+		}
+	}
+	if t := strings.TrimSpace(h.Get("X-API-Key")); t != "" {
+		return t, true
+	}
+	return "", false
+}
+
+func peerIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return ""
+	}
+	return host
+}

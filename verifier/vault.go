@@ -1,0 +1,214 @@
+package verifier
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+)
+
+// vaultAPI is the verifier's narrow view of Vault: the plugin's lookup, changes
+// and usage paths, and transit decrypt. It fails over between addresses on
+// connection errors.
+type vaultAPI struct {
+	clients      []*api.Client
+	cur          atomic.Uint32
+	mount        string
+	transitMount string
+	transitKey   string
+	metrics      *metrics
+	// denied is called on a 403, so that the login can replace the token.
+	denied func()
+}
+
+func newVaultAPI(cfg *Config, m *metrics) (*vaultAPI, error) {
+	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, metrics: m, denied: func() {}}
+	for _, addr := range cfg.VaultAddrs {
+		c := api.DefaultConfig() // honours VAULT_CACERT, VAULT_SKIP_VERIFY, … as Vault's tools do
+		if c.Error != nil {
+			return nil, fmt.Errorf("vault client configuration: %w", c.Error)
+		}
+		c.Address = addr
+		c.MaxRetries = 0 // callers retry on their own schedule; a miss must not wait seconds
+		client, err := api.NewClient(c)
+		if err != nil {
+			return nil, fmt.Errorf("vault client for %s: %w", addr, err)
+		}
+		client.ClearToken() // set by the login, never picked up from the environment by accident
+		v.clients = append(v.clients, client)
+	}
+	return v, nil
+}
+
+// client is the address currently in use.
+func (v *vaultAPI) client() *api.Client {
+	return v.clients[int(v.cur.Load())%len(v.clients)]
+}
+
+func (v *vaultAPI) setToken(t string) {
+	for _, c := range v.clients {
+		c.SetToken(t)
+	}
+}
+
+// call runs fn against the current address and, on a connection error, once
+// against the next one. It records latency and outcome under op.
+//
+// fn uses the api calls that return a parsed *api.Secret: the Raw write calls
+// cancel their context on return, before the body has been read.
+func (v *vaultAPI) call(ctx context.Context, op string, fn func(*api.Client) (*api.Secret, error)) (*api.Secret, error) {
+	var s *api.Secret
+	var err error
+	for attempt := 0; attempt < min(2, len(v.clients)); attempt++ {
+		start := time.Now()
+		s, err = fn(v.client())
+		v.metrics.vaultLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		if err == nil {
+			return s, nil
+		}
+		v.metrics.vaultErrors.WithLabelValues(op).Inc()
+		var re *api.ResponseError
+		if errors.As(err, &re) {
+			if re.StatusCode == http.StatusForbidden {
+				v.denied()
+			}
+			return nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		v.cur.Add(1) // unreachable: try the next address
+	}
+	return nil, err
+}
+
+// dataInto decodes a response's data into out (through JSON, so the wire
+// shapes of package lookup apply unchanged).
+func dataInto(s *api.Secret, out any) error {
+	if s == nil || s.Data == nil {
+		return errors.New("response has no data")
+	}
+	b, err := json.Marshal(s.Data)
+	if err != nil {
+		return fmt.Errorf("decode response data: %w", err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decode response data: %w", err)
+	}
+	return nil
+}
+
+func (v *vaultAPI) write(ctx context.Context, op, path string, body any) (*api.Secret, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return v.call(ctx, op, func(c *api.Client) (*api.Secret, error) {
+		return c.Logical().WriteBytesWithContext(ctx, path, b)
+	})
+}
+
+// Lookup reads up to lookup.MaxBatch keys in one `lookup` write. The answer has
+// one entry per id, in order.
+func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (lookup.Batch, error) {
+	var b lookup.Batch
+	s, err := v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids})
+	if err == nil {
+		err = dataInto(s, &b)
+	}
+	if err != nil {
+		return b, fmt.Errorf("lookup %d key ids: %w", len(ids), err)
+	}
+	if len(b.Entries) != len(ids) {
+		return b, fmt.Errorf("lookup of %d key ids returned %d entries", len(ids), len(b.Entries))
+	}
+	for i := range b.Entries {
+		if b.Entries[i].KeyID == "" {
+			// ids are substrings of presented tokens: a cached copy must not
+			// keep a token alive in memory.
+			b.Entries[i].KeyID = strings.Clone(ids[i])
+		}
+		if b.Entries[i].KeyID != ids[i] {
+			return b, fmt.Errorf("lookup answered key %s in place of %s", b.Entries[i].KeyID, ids[i])
+		}
+		if b.Entries[i].Seq == 0 {
+			b.Entries[i].Seq = b.Seq
+		}
+	}
+	return b, nil
+}
+
+// Changes reads the feed after the cursor, waiting up to wait for a change.
+func (v *vaultAPI) Changes(ctx context.Context, after uint64, wait time.Duration) (lookup.Changes, error) {
+	var ch lookup.Changes
+	q := map[string][]string{
+		"after": {strconv.FormatUint(after, 10)},
+		"wait":  {strconv.FormatInt(wait.Milliseconds(), 10) + "ms"},
+	}
+	s, err := v.call(ctx, "changes", func(c *api.Client) (*api.Secret, error) {
+		return c.Logical().ReadWithDataWithContext(ctx, v.mount+"/changes", q)
+	})
+	if err == nil {
+		err = dataInto(s, &ch)
+	}
+	if err != nil {
+		return ch, fmt.Errorf("read change feed after %d: %w", after, err)
+	}
+	return ch, nil
+}
+
+// ReportUsage writes one batch of usage.
+func (v *vaultAPI) ReportUsage(ctx context.Context, u []lookup.Usage) error {
+	if _, err := v.write(ctx, "usage", v.mount+"/usage", map[string][]lookup.Usage{"usage": u}); err != nil {
+		return fmt.Errorf("report usage of %d keys: %w", len(u), err)
+	}
+	return nil
+}
+
+// Decrypt unwraps data keys with one transit batch decrypt. The result holds a
+// key or nil (that item failed) per input, in order.
+func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, error) {
+	type item struct {
+		Ciphertext string `json:"ciphertext"`
+	}
+	in := make([]item, len(wrapped))
+	for i, w := range wrapped {
+		in[i] = item{Ciphertext: w}
+	}
+	var out struct {
+		Results []struct {
+			Plaintext string `json:"plaintext"`
+			Error     string `json:"error"`
+		} `json:"batch_results"`
+	}
+	s, err := v.write(ctx, "decrypt", v.transitMount+"/decrypt/"+v.transitKey, map[string]any{"batch_input": in})
+	if err == nil {
+		err = dataInto(s, &out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transit decrypt of %d data keys: %w", len(wrapped), err)
+	}
+	if len(out.Results) != len(wrapped) {
+		return nil, fmt.Errorf("transit decrypt of %d data keys returned %d results", len(wrapped), len(out.Results))
+	}
+	keys := make([][]byte, len(wrapped))
+	for i, r := range out.Results {
+		if r.Error != "" {
+			continue
+		}
+		if k, err := base64.StdEncoding.DecodeString(r.Plaintext); err == nil {
+			keys[i] = k
+		}
+	}
+	return keys, nil
+}

@@ -1,0 +1,73 @@
+package verifier
+
+import (
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Code is the outcome of a verification (DESIGN §6).
+type Code string
+
+// The codes a decided answer carries.
+const (
+	CodeValid                   Code = "VALID"
+	CodeInvalidFormat           Code = "INVALID_FORMAT"
+	CodeNotFound                Code = "NOT_FOUND"
+	CodeRevoked                 Code = "REVOKED"
+	CodeDisabled                Code = "DISABLED"
+	CodeExpired                 Code = "EXPIRED"
+	CodeIPNotAllowed            Code = "IP_NOT_ALLOWED"
+	CodeWorkspaceMismatch       Code = "WORKSPACE_MISMATCH"
+	CodeInsufficientPermissions Code = "INSUFFICIENT_PERMISSIONS"
+)
+
+// Codes lists every code a Verdict can carry.
+var Codes = []Code{
+	CodeValid, CodeInvalidFormat, CodeNotFound, CodeRevoked, CodeDisabled, CodeExpired,
+	CodeIPNotAllowed, CodeWorkspaceMismatch, CodeInsufficientPermissions,
+}
+
+// Forbidden reports whether the code denies an authentic, usable key for this
+// request (HTTP 403), as opposed to a key that does not authenticate (401).
+func (c Code) Forbidden() bool {
+	return c == CodeIPNotAllowed || c == CodeWorkspaceMismatch || c == CodeInsufficientPermissions
+}
+
+// ErrUnavailable is returned when the Verifier cannot decide: Vault or the feed
+// has been unreachable for longer than StaleIfError, or a needed lookup failed.
+// Callers must fail closed (HTTP 503).
+var ErrUnavailable = errors.New("verifier cannot decide: Vault or its change feed is unreachable")
+
+// Request is one question to the Verifier.
+type Request struct {
+	// Key is the presented token. It is never stored, logged or returned.
+	Key string
+	// Workspace, when set, must be one the key may act in.
+	Workspace string
+	// Permissions must each be granted by the key's effective permissions.
+	Permissions []string
+	// ClientIP is the end user's address; when the key or its role has CIDR
+	// lists, an invalid (zero) address is not allowed.
+	ClientIP netip.Addr
+}
+
+// Verdict is a decided answer. Its slices and map are shared with the cache and
+// must not be modified.
+type Verdict struct {
+	Code Code
+	// KeyID is the presented key_id (public) unless the format was invalid.
+	KeyID string
+	// Name, Role, Workspace, Permissions and ExpiresAt describe the key; they are
+	// set only when the presented secret matched the key's digest.
+	Name        string
+	Role        string
+	Workspace   string
+	Permissions []string
+	ExpiresAt   *time.Time
+	// Metadata is set only when Code is VALID.
+	Metadata map[string]string
+}
+
+// Valid reports whether the key may make this request.
+func (v Verdict) Valid() bool { return v.Code == CodeValid }
