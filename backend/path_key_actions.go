@@ -16,6 +16,9 @@ import (
 // maxGrace bounds how long a rotated-out key stays valid.
 const maxGrace = 7 * 24 * time.Hour
 
+// maxInGrace bounds how many rotated-out keys one name carries at once.
+const maxInGrace = 10
+
 func pathKeyActions(b *Backend) []*framework.Path {
 	nameField := map[string]*framework.FieldSchema{
 		"name": {Type: framework.TypeString, Required: true, Description: "Name of the key."},
@@ -177,6 +180,9 @@ func (b *Backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 	return b.withLiveKey(ctx, req.Storage, d.Get("name").(string), func(n *NameEntry, old *Record) (*logical.Response, error) {
 		if old.status(b.now()) != lookup.StatusActive {
 			return badRequest(fmt.Errorf("key %q is %s: only an active key can be rotated", old.Name, old.status(b.now())))
+		}
+		if grace > 0 && len(n.Previous) >= maxInGrace {
+			return badRequest(fmt.Errorf("key %q already has %d keys in rotation grace: revoke them (vault write apikeys/revoke key_id=…) or rotate with grace=0", old.Name, len(n.Previous)))
 		}
 		role, err := b.getRole(ctx, req.Storage, old.Role)
 		if err != nil {

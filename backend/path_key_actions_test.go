@@ -106,6 +106,18 @@ func TestRotateWithGrace(t *testing.T) {
 	assert.Equal(t, "revoked", e.lookupStatus(tok.KeyID))
 }
 
+func TestRotateGraceIsBounded(t *testing.T) {
+	e := configured(t)
+	e.issue("k", nil)
+	for i := 0; i < maxInGrace; i++ {
+		e.mustOK(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "1h"})
+	}
+	before := e.snapshot()
+	e.mustFail(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "1h"}, "rotation grace")
+	assert.Equal(t, before, e.snapshot())
+	e.mustOK(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "0"})
+}
+
 func TestRotateWithoutGraceRevokesAtOnce(t *testing.T) {
 	e := configured(t)
 	oldID := e.issue("k", nil)["key_id"].(string)

@@ -49,7 +49,11 @@ type Option func(*options)
 type options struct {
 	engine bool
 	extra  string
+	args   []string
 }
+
+// WithServerArgs adds flags to `vault server -dev` (e.g. -log-level=debug).
+func WithServerArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
 
 // WithoutEngine starts Vault with the plugin in its catalog but nothing mounted.
 func WithoutEngine() Option { return func(o *options) { o.engine = false } }
@@ -150,8 +154,9 @@ func Start(t T, opts ...Option) *Vault {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v.cmd = exec.Command(bin, "server", "-dev", "-dev-root-token-id=root",
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir="+PluginDir(t), "-config="+cfg)
+	args := append([]string{"server", "-dev", "-dev-root-token-id=root",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir=" + PluginDir(t), "-config=" + cfg}, o.args...)
+	v.cmd = exec.Command(bin, args...)
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
 	v.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
 	if err := v.cmd.Start(); err != nil {
@@ -181,7 +186,9 @@ func (v *Vault) waitReady(t T) {
 			t.Fatalf("vault exited during start-up:\n%s", v.Log())
 		default:
 		}
-		if h, err := v.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
+		// The dev banner (unseal key, root token) is printed just after the
+		// server turns healthy: wait for it too, so UnsealKey never races.
+		if h, err := v.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed && strings.Contains(v.Log(), "Root Token:") {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
