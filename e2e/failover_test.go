@@ -299,7 +299,10 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 	t.Logf("step-down completed in %s with %d issuances/rotations completed around it", took, ops.Load())
 	assert.Less(t, took, 5*time.Second)
 	require.True(t, waitFor(10*time.Second, func() bool {
-		return c.do(func(cl *api.Client) error { _, err := cl.Logical().Write("apikeys/keys/after-stepdown", map[string]interface{}{"role": "r"}); return err }) == nil
+		return c.do(func(cl *api.Client) error {
+			_, err := cl.Logical().Write("apikeys/keys/after-stepdown", map[string]interface{}{"role": "r"})
+			return err
+		}) == nil
 	}), "a new active node takes writes")
 	assert.NotEqual(t, active, c.activeNode(t))
 }

@@ -126,4 +126,3 @@ func totalLen(m map[string]string) int {
 	}
 	return n
 }
-

@@ -53,7 +53,9 @@ type options struct {
 }
 
 // WithServerArgs adds flags to `vault server -dev` (e.g. -log-level=debug).
-func WithServerArgs(args ...string) Option { return func(o *options) { o.args = append(o.args, args...) } }
+func WithServerArgs(args ...string) Option {
+	return func(o *options) { o.args = append(o.args, args...) }
+}
 
 // WithoutEngine starts Vault with the plugin in its catalog but nothing mounted.
 func WithoutEngine() Option { return func(o *options) { o.engine = false } }
