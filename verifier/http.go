@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,12 +61,13 @@ var errBadRequest = errors.New("bad request")
 // Its errors never quote the body (which holds a token).
 func decodeVerifyRequest(body []byte) (verifyRequest, error) {
 	var req verifyRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&req); err != nil {
+	// Unmarshal also rejects anything after the object but white space.
+	if err := json.Unmarshal(body, &req); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) && syntax.Offset > 0 && json.Valid(body[:syntax.Offset-1]) {
+			return req, fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
+		}
 		return req, fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return req, fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
 	}
 	if req.Key == "" {
 		return req, fmt.Errorf("%w: \"key\" is missing", errBadRequest)
@@ -78,7 +78,10 @@ func decodeVerifyRequest(body []byte) (verifyRequest, error) {
 func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 	start := v.now()
 	rid := requestID(w, r)
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	buf := getBuf()
+	defer putBuf(buf)
+	body, err := readBody(w, r, *buf)
+	*buf = body[:0]
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -108,11 +111,44 @@ func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, verifyResponse{
+	resp := verifyResponse{
 		Valid: verdict.Valid(), Code: verdict.Code, KeyID: verdict.KeyID, Name: verdict.Name,
 		Role: verdict.Role, Workspace: verdict.Workspace, Permissions: nonNil(verdict.Permissions),
 		ExpiresAt: verdict.ExpiresAt, Metadata: verdict.Metadata,
-	})
+	}
+	out := getBuf()
+	*out = appendVerifyResponse(*out, &resp)
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Cache-Control"] = noStore
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(*out)
+	putBuf(out)
+}
+
+// Shared header values: set without the allocations of Header.Set.
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
+)
+
+// readBody reads the request body into buf (reused across requests), up to
+// MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := rd.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 func nonNil(s []string) []string {

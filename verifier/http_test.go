@@ -252,6 +252,7 @@ func TestAuditLines(t *testing.T) {
 	postVerify(t, h, jsonBody(t, map[string]any{"key": forged}))
 	authRequest(h, map[string]string{"Authorization": "Bearer " + key}, "127.0.0.1:9")
 
+	require.NoError(t, v.audit.Flush())
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -278,6 +279,7 @@ func TestAuditLines(t *testing.T) {
 	require.NoError(t, os.Rename(path, path+".1"))
 	require.NoError(t, v.ReopenAudit())
 	postVerify(t, h, jsonBody(t, map[string]any{"key": key}))
+	require.NoError(t, v.audit.Flush())
 	b, err = os.ReadFile(path)
 	require.NoError(t, err)
 	assert.Equal(t, 1, strings.Count(string(b), "\n"))

@@ -1,0 +1,57 @@
+package verifier
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	require.NoError(t, err)
+	return string(raw) + "\n"
+}
+
+func TestAppendVerifyResponseMatchesEncodingJSON(t *testing.T) {
+	exp := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
+	cases := []verifyResponse{
+		{},
+		{Code: CodeInvalidFormat, Permissions: []string{}},
+		{Valid: true, Code: CodeValid, KeyID: "AAAAAAAAAAAAAAAA", Name: "ci-deploy", Role: "dev", Workspace: "prod",
+			Permissions: []string{"clusters:read", "a\"b"}, ExpiresAt: &exp, Metadata: map[string]string{"z": "1", "a": "<&>\u2028\x01é"}},
+		{Name: "bad\xffutf8\ttab\\", Role: "\u2029"},
+	}
+	for _, c := range cases {
+		assert.Equal(t, jsonOf(t, c), string(appendVerifyResponse(nil, &c)))
+	}
+}
+
+func TestAppendAuditLineMatchesEncodingJSON(t *testing.T) {
+	cases := []auditLine{
+		{Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), RequestID: "r1", Endpoint: "verify", Code: "VALID", LatencyMS: 0.125},
+		{Time: time.Unix(0, 0).UTC(), RequestID: "x", Endpoint: "auth", KeyID: "k", Name: "n\"", Code: "NOT_FOUND", Workspace: "w", ClientIP: "::1", LatencyMS: 12},
+	}
+	for _, c := range cases {
+		assert.Equal(t, jsonOf(t, c), string(appendAuditLine(nil, &c)))
+	}
+}
+
+// FuzzAppendString: every string renders as encoding/json renders it.
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "\"\\", "\x00\x1f\x7f", "<>&", "\u2028\u2029", "é漢", "\xff\xfe", "a\xc3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendString(nil, s); string(got) != string(want) {
+			t.Fatalf("appendString(%q) = %s, encoding/json gives %s", s, got, want)
+		}
+	})
+}
