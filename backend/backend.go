@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -43,7 +44,13 @@ type Backend struct {
 	feed  *Feed
 	index *Index
 	roles *RoleCache
+	// records caches key records by key_id: verifier lookups read them on
+	// every miss, and this node is the only writer (putRecord keeps it current).
+	records *lru.Cache[string, *Record]
 }
+
+// recordCacheSize bounds the record cache (~1 KiB a record).
+const recordCacheSize = 100000
 
 // Factory is the logical.Factory of the plugin.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
@@ -64,6 +71,7 @@ func New(newSealer SealerFactory) *Backend {
 		index:     NewIndex(),
 		roles:     NewRoleCache(),
 	}
+	b.records, _ = lru.New[string, *Record](recordCacheSize)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -128,6 +136,8 @@ func (b *Backend) invalidate(_ context.Context, key string) {
 		b.sealerMu.Unlock()
 	case strings.HasPrefix(key, storageRolePrefix):
 		b.roles.Forget(strings.TrimPrefix(key, storageRolePrefix))
+	case strings.HasPrefix(key, storageKeyPrefix):
+		b.records.Remove(strings.TrimPrefix(key, storageKeyPrefix))
 	}
 }
 

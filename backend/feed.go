@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -39,6 +40,10 @@ type Feed struct {
 	recent  []lookup.Change
 	changed chan struct{} // closed and replaced on every append
 	loaded  bool
+	// published mirrors head once loaded, so lookups read it without waiting
+	// for an append's storage write to finish.
+	published atomic.Uint64
+	ready     atomic.Bool
 }
 
 // NewFeed returns an empty, unloaded feed.
@@ -87,11 +92,16 @@ func (f *Feed) loadLocked(ctx context.Context, s logical.Storage) error {
 	f.head, f.written, f.tail = head, meta.Head, max(meta.Tail, 1)
 	f.recent = f.recent[:0]
 	f.loaded = true
+	f.published.Store(head)
+	f.ready.Store(true)
 	return nil
 }
 
 // Head is the newest sequence number.
 func (f *Feed) Head(ctx context.Context, s logical.Storage) (uint64, error) {
+	if f.ready.Load() {
+		return f.published.Load(), nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.loadLocked(ctx, s); err != nil {
@@ -116,6 +126,7 @@ func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op st
 		return 0, fmt.Errorf("append to change feed: %w", err)
 	}
 	f.head = ch.Seq
+	f.published.Store(ch.Seq)
 	f.recent = append(f.recent, ch)
 	if len(f.recent) > feedRecent {
 		f.recent = append(f.recent[:0], f.recent[len(f.recent)-feedRecent/2:]...)

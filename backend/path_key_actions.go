@@ -91,7 +91,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status
 		}
 		rec.Status = status
 		entry := nameEntryOf(rec, n.Previous)
-		if err := putNamed(ctx, s, rec, entry); err != nil {
+		if err := b.putNamed(ctx, s, rec, entry); err != nil {
 			return nil, err
 		}
 		b.index.Set(name, entry)
@@ -157,7 +157,7 @@ func (b *Backend) pathKeyPatch(ctx context.Context, req *logical.Request, d *fra
 		if cidrsGiven {
 			rec.AllowedCIDRs = cidrs
 		}
-		if err := putJSON(ctx, req.Storage, storageKeyPrefix+rec.KeyID, rec); err != nil {
+		if err := b.putRecord(ctx, req.Storage, rec); err != nil {
 			return nil, err
 		}
 		if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, lookup.OpUpdated, b.now()); err != nil {
@@ -217,7 +217,7 @@ func (b *Backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 			if err := putJSON(ctx, req.Storage, expKey(until, old.KeyID), map[string]string{"key_id": old.KeyID}); err != nil {
 				return nil, err
 			}
-			if err := putJSON(ctx, req.Storage, storageKeyPrefix+old.KeyID, old); err != nil {
+			if err := b.putRecord(ctx, req.Storage, old); err != nil {
 				return nil, err
 			}
 		}
@@ -225,7 +225,7 @@ func (b *Backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 			return nil, err
 		}
 		entry := nameEntryOf(rec, previous)
-		if err := putNamed(ctx, req.Storage, rec, entry); err != nil {
+		if err := b.putNamed(ctx, req.Storage, rec, entry); err != nil {
 			return nil, err
 		}
 		b.index.Set(rec.Name, entry)

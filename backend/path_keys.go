@@ -212,7 +212,7 @@ func (b *Backend) pathKeyCreate(ctx context.Context, req *logical.Request, d *fr
 	if err := b.putIndexes(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
-	if err := putNamed(ctx, req.Storage, rec, entry); err != nil {
+	if err := b.putNamed(ctx, req.Storage, rec, entry); err != nil {
 		return nil, err
 	}
 	committed = &entry
@@ -426,7 +426,7 @@ func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Reco
 	}
 	now := b.now()
 	rec.Status, rec.RevokedAt = lookup.StatusRevoked, &now
-	if err := putJSON(ctx, s, storageKeyPrefix+rec.KeyID, rec); err != nil {
+	if err := b.putRecord(ctx, s, rec); err != nil {
 		return err
 	}
 	if err := putJSON(ctx, s, tombKey(now, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {

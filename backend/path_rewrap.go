@@ -84,7 +84,7 @@ func (b *Backend) swapDEK(ctx context.Context, s logical.Storage, keyID, old, fr
 		return false, err
 	}
 	rec.Sealed.WrappedDEK = fresh
-	return true, putJSON(ctx, s, storageKeyPrefix+keyID, rec)
+	return true, b.putRecord(ctx, s, rec)
 }
 
 const pathRewrapHelpDesc = `

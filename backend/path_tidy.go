@@ -86,6 +86,7 @@ func (b *Backend) purgeTombstones(ctx context.Context, s logical.Storage, cutoff
 				return purged, fmt.Errorf("purge tombstone %s: %w", keyID, err)
 			}
 		}
+		b.records.Remove(keyID)
 		purged++
 	}
 	return purged, nil

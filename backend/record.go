@@ -109,13 +109,32 @@ func putJSON(ctx context.Context, s logical.Storage, key string, v interface{}) 
 	return nil
 }
 
+// getRecord reads a record, from the in-memory cache when it holds it. It
+// returns a copy the caller may change before putRecord.
 func (b *Backend) getRecord(ctx context.Context, s logical.Storage, keyID string) (*Record, error) {
+	if r, ok := b.records.Get(keyID); ok {
+		copied := *r
+		return &copied, nil
+	}
 	var r Record
 	ok, err := getJSON(ctx, s, storageKeyPrefix+keyID, &r)
 	if !ok {
 		return nil, err
 	}
+	cached := r
+	b.records.Add(keyID, &cached)
 	return &r, nil
+}
+
+// putRecord writes a record and, once stored, caches a copy of it.
+func (b *Backend) putRecord(ctx context.Context, s logical.Storage, rec *Record) error {
+	if err := putJSON(ctx, s, storageKeyPrefix+rec.KeyID, rec); err != nil {
+		b.records.Remove(rec.KeyID) // unknown state: read it back next time
+		return err
+	}
+	cached := *rec
+	b.records.Add(rec.KeyID, &cached)
+	return nil
 }
 
 func (b *Backend) getName(ctx context.Context, s logical.Storage, name string) (*NameEntry, error) {
@@ -143,8 +162,8 @@ func ownerKey(entityID, keyID string) string {
 }
 
 // putNamed writes a record and the name entry pointing at it.
-func putNamed(ctx context.Context, s logical.Storage, rec *Record, entry NameEntry) error {
-	if err := putJSON(ctx, s, storageKeyPrefix+rec.KeyID, rec); err != nil {
+func (b *Backend) putNamed(ctx context.Context, s logical.Storage, rec *Record, entry NameEntry) error {
+	if err := b.putRecord(ctx, s, rec); err != nil {
 		return err
 	}
 	return putJSON(ctx, s, storageNamePrefix+rec.Name, entry)

@@ -37,6 +37,7 @@ type options struct {
 	hot          int
 	revocations  int
 	out          string
+	verifierArg  string
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.IntVar(&o.hot, "hot", 1000, "working set of the hot verify load")
 	flag.IntVar(&o.revocations, "revocations", 200, "revocations measured under load")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (empty: stdout only)")
+	flag.StringVar(&o.verifierArg, "verifier-flags", "", "extra flags for the verifier, space-separated")
 	flag.Parse()
 
 	s := vaulttest.NewSession()
@@ -115,7 +117,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	must(vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100", root, nil))
 	res.listFirstPage = time.Since(start)
 
-	verifierURL, err := startVerifier(s, v, dir)
+	verifierURL, err := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +250,7 @@ func writeKeys(dir, name string, keys []issued) string {
 	return path
 }
 
-func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string) (string, error) {
+func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) (string, error) {
 	bin := filepath.Join(dir, "apikeys-verifier")
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/apikeys-verifier").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build verifier: %v\n%s", err, out)
@@ -257,8 +259,9 @@ func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string) (string
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	tokenFile := filepath.Join(dir, "verifier-token")
 	_ = os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600)
-	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", v.Addr,
-		"-vault-token-file", tokenFile, "-audit-log", filepath.Join(dir, "audit.log"), "-usage-flush", "10s")
+	args := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", v.Addr,
+		"-vault-token-file", tokenFile, "-audit-log", filepath.Join(dir, "audit.log"), "-usage-flush", "10s"}, extra...)
+	cmd := exec.Command(bin, args...)
 	logf, _ := os.Create(filepath.Join(dir, "verifier.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
