@@ -5,7 +5,7 @@ PKGS  := ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test unit vault lint fuzz bench clean
+.PHONY: all build run test unit vault lint fuzz bench bench-scale clean
 
 all: build
 
@@ -47,10 +47,16 @@ fuzz:
 ## bench: side-by-side load tests against Vault's endpoints and a bare handler (≤ 15 min)
 bench:
 	@scripts/ensure-packages wrk:wrk
-	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
+	@set -o pipefail; VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 15m $(GO) run ./scripts/bench -out BENCHMARKS.md && \
 	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./backend/token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
 	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench
+
+## bench-scale: issuance and listing with 10k and with SCALE (default 1,000,000) keys stored (long)
+SCALE ?= 1000000
+bench-scale:
+	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
+	  timeout 90m $(GO) run ./scripts/bench -scale $(SCALE) -out BENCHMARKS-scale.md
 
 clean:
 	rm -rf bin .run

@@ -65,8 +65,23 @@ func newRecord(e lookup.Entry, dek []byte) (*record, error) {
 		r.expires = e.ExpiresAt.UnixNano()
 	}
 	r.keyNets = parseNets(e.AllowedCIDRs)
-	r.roleNets = parseNets(e.RoleAllowedCIDRs)
+	r.roleNets = shared.netsOf(e.RoleAllowedCIDRs)
+	r.compact()
 	return r, nil
+}
+
+// compact drops what deciding no longer needs (the sealed digest is opened,
+// the CIDR lists parsed) and shares the values keys of a role repeat: a cached
+// record stays small with a million of them.
+func (r *record) compact() {
+	e := &r.entry
+	e.Sealed, e.MountID, e.AllowedCIDRs, e.RoleAllowedCIDRs = nil, "", nil, nil
+	e.Status = shared.str(e.Status)
+	e.Role = shared.str(e.Role)
+	e.Workspace = shared.str(e.Workspace)
+	e.Permissions = shared.list(e.Permissions)
+	e.AllowedWorkspaces = shared.list(e.AllowedWorkspaces)
+	e.Metadata = shared.metadata(e.Metadata)
 }
 
 func parseNets(list []string) []netip.Prefix {

@@ -65,7 +65,8 @@ type Verdict struct {
 	Workspace   string
 	Permissions []string
 	ExpiresAt   *time.Time
-	// Metadata is set only when Code is VALID.
+	// Metadata is set only when Code is VALID. It is shared with the cache:
+	// read it, never modify it.
 	Metadata map[string]string
 }
 

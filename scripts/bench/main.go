@@ -38,6 +38,7 @@ type options struct {
 	revocations  int
 	out          string
 	verifierArg  string
+	scale        int
 }
 
 func main() {
@@ -52,10 +53,24 @@ func main() {
 	flag.IntVar(&o.revocations, "revocations", 200, "revocations measured under load")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (empty: stdout only)")
 	flag.StringVar(&o.verifierArg, "verifier-flags", "", "extra flags for the verifier, space-separated")
+	flag.IntVar(&o.scale, "scale", 0, "instead of the side-by-side loads: issuance and listing with this many keys stored (make bench-scale)")
 	flag.Parse()
 
 	s := vaulttest.NewSession()
 	defer s.Close()
+	if o.scale > 0 {
+		report, err := runScale(s, o)
+		if err != nil {
+			s.Fatal(err)
+		}
+		fmt.Println(report)
+		if o.out != "" {
+			if err := os.WriteFile(o.out, []byte(report), 0o644); err != nil {
+				s.Fatal(err)
+			}
+		}
+		return
+	}
 	r, err := run(s, o)
 	if err != nil {
 		s.Fatal(err)
