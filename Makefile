@@ -50,7 +50,8 @@ bench:
 	@set -o pipefail; VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 15m $(GO) run ./scripts/bench -out BENCHMARKS.md && \
 	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./backend/token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
-	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench
+	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench && \
+	  cat scripts/bench/history.md >> BENCHMARKS.md
 
 ## bench-scale: issuance and listing with 10k and with SCALE (default 1,000,000) keys stored (long)
 SCALE ?= 1000000

@@ -285,49 +285,25 @@ func TestConcurrentCreatesRespectLimitOnRealVault(t *testing.T) {
 func TestSealWhileRequestsInFlight(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var issued atomic.Int32
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/w%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
-					issued.Add(1)
-				}
-			}
-		}(w)
-	}
-	for p := 0; p < 2; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, _ = v.Client.Logical().ReadWithData("apikeys/changes", map[string][]string{"after": {"999999"}, "wait": {"5s"}})
-			}
-		}()
-	}
+	issuers := vaulttest.StartLoad(4, func(w, i int) {
+		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/w%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
+			issued.Add(1)
+		}
+	})
+	pollers := vaulttest.StartLoad(2, func(int, int) {
+		_, _ = v.Client.Logical().ReadWithData("apikeys/changes", map[string][]string{"after": {"999999"}, "wait": {"5s"}})
+	})
 	time.Sleep(1500 * time.Millisecond)
 	require.Positive(t, issued.Load(), "issuance must be running when seal starts")
 	start := time.Now()
 	out, err := v.CLI(t, "operator", "seal")
 	took := time.Since(start)
-	close(stop)
 	require.NoError(t, err, out)
 	t.Logf("seal took %s with %d keys issued", took, issued.Load())
 	assert.Less(t, took, 5*time.Second)
-	wg.Wait()
+	issuers.Stop()
+	pollers.Stop()
 	st, err := v.Client.Sys().SealStatus()
 	require.NoError(t, err)
 	assert.True(t, st.Sealed)

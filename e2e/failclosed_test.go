@@ -1,9 +1,9 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -74,31 +74,17 @@ func TestSealWithVerifierFollowing(t *testing.T) {
 	ver := startVerifier(t, v, v.Addr, "-stale-if-error", "3s")
 	require.Equal(t, "VALID", ver.code(t, key))
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var issued atomic.Int32
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := v.Client.Logical().Write("apikeys/keys/load-"+string(rune('a'+w))+time.Now().Format("150405.000000"), map[string]interface{}{"role": "r"}); err == nil {
-					issued.Add(1)
-				}
-			}
-		}(w)
-	}
+	load := vaulttest.StartLoad(3, func(w, i int) {
+		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/load-%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
+			issued.Add(1)
+		}
+	})
 	time.Sleep(time.Second)
 	start := time.Now()
 	out, err := v.CLI(t, "operator", "seal")
 	took := time.Since(start)
-	close(stop)
-	wg.Wait()
+	load.Stop()
 	require.NoError(t, err, out)
 	t.Logf("seal took %s (%d issuances ran alongside)", took, issued.Load())
 	assert.Less(t, took, 5*time.Second)

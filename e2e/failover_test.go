@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
 )
 
 // TestFailoverKeepsEveryAcknowledgedWrite SIGKILLs the active node of a 3-node
@@ -55,63 +57,44 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		issueOne(fmt.Sprintf("pre-%02d", i))
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func(w int) { // issue, and revoke every third key issued
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				name := fmt.Sprintf("w%d-%04d", w, i)
-				issueOne(name)
-				if i%3 == 2 {
-					mu.Lock()
-					key, ok := created[name]
-					mu.Unlock()
-					if !ok {
-						continue
-					}
-					err := c.do(func(cl *api.Client) error { _, err := cl.Logical().Delete("apikeys/keys/" + name); return err })
-					mu.Lock()
-					if err == nil {
-						revoked[name] = key
-					} else {
-						ambiguous[name] = true
-					}
-					delete(created, name)
-					mu.Unlock()
-				}
-			}
-		}(w)
-	}
-	wg.Add(1)
-	go func() { // verifications all along
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			mu.Lock()
-			var key string
-			for _, k := range created {
-				key = k
-				break
-			}
-			mu.Unlock()
-			if key != "" {
-				ver.verify(t, map[string]interface{}{"key": key})
-				verifies.Add(1)
-			}
-			time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+	// Issue, and revoke every third key issued.
+	writers := vaulttest.StartLoad(3, func(w, i int) {
+		name := fmt.Sprintf("w%d-%04d", w, i)
+		issueOne(name)
+		if i%3 != 2 {
+			return
 		}
-	}()
+		mu.Lock()
+		key, ok := created[name]
+		mu.Unlock()
+		if !ok {
+			return
+		}
+		err := c.do(func(cl *api.Client) error { _, err := cl.Logical().Delete("apikeys/keys/" + name); return err })
+		mu.Lock()
+		if err == nil {
+			revoked[name] = key
+		} else {
+			ambiguous[name] = true
+		}
+		delete(created, name)
+		mu.Unlock()
+	})
+	// Verifications all along.
+	readers := vaulttest.StartLoad(1, func(int, int) {
+		mu.Lock()
+		var key string
+		for _, k := range created {
+			key = k
+			break
+		}
+		mu.Unlock()
+		if key != "" {
+			ver.verify(t, map[string]interface{}{"key": key})
+			verifies.Add(1)
+		}
+		time.Sleep(time.Duration(rand.IntN(5)) * time.Millisecond)
+	})
 
 	time.Sleep(3 * time.Second)
 	active := c.activeNode(t)
@@ -142,8 +125,8 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 	t.Logf("after the kill: Vault took a write again after %s; the verifier answered a never-cached key after %s", vaultBack, recovery)
 	assert.Less(t, recovery, 10*time.Second)
 	time.Sleep(2 * time.Second)
-	close(stop)
-	wg.Wait()
+	writers.Stop()
+	readers.Stop()
 	newActive := c.activeNode(t)
 	assert.NotEqual(t, active, newActive)
 
@@ -248,38 +231,25 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 		return err
 	}))
 	require.Equal(t, "VALID", ver.code(t, key))
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var ops atomic.Int32
-	worker := func(fn func(i int) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if fn(i) == nil {
-					ops.Add(1)
-				} else {
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-		}()
+	count := func(err error) {
+		if err == nil {
+			ops.Add(1)
+		} else {
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
-	worker(func(i int) error {
-		return c.do(func(cl *api.Client) error {
+	issuers := vaulttest.StartLoad(1, func(_, i int) {
+		count(c.do(func(cl *api.Client) error {
 			_, err := cl.Logical().Write(fmt.Sprintf("apikeys/keys/sd-%05d", i), map[string]interface{}{"role": "r"})
 			return err
-		})
+		}))
 	})
-	worker(func(int) error {
-		return c.do(func(cl *api.Client) error {
+	rotators := vaulttest.StartLoad(1, func(int, int) {
+		count(c.do(func(cl *api.Client) error {
 			_, err := cl.Logical().Write("apikeys/keys/rotating/rotate", map[string]interface{}{"grace": "0"})
 			return err
-		})
+		}))
 	})
 	time.Sleep(1500 * time.Millisecond)
 	active := c.activeNode(t)
@@ -293,8 +263,8 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 	})
 	took := time.Since(start)
 	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
+	issuers.Stop()
+	rotators.Stop()
 	require.True(t, stepped, "the active node never stepped down")
 	t.Logf("step-down completed in %s with %d issuances/rotations completed around it", took, ops.Load())
 	assert.Less(t, took, 5*time.Second)

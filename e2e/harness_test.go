@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -96,18 +95,7 @@ func launchVerifier(t *testing.T, dir, addrs, tokenFile string, extra ...string)
 }
 
 func (p *verifierProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	vaulttest.StopProcess(p.cmd, p.done)
 	p.logFile.Close()
 }
 

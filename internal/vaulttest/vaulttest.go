@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -306,23 +305,7 @@ func (v *Vault) RawStorage(t T) string {
 }
 
 // Stop ends the server (idempotent).
-func (v *Vault) Stop() {
-	if v.cmd == nil || v.cmd.Process == nil {
-		return
-	}
-	select {
-	case <-v.done:
-		return
-	default:
-	}
-	_ = v.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-v.done:
-	case <-time.After(10 * time.Second):
-		_ = v.cmd.Process.Kill()
-		<-v.done
-	}
-}
+func (v *Vault) Stop() { StopProcess(v.cmd, v.done) }
 
 // Get performs a raw HTTP GET with the root token (for checks below the api client).
 func (v *Vault) Get(path string) (*http.Response, error) {
