@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -127,13 +128,8 @@ func appendVerifyResponse(b []byte, r *verifyResponse) []byte {
 	}
 	if len(r.Metadata) > 0 {
 		b = appendField(b, "metadata", false)
-		keys := make([]string, 0, len(r.Metadata))
-		for k := range r.Metadata {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
 		b = append(b, '{')
-		for i, k := range keys {
+		for i, k := range slices.Sorted(maps.Keys(r.Metadata)) {
 			if i > 0 {
 				b = append(b, ',')
 			}

@@ -1,7 +1,9 @@
 package verifier
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -79,7 +81,7 @@ func (in *interner) metadata(m map[string]string) map[string]string {
 		return m
 	}
 	var b strings.Builder
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		b.WriteString(k)
 		b.WriteByte(0)
 		b.WriteString(m[k])
@@ -95,17 +97,4 @@ func (in *interner) metadata(m map[string]string) map[string]string {
 		in.maps[key] = m
 	}
 	return m
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
 }
