@@ -191,13 +191,10 @@ func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (look
 			after = head
 		}
 	}
-	var fromMem []lookup.Change
 	if n := len(f.recent); n > 0 && f.recent[0].Seq <= after+1 {
-		start := int(after + 1 - f.recent[0].Seq)
-		if start < n {
-			fromMem = append(fromMem, f.recent[start:min(n, start+feedPage)]...)
+		if start := int(after + 1 - f.recent[0].Seq); start < n {
+			out.Changes = append(out.Changes, f.recent[start:min(n, start+feedPage)]...)
 		}
-		out.Changes = fromMem
 		f.mu.Unlock()
 		return out, nil
 	}

@@ -301,22 +301,22 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 // recordView is what read, list and create show: never the key or its digest.
 func (b *Backend) recordView(rec *Record, u *lookup.Usage, now time.Time) map[string]interface{} {
 	data := map[string]interface{}{
-		"name":          rec.Name,
-		"key_id":        rec.KeyID,
-		"role":          rec.Role,
-		"workspace":     rec.Workspace,
-		"permissions":   rec.Permissions,
-		"allowed_cidrs": nonNil(rec.AllowedCIDRs),
-		"description":   rec.Description,
-		"status":        rec.status(now),
-		"created_at":    rec.CreatedAt.Format(time.RFC3339),
-		"created_by":    map[string]interface{}{"entity_id": rec.CreatedBy.EntityID, "display_name": rec.CreatedBy.DisplayName},
-		"expires_at":    formatTime(rec.ExpiresAt),
-		"metadata":      nonNilMap(rec.Metadata),
-		"use_count":     uint64(0),
-		"last_used_at":  "",
+		"name":           rec.Name,
+		"key_id":         rec.KeyID,
+		"role":           rec.Role,
+		"workspace":      rec.Workspace,
+		"permissions":    rec.Permissions,
+		"allowed_cidrs":  nonNil(rec.AllowedCIDRs),
+		"description":    rec.Description,
+		"status":         rec.status(now),
+		"created_at":     rec.CreatedAt.Format(time.RFC3339),
+		"created_by":     map[string]interface{}{"entity_id": rec.CreatedBy.EntityID, "display_name": rec.CreatedBy.DisplayName},
+		"expires_at":     formatTime(rec.ExpiresAt),
+		"metadata":       nonNilMap(rec.Metadata),
+		"use_count":      uint64(0),
+		"last_used_at":   "",
+		"last_used_from": "",
 	}
-	data["last_used_from"] = ""
 	if u != nil {
 		data["use_count"] = u.Count
 		data["last_used_at"] = u.LastUsedAt.Format(time.RFC3339)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
@@ -279,7 +280,7 @@ func (s *TransitSealer) tokenTTL(ctx context.Context) (time.Duration, bool, erro
 	}
 	renewable, _ := sec.TokenIsRenewable()
 	if p, ok := sec.Data["period"]; ok && p != nil {
-		if period, err := time.ParseDuration(fmt.Sprintf("%vs", p)); err == nil && period > 0 {
+		if period, err := parseutil.ParseDurationSecond(p); err == nil && period > 0 {
 			ttl = period
 		}
 	}

@@ -78,13 +78,16 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-func appendField(b []byte, name string, first bool) []byte {
-	if !first {
-		b = append(b, ',')
-	}
-	b = append(b, '"')
+// appendField appends `,"name":` (every field but the first of an object).
+func appendField(b []byte, name string) []byte {
+	b = append(b, ',', '"')
 	b = append(b, name...)
 	return append(b, '"', ':')
+}
+
+// appendStringField appends `,"name":"value"`.
+func appendStringField(b []byte, name, value string) []byte {
+	return appendString(appendField(b, name), value)
 }
 
 func appendTime(b []byte, t time.Time) []byte {
@@ -97,17 +100,12 @@ func appendTime(b []byte, t time.Time) []byte {
 func appendVerifyResponse(b []byte, r *verifyResponse) []byte {
 	b = append(b, `{"valid":`...)
 	b = strconv.AppendBool(b, r.Valid)
-	b = appendField(b, "code", false)
-	b = appendString(b, string(r.Code))
-	b = appendField(b, "key_id", false)
-	b = appendString(b, r.KeyID)
-	b = appendField(b, "name", false)
-	b = appendString(b, r.Name)
-	b = appendField(b, "role", false)
-	b = appendString(b, r.Role)
-	b = appendField(b, "workspace", false)
-	b = appendString(b, r.Workspace)
-	b = appendField(b, "permissions", false)
+	b = appendStringField(b, "code", string(r.Code))
+	b = appendStringField(b, "key_id", r.KeyID)
+	b = appendStringField(b, "name", r.Name)
+	b = appendStringField(b, "role", r.Role)
+	b = appendStringField(b, "workspace", r.Workspace)
+	b = appendField(b, "permissions")
 	if r.Permissions == nil {
 		b = append(b, "null"...)
 	} else {
@@ -120,14 +118,14 @@ func appendVerifyResponse(b []byte, r *verifyResponse) []byte {
 		}
 		b = append(b, ']')
 	}
-	b = appendField(b, "expires_at", false)
+	b = appendField(b, "expires_at")
 	if r.ExpiresAt == nil {
 		b = append(b, "null"...)
 	} else {
 		b = appendTime(b, *r.ExpiresAt)
 	}
 	if len(r.Metadata) > 0 {
-		b = appendField(b, "metadata", false)
+		b = appendField(b, "metadata")
 		b = append(b, '{')
 		for i, k := range slices.Sorted(maps.Keys(r.Metadata)) {
 			if i > 0 {
@@ -146,29 +144,22 @@ func appendVerifyResponse(b []byte, r *verifyResponse) []byte {
 func appendAuditLine(b []byte, l *auditLine) []byte {
 	b = append(b, `{"time":`...)
 	b = appendTime(b, l.Time)
-	b = appendField(b, "request_id", false)
-	b = appendString(b, l.RequestID)
-	b = appendField(b, "endpoint", false)
-	b = appendString(b, l.Endpoint)
+	b = appendStringField(b, "request_id", l.RequestID)
+	b = appendStringField(b, "endpoint", l.Endpoint)
 	if l.KeyID != "" {
-		b = appendField(b, "key_id", false)
-		b = appendString(b, l.KeyID)
+		b = appendStringField(b, "key_id", l.KeyID)
 	}
 	if l.Name != "" {
-		b = appendField(b, "name", false)
-		b = appendString(b, l.Name)
+		b = appendStringField(b, "name", l.Name)
 	}
-	b = appendField(b, "code", false)
-	b = appendString(b, l.Code)
+	b = appendStringField(b, "code", l.Code)
 	if l.Workspace != "" {
-		b = appendField(b, "workspace", false)
-		b = appendString(b, l.Workspace)
+		b = appendStringField(b, "workspace", l.Workspace)
 	}
 	if l.ClientIP != "" {
-		b = appendField(b, "client_ip", false)
-		b = appendString(b, l.ClientIP)
+		b = appendStringField(b, "client_ip", l.ClientIP)
 	}
-	b = appendField(b, "latency_ms", false)
+	b = appendField(b, "latency_ms")
 	b = strconv.AppendFloat(b, l.LatencyMS, 'f', -1, 64)
 	return append(b, '}', '\n')
 }

@@ -1,10 +1,10 @@
 package verifier
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -135,20 +135,9 @@ var (
 // readBody reads the request body into buf (reused across requests), up to
 // MaxBodyBytes.
 func readBody(w http.ResponseWriter, r *http.Request, buf []byte) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := rd.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
+	b := bytes.NewBuffer(buf)
+	_, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	return b.Bytes(), err
 }
 
 func nonNil(s []string) []string {
