@@ -37,7 +37,7 @@ lint:
 
 ## unit: the fast tests only (no Vault)
 unit:
-	$(GO) test -race -count=1 -short ./backend/token/ ./backend/envelope/ ./backend/lookup/
+	$(GO) test -race -count=1 -short ./token/ ./envelope/ ./wire/
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s
@@ -49,7 +49,7 @@ bench:
 	@scripts/ensure-packages wrk:wrk
 	@set -o pipefail; VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 15m $(GO) run ./scripts/bench -out BENCHMARKS.md && \
-	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./backend/token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
+	  $(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
 	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench && \
 	  cat scripts/bench/history.md >> BENCHMARKS.md
 

@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 )
 
 // localSealer is an in-process stand-in for transit in unit tests: data keys are

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const (
@@ -37,7 +37,7 @@ type Feed struct {
 	head    uint64
 	tail    uint64
 	written uint64 // head at the last checkpoint
-	recent  []lookup.Change
+	recent  []wire.Change
 	changed chan struct{} // closed and replaced on every append
 	loaded  bool
 	// published mirrors head once loaded, so lookups read it without waiting
@@ -117,7 +117,7 @@ func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op st
 	if err := f.loadLocked(ctx, s); err != nil {
 		return 0, err
 	}
-	ch := lookup.Change{Seq: f.head + 1, KeyID: keyID, Role: role, Op: op, Time: now}
+	ch := wire.Change{Seq: f.head + 1, KeyID: keyID, Role: role, Op: op, Time: now}
 	entry, err := logical.StorageEntryJSON(feedKey(ch.Seq), ch)
 	if err != nil {
 		return 0, err
@@ -176,14 +176,14 @@ func (f *Feed) Wait(ctx context.Context, after uint64, wait time.Duration) {
 
 // Since returns up to feedPage changes after `after`. Reset is true when after
 // is older than the retained tail or ahead of the head (another history).
-func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (lookup.Changes, error) {
+func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (wire.Changes, error) {
 	f.mu.Lock()
 	if err := f.loadLocked(ctx, s); err != nil {
 		f.mu.Unlock()
-		return lookup.Changes{}, err
+		return wire.Changes{}, err
 	}
 	head, tail := f.head, f.tail
-	out := lookup.Changes{Head: head, Changes: []lookup.Change{}}
+	out := wire.Changes{Head: head, Changes: []wire.Change{}}
 	if after+1 < tail || after > head {
 		out.Reset = true
 		after = tail - 1
@@ -202,14 +202,14 @@ func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (look
 	for seq := after + 1; seq <= head && len(out.Changes) < feedPage; seq++ {
 		entry, err := s.Get(ctx, feedKey(seq))
 		if err != nil {
-			return lookup.Changes{}, fmt.Errorf("read change %d: %w", seq, err)
+			return wire.Changes{}, fmt.Errorf("read change %d: %w", seq, err)
 		}
 		if entry == nil {
 			continue // purged while we read
 		}
-		var ch lookup.Change
+		var ch wire.Change
 		if err := entry.DecodeJSON(&ch); err != nil {
-			return lookup.Changes{}, fmt.Errorf("decode change %d: %w", seq, err)
+			return wire.Changes{}, fmt.Errorf("decode change %d: %w", seq, err)
 		}
 		out.Changes = append(out.Changes, ch)
 	}
@@ -231,7 +231,7 @@ func (f *Feed) Purge(ctx context.Context, s logical.Storage, cutoff time.Time) (
 			return purged, err
 		}
 		if entry != nil {
-			var ch lookup.Change
+			var ch wire.Change
 			if err := entry.DecodeJSON(&ch); err != nil {
 				return purged, err
 			}

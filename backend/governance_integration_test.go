@@ -14,19 +14,19 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-func lookupEntry(t *testing.T, v *vaulttest.Vault, keyID string) lookup.Entry {
+func lookupEntry(t *testing.T, v *vaulttest.Vault, keyID string) wire.Entry {
 	t.Helper()
 	sec, err := v.Client.Logical().Read("apikeys/lookup/" + keyID)
 	require.NoError(t, err)
 	require.NotNil(t, sec, "lookup %s", keyID)
 	raw, _ := json.Marshal(sec.Data)
-	var e lookup.Entry
+	var e wire.Entry
 	require.NoError(t, json.Unmarshal(raw, &e))
 	return e
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // processExpiries walks exp/ up to now: rotated-out keys whose grace ended are
@@ -33,14 +33,14 @@ func (b *Backend) processExpiries(ctx context.Context, s logical.Storage) (expir
 		if err != nil {
 			return expired, graceRevoked, err
 		}
-		if rec != nil && rec.Status != lookup.StatusRevoked && rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt) {
+		if rec != nil && rec.Status != wire.StatusRevoked && rec.ExpiresAt != nil && !now.Before(*rec.ExpiresAt) {
 			if rec.GraceUntil != nil {
 				if err := b.revokeKeyID(ctx, s, rec); err != nil {
 					return expired, graceRevoked, err
 				}
 				graceRevoked++
 			} else {
-				if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lookup.OpExpired, now); err != nil {
+				if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, wire.OpExpired, now); err != nil {
 					return expired, graceRevoked, err
 				}
 				b.sendEvent(ctx, "key-expired", "key_id", rec.KeyID, "name", rec.Name)
@@ -81,7 +81,7 @@ func (b *Backend) revokeOrphans(ctx context.Context, s logical.Storage) (int, er
 			if err != nil {
 				return revoked, err
 			}
-			if rec != nil && rec.Status != lookup.StatusRevoked {
+			if rec != nil && rec.Status != wire.StatusRevoked {
 				if err := b.revokeKeyID(ctx, s, rec); err != nil {
 					return revoked, err
 				}

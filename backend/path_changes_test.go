@@ -11,15 +11,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-func (e *testEnv) changes(after uint64, wait string) lookup.Changes {
+func (e *testEnv) changes(after uint64, wait string) wire.Changes {
 	e.t.Helper()
 	data := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": fmt.Sprint(after), "wait": wait}).Data
 	raw, err := json.Marshal(data)
 	require.NoError(e.t, err)
-	var out lookup.Changes
+	var out wire.Changes
 	require.NoError(e.t, json.Unmarshal(raw, &out))
 	return out
 }
@@ -62,7 +62,7 @@ func TestFeedPublishesAfterRecordIsWritten(t *testing.T) {
 		if key == feedKey(2) {
 			rec, err := e.b.getRecord(context.Background(), e.s, id)
 			require.NoError(t, err)
-			assert.Equal(t, lookup.StatusRevoked, rec.Status)
+			assert.Equal(t, wire.StatusRevoked, rec.Status)
 			checked = true
 		}
 	}}
@@ -84,7 +84,7 @@ func TestLongPollWakesOnChange(t *testing.T) {
 	e := configured(t)
 	head := e.changes(0, "").Head
 	type result struct {
-		ch  lookup.Changes
+		ch  wire.Changes
 		dur time.Duration
 	}
 	done := make(chan result, 1)
@@ -93,7 +93,7 @@ func TestLongPollWakesOnChange(t *testing.T) {
 		data, _ := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "changes", Storage: e.s,
 			Data: map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s"}})
 		raw, _ := json.Marshal(data.Data)
-		var ch lookup.Changes
+		var ch wire.Changes
 		_ = json.Unmarshal(raw, &ch)
 		done <- result{ch, time.Since(start)}
 	}()
@@ -139,13 +139,13 @@ func TestFeedResetAfterRetention(t *testing.T) {
 func TestFeedSurvivesRestart(t *testing.T) {
 	e := configured(t)
 	for i := 0; i < feedCheckpointEvery+10; i++ {
-		_, err := e.b.feed.Append(context.Background(), e.s, "", "dev", lookup.OpRoleUpdated, time.Now())
+		_, err := e.b.feed.Append(context.Background(), e.s, "", "dev", wire.OpRoleUpdated, time.Now())
 		require.NoError(t, err)
 	}
 	f := NewFeed()
 	require.NoError(t, f.Load(context.Background(), e.s))
 	assert.Equal(t, e.b.feed.head, f.head)
-	seq, err := f.Append(context.Background(), e.s, "", "dev", lookup.OpRoleUpdated, time.Now())
+	seq, err := f.Append(context.Background(), e.s, "", "dev", wire.OpRoleUpdated, time.Now())
 	require.NoError(t, err)
 	assert.Equal(t, e.b.feed.head+1, seq)
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // maxGrace bounds how long a rotated-out key stays valid.
@@ -83,7 +83,7 @@ func (b *Backend) withLiveKey(ctx context.Context, s logical.Storage, name strin
 // setStatus disables or enables a key and publishes the change.
 func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status, op string) (*logical.Response, error) {
 	return b.withLiveKey(ctx, s, name, func(n *NameEntry, rec *Record) (*logical.Response, error) {
-		if st := rec.status(b.now()); st == lookup.StatusExpired {
+		if st := rec.status(b.now()); st == wire.StatusExpired {
 			return badRequest(fmt.Errorf("key %q has expired: issue a new one instead", name))
 		}
 		if rec.Status == status {
@@ -104,11 +104,11 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status
 }
 
 func (b *Backend) pathKeyDisable(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.setStatus(ctx, req.Storage, d.Get("name").(string), lookup.StatusDisabled, lookup.OpDisabled)
+	return b.setStatus(ctx, req.Storage, d.Get("name").(string), wire.StatusDisabled, wire.OpDisabled)
 }
 
 func (b *Backend) pathKeyEnable(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	return b.setStatus(ctx, req.Storage, d.Get("name").(string), lookup.StatusActive, lookup.OpEnabled)
+	return b.setStatus(ctx, req.Storage, d.Get("name").(string), wire.StatusActive, wire.OpEnabled)
 }
 
 // patchable are the fields `vault patch` may change; everything else is fixed at issuance.
@@ -160,7 +160,7 @@ func (b *Backend) pathKeyPatch(ctx context.Context, req *logical.Request, d *fra
 		if err := b.putRecord(ctx, req.Storage, rec); err != nil {
 			return nil, err
 		}
-		if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, lookup.OpUpdated, b.now()); err != nil {
+		if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, wire.OpUpdated, b.now()); err != nil {
 			return nil, err
 		}
 		b.sendEvent(ctx, "key-updated", "key_id", rec.KeyID, "name", rec.Name)
@@ -178,7 +178,7 @@ func (b *Backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 		return badRequest(err)
 	}
 	return b.withLiveKey(ctx, req.Storage, d.Get("name").(string), func(n *NameEntry, old *Record) (*logical.Response, error) {
-		if old.status(b.now()) != lookup.StatusActive {
+		if old.status(b.now()) != wire.StatusActive {
 			return badRequest(fmt.Errorf("key %q is %s: only an active key can be rotated", old.Name, old.status(b.now())))
 		}
 		if grace > 0 && len(n.Previous) >= maxInGrace {
@@ -233,10 +233,10 @@ func (b *Backend) pathKeyRotate(ctx context.Context, req *logical.Request, d *fr
 			if err := b.revokeRecord(ctx, req.Storage, old); err != nil {
 				return nil, err
 			}
-		} else if _, err := b.feed.Append(ctx, req.Storage, old.KeyID, old.Role, lookup.OpRotated, now); err != nil {
+		} else if _, err := b.feed.Append(ctx, req.Storage, old.KeyID, old.Role, wire.OpRotated, now); err != nil {
 			return nil, err
 		}
-		if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, lookup.OpCreated, now); err != nil {
+		if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, wire.OpCreated, now); err != nil {
 			return nil, err
 		}
 		b.sendEvent(ctx, "key-rotated", "key_id", rec.KeyID, "previous_key_id", old.KeyID, "name", rec.Name)
@@ -270,7 +270,7 @@ func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, name, key
 // revokeKeyID revokes one key_id wherever it stands: the current key of its
 // name (which frees the name) or a rotated-out key in grace.
 func (b *Backend) revokeKeyID(ctx context.Context, s logical.Storage, rec *Record) error {
-	if rec.Status == lookup.StatusRevoked {
+	if rec.Status == wire.StatusRevoked {
 		return nil
 	}
 	lock := b.nameLock(rec.Name)
@@ -278,7 +278,7 @@ func (b *Backend) revokeKeyID(ctx context.Context, s logical.Storage, rec *Recor
 	defer lock.Unlock()
 	// Re-read under the lock: another writer may have revoked it meanwhile.
 	rec, err := b.getRecord(ctx, s, rec.KeyID)
-	if err != nil || rec == nil || rec.Status == lookup.StatusRevoked {
+	if err != nil || rec == nil || rec.Status == wire.StatusRevoked {
 		return err
 	}
 	n, err := b.getName(ctx, s, rec.Name)

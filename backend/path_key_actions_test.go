@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func (e *testEnv) lookupStatus(id string) string {
@@ -297,5 +297,5 @@ func TestOrphanJobSkipsLiveEntities(t *testing.T) {
 	e.issue("k", nil)
 	res := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
 	assert.Equal(t, 0, toInt(res["orphans_revoked"]))
-	assert.Equal(t, lookup.StatusActive, e.mustOK(logical.ReadOperation, "keys/k", nil).Data["status"])
+	assert.Equal(t, wire.StatusActive, e.mustOK(logical.ReadOperation, "keys/k", nil).Data["status"])
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const (
@@ -114,7 +114,7 @@ func (b *Backend) parseKeyRequest(ctx context.Context, s logical.Storage, d *fra
 		if err := validWorkspace(kr.workspace); err != nil {
 			return nil, err
 		}
-		if !lookup.WorkspaceAllowed(role.AllowedWorkspaces, kr.workspace) {
+		if !wire.WorkspaceAllowed(role.AllowedWorkspaces, kr.workspace) {
 			return nil, fmt.Errorf("workspace %q is not allowed by role %q (allowed: %v)", kr.workspace, role.Name, role.AllowedWorkspaces)
 		}
 	}
@@ -216,7 +216,7 @@ func (b *Backend) pathKeyCreate(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	committed = &entry
-	if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, lookup.OpCreated, rec.CreatedAt); err != nil {
+	if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, wire.OpCreated, rec.CreatedAt); err != nil {
 		return nil, err
 	}
 	b.sendEvent(ctx, "key-created", "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
@@ -238,7 +238,7 @@ func (b *Backend) newRecord(ctx context.Context, req *logical.Request, sealer Se
 	rec := &Record{
 		KeyID: tok.KeyID, Name: kr.name, Role: kr.role.Name, Workspace: kr.workspace,
 		Description: kr.description, Permissions: kr.permissions, AllowedCIDRs: kr.cidrs,
-		Metadata: kr.metadata, Status: lookup.StatusActive, CreatedAt: now,
+		Metadata: kr.metadata, Status: wire.StatusActive, CreatedAt: now,
 		CreatedBy: b.creator(req), Sealed: sealed,
 	}
 	if kr.ttl > 0 {
@@ -299,7 +299,7 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 }
 
 // recordView is what read, list and create show: never the key or its digest.
-func (b *Backend) recordView(rec *Record, u *lookup.Usage, now time.Time) map[string]interface{} {
+func (b *Backend) recordView(rec *Record, u *wire.Usage, now time.Time) map[string]interface{} {
 	data := map[string]interface{}{
 		"name":           rec.Name,
 		"key_id":         rec.KeyID,
@@ -349,7 +349,7 @@ func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *fram
 		return badRequest(fmt.Errorf("limit must be between 1 and %d", maxListLimit))
 	}
 	switch f.Status {
-	case "", lookup.StatusActive, lookup.StatusDisabled, lookup.StatusExpired:
+	case "", wire.StatusActive, wire.StatusDisabled, wire.StatusExpired:
 	default:
 		return badRequest(fmt.Errorf("status filter %q is invalid: use active, disabled or expired", printable(f.Status)))
 	}
@@ -421,11 +421,11 @@ func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string
 // the record is written first so a verifier re-reading after the eviction
 // sees the revocation.
 func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Record) error {
-	if rec.Status == lookup.StatusRevoked {
+	if rec.Status == wire.StatusRevoked {
 		return nil
 	}
 	now := b.now()
-	rec.Status, rec.RevokedAt = lookup.StatusRevoked, &now
+	rec.Status, rec.RevokedAt = wire.StatusRevoked, &now
 	if err := b.putRecord(ctx, s, rec); err != nil {
 		return err
 	}
@@ -437,7 +437,7 @@ func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Reco
 			return fmt.Errorf("drop owner index of %s: %w", rec.KeyID, err)
 		}
 	}
-	if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lookup.OpRevoked, now); err != nil {
+	if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, wire.OpRevoked, now); err != nil {
 		return err
 	}
 	b.sendEvent(ctx, "key-revoked", "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)

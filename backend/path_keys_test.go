@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func TestIssueReadListRevoke(t *testing.T) {
@@ -44,7 +44,7 @@ func TestIssueReadListRevoke(t *testing.T) {
 	resp := e.mustOK(logical.ReadOperation, "keys/ci-deploy", nil)
 	assert.Nil(t, resp, "name is free after revoke")
 	lk := e.mustOK(logical.ReadOperation, "lookup/"+tok.KeyID, nil).Data
-	assert.Equal(t, lookup.StatusRevoked, lk["status"])
+	assert.Equal(t, wire.StatusRevoked, lk["status"])
 	// The name can be issued again.
 	again := e.issue("ci-deploy", map[string]interface{}{"workspace": "prod"})
 	assert.NotEqual(t, tok.KeyID, again["key_id"])
@@ -289,7 +289,7 @@ func TestEffectivePermissionsFollowRole(t *testing.T) {
 	assert.Equal(t, []interface{}{"clusters:read"}, lk["permissions"])
 	ch := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": fmt.Sprint(head)}).Data["changes"].([]interface{})
 	require.Len(t, ch, 1)
-	assert.Equal(t, lookup.OpRoleUpdated, ch[0].(map[string]interface{})["op"])
+	assert.Equal(t, wire.OpRoleUpdated, ch[0].(map[string]interface{})["op"])
 	assert.Equal(t, "dev", ch[0].(map[string]interface{})["role"])
 }
 
@@ -299,7 +299,7 @@ func TestRoleDeleteWithKeys(t *testing.T) {
 	e.mustFail(logical.DeleteOperation, "roles/dev", nil, "still has 1 live keys")
 	e.mustOK(logical.DeleteOperation, "roles/dev", map[string]interface{}{"revoke_keys": true})
 	lk := e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data
-	assert.Equal(t, lookup.StatusRevoked, lk["status"])
+	assert.Equal(t, wire.StatusRevoked, lk["status"])
 	assert.Nil(t, e.mustOK(logical.ReadOperation, "roles/dev", nil))
 }
 

@@ -7,8 +7,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func pathLookup(b *Backend) []*framework.Path {
@@ -29,7 +29,7 @@ func pathLookup(b *Backend) []*framework.Path {
 			Pattern:      "lookup/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "lookup", OperationSuffix: "batch"},
 			Fields: map[string]*framework.FieldSchema{
-				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request.", lookup.MaxBatch)},
+				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request.", wire.MaxBatch)},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathLookupBatch},
@@ -53,7 +53,7 @@ func (b *Backend) pathLookupRead(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return nil, err
 	}
-	if e.Status == lookup.StatusNotFound {
+	if e.Status == wire.StatusNotFound {
 		return nil, nil
 	}
 	return &logical.Response{Data: structToMap(e)}, nil
@@ -61,8 +61,8 @@ func (b *Backend) pathLookupRead(ctx context.Context, req *logical.Request, d *f
 
 func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	ids := d.Get("key_ids").([]string)
-	if len(ids) == 0 || len(ids) > lookup.MaxBatch {
-		return badRequest(fmt.Errorf("key_ids must list 1 to %d key_ids", lookup.MaxBatch))
+	if len(ids) == 0 || len(ids) > wire.MaxBatch {
+		return badRequest(fmt.Errorf("key_ids must list 1 to %d key_ids", wire.MaxBatch))
 	}
 	for _, id := range ids {
 		if !token.ValidKeyID(id) {
@@ -74,7 +74,7 @@ func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	out := lookup.Batch{Seq: seq, Entries: make([]lookup.Entry, 0, len(ids))}
+	out := wire.Batch{Seq: seq, Entries: make([]wire.Entry, 0, len(ids))}
 	for _, id := range ids {
 		e, err := b.entryFor(ctx, req.Storage, id, seq)
 		if err != nil {
@@ -86,19 +86,19 @@ func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *
 }
 
 // entryFor builds the verifier's view of one key_id.
-func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string, seq uint64) (lookup.Entry, error) {
+func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string, seq uint64) (wire.Entry, error) {
 	rec, err := b.getRecord(ctx, s, keyID)
 	if err != nil {
-		return lookup.Entry{}, err
+		return wire.Entry{}, err
 	}
 	if rec == nil {
-		return lookup.Entry{KeyID: keyID, Status: lookup.StatusNotFound, Seq: seq}, nil
+		return wire.Entry{KeyID: keyID, Status: wire.StatusNotFound, Seq: seq}, nil
 	}
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil {
-		return lookup.Entry{}, err
+		return wire.Entry{}, err
 	}
-	e := lookup.Entry{
+	e := wire.Entry{
 		KeyID: keyID, Status: rec.status(b.now()), Name: rec.Name, Role: rec.Role,
 		Workspace: rec.Workspace, AllowedCIDRs: rec.AllowedCIDRs, ExpiresAt: rec.ExpiresAt,
 		Seq: seq, Sealed: &rec.Sealed,
@@ -106,22 +106,22 @@ func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string,
 	if cfg != nil {
 		e.MountID = cfg.MountID
 	}
-	if e.Status != lookup.StatusActive && e.Status != lookup.StatusDisabled {
+	if e.Status != wire.StatusActive && e.Status != wire.StatusDisabled {
 		return e, nil
 	}
 	role, err := b.getRole(ctx, s, rec.Role)
 	if err != nil {
-		return lookup.Entry{}, err
+		return wire.Entry{}, err
 	}
 	if role == nil {
 		// The role is gone (deleted with its keys revoked, or by hand): nothing is granted.
 		e.Permissions = []string{}
 		return e, nil
 	}
-	e.Permissions = lookup.Intersect(rec.Permissions, role.Permissions)
+	e.Permissions = wire.Intersect(rec.Permissions, role.Permissions)
 	e.AllowedWorkspaces = role.AllowedWorkspaces
 	e.RoleAllowedCIDRs = role.AllowedCIDRs
-	if e.Status == lookup.StatusActive {
+	if e.Status == wire.StatusActive {
 		e.Metadata = rec.Metadata
 	}
 	return e, nil

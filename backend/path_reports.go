@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // staleScanBudget bounds how many keys one stale-report page examines (each
@@ -74,7 +74,7 @@ func (b *Backend) pathReportExpiring(ctx context.Context, req *logical.Request, 
 	now := b.now()
 	horizon := now.Add(within)
 	keys, info, next, err := b.index.Select(ctx, req.Storage, after, limit, expiringScanBudget, func(_ string, e NameEntry) (map[string]interface{}, bool) {
-		if e.status(now) != lookup.StatusActive || e.ExpiresAt == nil || e.ExpiresAt.After(horizon) {
+		if e.status(now) != wire.StatusActive || e.ExpiresAt == nil || e.ExpiresAt.After(horizon) {
 			return nil, false
 		}
 		return map[string]interface{}{"key_id": e.KeyID, "role": e.Role, "workspace": e.Workspace,

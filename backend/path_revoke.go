@@ -8,8 +8,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func pathRevoke(b *Backend) []*framework.Path {
@@ -53,11 +53,11 @@ func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *
 	if rec == nil {
 		return badRequest(fmt.Errorf("no key with key_id %s on this mount: nothing was revoked", keyID))
 	}
-	if rec.Status == lookup.StatusRevoked {
-		return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": lookup.StatusRevoked, "already_revoked": true}}, nil
+	if rec.Status == wire.StatusRevoked {
+		return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": wire.StatusRevoked, "already_revoked": true}}, nil
 	}
 	if err := b.revokeKeyID(ctx, req.Storage, rec); err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": lookup.StatusRevoked}}, nil
+	return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": wire.StatusRevoked}}, nil
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const storageRolePrefix = "role/"
@@ -185,7 +185,7 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	// Verifiers drop every cached key of the role: permissions, workspaces or
 	// CIDRs may have narrowed.
 	if old != nil {
-		if _, err := b.feed.Append(ctx, req.Storage, "", name, lookup.OpRoleUpdated, b.now()); err != nil {
+		if _, err := b.feed.Append(ctx, req.Storage, "", name, wire.OpRoleUpdated, b.now()); err != nil {
 			return nil, err
 		}
 		b.sendEvent(ctx, "role-updated", "role", name)
@@ -242,7 +242,7 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		return nil, fmt.Errorf("delete role %s: %w", name, err)
 	}
 	b.roles.put(name, nil)
-	if _, err := b.feed.Append(ctx, req.Storage, "", name, lookup.OpRoleDeleted, b.now()); err != nil {
+	if _, err := b.feed.Append(ctx, req.Storage, "", name, wire.OpRoleDeleted, b.now()); err != nil {
 		return nil, err
 	}
 	b.sendEvent(ctx, "role-deleted", "role", name)

@@ -11,8 +11,8 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/mitchellh/mapstructure"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // maxUsageBatch bounds one usage report.
@@ -47,7 +47,7 @@ func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *f
 	if len(raw) > maxUsageBatch {
 		return badRequest(fmt.Errorf("usage batch has %d entries; send at most %d per request", len(raw), maxUsageBatch))
 	}
-	batch := make([]lookup.Usage, 0, len(raw))
+	batch := make([]wire.Usage, 0, len(raw))
 	for i, item := range raw {
 		var in usageInput
 		dec, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: &in, WeaklyTypedInput: true, ErrorUnused: true})
@@ -75,8 +75,8 @@ func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *f
 	return &logical.Response{Data: map[string]interface{}{"recorded": recorded, "ignored": ignored}}, nil
 }
 
-func (in usageInput) validate() (lookup.Usage, error) {
-	u := lookup.Usage{KeyID: in.KeyID, Count: in.Count, LastUsedFrom: in.LastUsedFrom}
+func (in usageInput) validate() (wire.Usage, error) {
+	u := wire.Usage{KeyID: in.KeyID, Count: in.Count, LastUsedFrom: in.LastUsedFrom}
 	if !token.ValidKeyID(in.KeyID) {
 		return u, fmt.Errorf("key_id %q is not a key_id", printable(in.KeyID))
 	}
@@ -94,7 +94,7 @@ func (in usageInput) validate() (lookup.Usage, error) {
 }
 
 // addUsage merges one report into usage/<key_id>; unknown key_ids are ignored.
-func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u lookup.Usage) (bool, error) {
+func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u wire.Usage) (bool, error) {
 	lock := locksutil.LockForKey(usageLocks, u.KeyID)
 	lock.Lock()
 	defer lock.Unlock()
@@ -107,7 +107,7 @@ func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u lookup.Usag
 		if err != nil || rec == nil {
 			return false, err
 		}
-		cur = &lookup.Usage{KeyID: u.KeyID}
+		cur = &wire.Usage{KeyID: u.KeyID}
 	}
 	cur.Count += u.Count
 	if u.LastUsedAt.After(cur.LastUsedAt) {
@@ -116,8 +116,8 @@ func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u lookup.Usag
 	return true, putJSON(ctx, s, storageUsage+u.KeyID, cur)
 }
 
-func (b *Backend) getUsage(ctx context.Context, s logical.Storage, keyID string) (*lookup.Usage, error) {
-	var u lookup.Usage
+func (b *Backend) getUsage(ctx context.Context, s logical.Storage, keyID string) (*wire.Usage, error) {
+	var u wire.Usage
 	ok, err := getJSON(ctx, s, storageUsage+keyID, &u)
 	if !ok {
 		return nil, err

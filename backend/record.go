@@ -7,8 +7,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const (
@@ -70,16 +70,16 @@ func nameEntryOf(rec *Record, previous []string) NameEntry {
 
 // status is the entry's status at now, as Record.status.
 func (n NameEntry) status(now time.Time) string {
-	if n.Status == lookup.StatusActive && n.ExpiresAt != nil && !now.Before(*n.ExpiresAt) {
-		return lookup.StatusExpired
+	if n.Status == wire.StatusActive && n.ExpiresAt != nil && !now.Before(*n.ExpiresAt) {
+		return wire.StatusExpired
 	}
 	return n.Status
 }
 
 // status is the record's status at now: an active key past its expiry is expired.
 func (r *Record) status(now time.Time) string {
-	if r.Status == lookup.StatusActive && r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
-		return lookup.StatusExpired
+	if r.Status == wire.StatusActive && r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
+		return wire.StatusExpired
 	}
 	return r.Status
 }

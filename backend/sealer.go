@@ -3,7 +3,7 @@ package backend
 import (
 	"context"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 )
 
 // Sealer seals record digests under data keys that a KEK (transit) wraps.

@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/go-secure-stdlib/parseutil"
 	"github.com/hashicorp/vault/api"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 )
 
 // transitTimeout bounds every call to transit. Vault's seal and step-down wait

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
 var lookupCount = regexp.MustCompile(`(?m)^apikeys_verifier_vault_request_duration_seconds_count\{[^}]*op="lookup"[^}]*\} (\d+)`)

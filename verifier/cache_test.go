@@ -6,11 +6,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func rec(id, role string) *record {
-	r := &record{entry: lookup.Entry{KeyID: id, Role: role, Status: lookup.StatusActive}, hasDigest: true}
+	r := &record{entry: wire.Entry{KeyID: id, Role: role, Status: wire.StatusActive}, hasDigest: true}
 	copy(r.digest[:], id)
 	return r
 }

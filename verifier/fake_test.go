@@ -14,9 +14,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // fakeVault is an in-process stand-in for the plugin's verifier paths (lookup,
@@ -32,9 +32,9 @@ type fakeVault struct {
 	wrapped string
 
 	mu      sync.Mutex
-	entries map[string]*lookup.Entry
+	entries map[string]*wire.Entry
 	roles   map[string]fakeRole
-	changes []lookup.Change
+	changes []wire.Change
 	head    uint64
 	purged  uint64 // changes up to here are gone: older cursors get reset
 	wake    chan struct{}
@@ -42,7 +42,7 @@ type fakeVault struct {
 
 	lookups  [][]string
 	decrypts int
-	usage    [][]lookup.Usage
+	usage    [][]wire.Usage
 	// lookupHook runs after a lookup has read the head and the records and
 	// before it answers: tests block here to force races.
 	lookupHook func(ids []string)
@@ -57,7 +57,7 @@ type fakeRole struct {
 func newFakeVault(t testing.TB) *fakeVault {
 	f := &fakeVault{
 		t: t, token: "test-token", mountID: "mount-1234",
-		entries: make(map[string]*lookup.Entry), roles: make(map[string]fakeRole),
+		entries: make(map[string]*wire.Entry), roles: make(map[string]fakeRole),
 		wake: make(chan struct{}),
 	}
 	f.dek = make([]byte, envelope.DEKSize)
@@ -138,12 +138,12 @@ func (f *fakeVault) issueAs(tok token.Token, name, role string, o keyOpts) {
 	require.NoError(f.t, err)
 	f.mu.Lock()
 	r := f.roles[role]
-	f.entries[tok.KeyID] = &lookup.Entry{
-		KeyID: tok.KeyID, Status: lookup.StatusActive, Name: name, Role: role, Workspace: o.workspace,
+	f.entries[tok.KeyID] = &wire.Entry{
+		KeyID: tok.KeyID, Status: wire.StatusActive, Name: name, Role: role, Workspace: o.workspace,
 		Permissions: r.perms, AllowedWorkspaces: r.workspaces, AllowedCIDRs: o.cidrs, RoleAllowedCIDRs: r.cidrs,
 		ExpiresAt: o.expires, Metadata: o.metadata, MountID: f.mountID, Sealed: &sealed,
 	}
-	f.publish(lookup.Change{KeyID: tok.KeyID, Role: role, Op: lookup.OpCreated})
+	f.publish(wire.Change{KeyID: tok.KeyID, Role: role, Op: wire.OpCreated})
 	f.mu.Unlock()
 }
 
@@ -154,7 +154,7 @@ func (f *fakeVault) setStatus(keyID, status, op string) uint64 {
 	e := f.entries[keyID]
 	require.NotNil(f.t, e)
 	e.Status = status
-	return f.publish(lookup.Change{KeyID: keyID, Role: e.Role, Op: op})
+	return f.publish(wire.Change{KeyID: keyID, Role: e.Role, Op: op})
 }
 
 // downgrade sets a role's permissions and caps every key of it.
@@ -169,7 +169,7 @@ func (f *fakeVault) downgrade(role string, perms []string) uint64 {
 			e.Permissions = perms
 		}
 	}
-	return f.publish(lookup.Change{Role: role, Op: lookup.OpRoleUpdated})
+	return f.publish(wire.Change{Role: role, Op: wire.OpRoleUpdated})
 }
 
 // purge drops the feed's history so that cursors before the head get a reset.
@@ -181,7 +181,7 @@ func (f *fakeVault) purge() {
 }
 
 // publish appends a change after the record was written. Caller holds mu.
-func (f *fakeVault) publish(c lookup.Change) uint64 {
+func (f *fakeVault) publish(c wire.Change) uint64 {
 	f.head++
 	c.Seq, c.Time = f.head, time.Now()
 	f.changes = append(f.changes, c)
@@ -194,18 +194,18 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		KeyIDs []string `json:"key_ids"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > lookup.MaxBatch {
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > wire.MaxBatch {
 		http.Error(w, `{"errors":["bad key_ids"]}`, http.StatusBadRequest)
 		return
 	}
 	f.mu.Lock()
 	seq := f.head // before the records, as the plugin does
-	out := make([]lookup.Entry, len(in.KeyIDs))
+	out := make([]wire.Entry, len(in.KeyIDs))
 	for i, id := range in.KeyIDs {
 		if e := f.entries[id]; e != nil {
 			out[i] = *e
 		} else {
-			out[i] = lookup.Entry{KeyID: id, Status: lookup.StatusNotFound}
+			out[i] = wire.Entry{KeyID: id, Status: wire.StatusNotFound}
 		}
 		out[i].Seq = seq
 	}
@@ -215,7 +215,7 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 	if hook != nil {
 		hook(in.KeyIDs)
 	}
-	reply(w, lookup.Batch{Entries: out, Seq: seq})
+	reply(w, wire.Batch{Entries: out, Seq: seq})
 }
 
 func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
@@ -233,10 +233,10 @@ func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
 		if after < f.purged {
 			head := f.head
 			f.mu.Unlock()
-			reply(w, lookup.Changes{Changes: []lookup.Change{}, Head: head, Reset: true})
+			reply(w, wire.Changes{Changes: []wire.Change{}, Head: head, Reset: true})
 			return
 		}
-		var out []lookup.Change
+		var out []wire.Change
 		for _, c := range f.changes {
 			if c.Seq > after {
 				out = append(out, c)
@@ -245,7 +245,7 @@ func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
 		head, wake := f.head, f.wake
 		f.mu.Unlock()
 		if len(out) > 0 || wait == 0 {
-			reply(w, lookup.Changes{Changes: out, Head: head})
+			reply(w, wire.Changes{Changes: out, Head: head})
 			return
 		}
 		select {
@@ -260,7 +260,7 @@ func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeVault) serveUsage(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Usage []lookup.Usage `json:"usage"`
+		Usage []wire.Usage `json:"usage"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
 		http.Error(w, `{"errors":["bad usage"]}`, http.StatusBadRequest)
@@ -306,10 +306,10 @@ func (f *fakeVault) lookupCalls() [][]string {
 	return append([][]string(nil), f.lookups...)
 }
 
-func (f *fakeVault) usageWrites() [][]lookup.Usage {
+func (f *fakeVault) usageWrites() [][]wire.Usage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([][]lookup.Usage(nil), f.usage...)
+	return append([][]wire.Usage(nil), f.usage...)
 }
 
 func (f *fakeVault) setLookupHook(h func([]string)) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // feed follows the plugin's change feed by long-poll from the last cursor and
@@ -86,7 +86,7 @@ func (f *feed) awaitFirst(ctx context.Context, d time.Duration) {
 	}
 }
 
-func (f *feed) apply(ch lookup.Changes) {
+func (f *feed) apply(ch wire.Changes) {
 	now := f.now()
 	cursor := f.cursor.Load()
 	if ch.Reset || ch.Head < cursor {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
 	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // fuzzVerifier builds a Verifier without background work, so that coverage
@@ -30,8 +30,8 @@ func fuzzVerifier(f *testing.F) (*Verifier, string) {
 	d := tok.Digest()
 	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
 	require.NoError(f, err)
-	rec, err := newRecord(lookup.Entry{
-		KeyID: tok.KeyID, Status: lookup.StatusActive, Name: "fuzz", Role: "ops", Workspace: "prod",
+	rec, err := newRecord(wire.Entry{
+		KeyID: tok.KeyID, Status: wire.StatusActive, Name: "fuzz", Role: "ops", Workspace: "prod",
 		Permissions: []string{"clusters:read"}, RoleAllowedCIDRs: []string{"127.0.0.0/8"}, MountID: "m", Sealed: &sealed,
 	}, dek)
 	require.NoError(f, err)
@@ -43,8 +43,8 @@ func fuzzVerifier(f *testing.F) (*Verifier, string) {
 
 type unreachable struct{}
 
-func (unreachable) Lookup(context.Context, []string) (lookup.Batch, error) {
-	return lookup.Batch{}, errors.New("vault unreachable")
+func (unreachable) Lookup(context.Context, []string) (wire.Batch, error) {
+	return wire.Batch{}, errors.New("vault unreachable")
 }
 
 // FuzzVerifyRequest: no body makes POST /v1/verify panic or answer other than

@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func postVerify(t testing.TB, h http.Handler, body string) (int, map[string]any) {
@@ -41,9 +41,9 @@ func TestVerifyEndpoint(t *testing.T) {
 	key, id := f.issue("prod", "ops", keyOpts{workspace: "prod", metadata: map[string]string{"team": "sre"}})
 	dev, _ := f.issue("dev", "ops", keyOpts{workspace: "dev-eu"})
 	disabled, disabledID := f.issue("off", "ops", keyOpts{})
-	f.setStatus(disabledID, lookup.StatusDisabled, lookup.OpDisabled)
+	f.setStatus(disabledID, wire.StatusDisabled, wire.OpDisabled)
 	revoked, revokedID := f.issue("gone", "ops", keyOpts{})
-	f.setStatus(revokedID, lookup.StatusRevoked, lookup.OpRevoked)
+	f.setStatus(revokedID, wire.StatusRevoked, wire.OpRevoked)
 	past := time.Now().Add(-time.Hour)
 	expired, _ := f.issue("old", "ops", keyOpts{expires: &past})
 	unknown, _ := token.Generate("vak")
@@ -173,7 +173,7 @@ func TestForwardAuth(t *testing.T) {
 	opsRole(f)
 	key, id := f.issue("prod", "ops", keyOpts{workspace: "prod"})
 	revoked, revokedID := f.issue("gone", "ops", keyOpts{})
-	f.setStatus(revokedID, lookup.StatusRevoked, lookup.OpRevoked)
+	f.setStatus(revokedID, wire.StatusRevoked, wire.OpRevoked)
 	v, _ := startVerifier(t, f, func(c *Config) {
 		c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 		c.StaleIfError = 300 * time.Millisecond

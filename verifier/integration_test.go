@@ -25,8 +25,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/token"
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 )
 
 // keyring is a bounded cache of data keys unwrapped by transit, keyed by their

@@ -7,12 +7,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // loader resolves cache misses. At most cap(slots) requests to Vault are in
 // flight; misses that arrive while the slots are busy queue up, and whoever
-// takes the next slot sends every queued key_id (up to lookup.MaxBatch) in one
+// takes the next slot sends every queued key_id (up to wire.MaxBatch) in one
 // `lookup` write. An idle verifier therefore sends a lone miss at once, and a
 // busy one batches.
 type loader struct {
@@ -31,7 +31,7 @@ type loader struct {
 
 // lookupSource is what the loader needs from Vault.
 type lookupSource interface {
-	Lookup(ctx context.Context, ids []string) (lookup.Batch, error)
+	Lookup(ctx context.Context, ids []string) (wire.Batch, error)
 }
 
 type pending struct {
@@ -45,7 +45,7 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 	return &loader{
 		vault: v, keys: k, cache: c, log: log, timeout: timeout,
 		slots:     make(chan struct{}, inFlight),
-		queue:     make(chan *pending, 64*lookup.MaxBatch),
+		queue:     make(chan *pending, 64*wire.MaxBatch),
 		now:       time.Now,
 		batchSize: batchSize,
 	}
@@ -91,10 +91,10 @@ func (l *loader) load(ctx context.Context, keyID string) (*record, error) {
 	}
 }
 
-// take drains up to lookup.MaxBatch distinct key_ids from the queue.
+// take drains up to wire.MaxBatch distinct key_ids from the queue.
 func (l *loader) take() map[string][]*pending {
 	batch := make(map[string][]*pending)
-	for len(batch) < lookup.MaxBatch {
+	for len(batch) < wire.MaxBatch {
 		select {
 		case p := <-l.queue:
 			batch[p.keyID] = append(batch[p.keyID], p)

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // BenchmarkCacheMillionKeys fills the cache with 1,000,000 distinct keys the
@@ -43,12 +43,12 @@ func BenchmarkCacheMillionKeys(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			raw, _ := json.Marshal(lookup.Entry{
-				KeyID: tok.KeyID, Status: lookup.StatusActive, Name: "key-" + strconv.Itoa(i), Role: "ops", Workspace: "prod",
+			raw, _ := json.Marshal(wire.Entry{
+				KeyID: tok.KeyID, Status: wire.StatusActive, Name: "key-" + strconv.Itoa(i), Role: "ops", Workspace: "prod",
 				Permissions: []string{"clusters:read", "clusters:write"}, AllowedWorkspaces: []string{"prod", "dev-*"},
 				ExpiresAt: &exp, Metadata: map[string]string{"team": "infra"}, MountID: "mount-id-123456", Sealed: &sealed, Seq: uint64(i),
 			})
-			var e lookup.Entry
+			var e wire.Entry
 			if err := json.Unmarshal(raw, &e); err != nil {
 				b.Fatal(err)
 			}

@@ -6,15 +6,15 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // record is a cached lookup answer, prepared so that deciding a request needs
 // no parsing and no allocation.
 type record struct {
-	entry lookup.Entry
+	entry wire.Entry
 	// digest is the opened SHA-256(key_id ‖ secret); hasDigest is false for
 	// unknown ids and for tombstones kept without their sealed digest.
 	digest    [sha256.Size]byte
@@ -29,17 +29,17 @@ type record struct {
 
 // newRecord prepares e. dek is the unwrapped data key of e.Sealed (nil when
 // e has no sealed digest).
-func newRecord(e lookup.Entry, dek []byte) (*record, error) {
+func newRecord(e wire.Entry, dek []byte) (*record, error) {
 	r := &record{entry: e}
 	switch e.Status {
-	case lookup.StatusActive:
-	case lookup.StatusDisabled:
+	case wire.StatusActive:
+	case wire.StatusDisabled:
 		r.status = CodeDisabled
-	case lookup.StatusExpired:
+	case wire.StatusExpired:
 		r.status = CodeExpired
-	case lookup.StatusRevoked:
+	case wire.StatusRevoked:
 		r.status = CodeRevoked
-	case lookup.StatusNotFound:
+	case wire.StatusNotFound:
 		r.status = CodeNotFound
 		return r, nil
 	default:
@@ -153,7 +153,7 @@ func allowedFrom(nets []netip.Prefix, ip netip.Addr) bool {
 
 func grantsAll(grants, want []string) bool {
 	for _, p := range want {
-		if !lookup.Granted(grants, p) {
+		if !wire.Granted(grants, p) {
 			return false
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const (
@@ -23,7 +23,7 @@ const (
 // keys between flushes; when full it flushes early and, until then, drops
 // (and counts) use of keys it does not already hold.
 type reporter struct {
-	send    func(context.Context, []lookup.Usage) error
+	send    func(context.Context, []wire.Usage) error
 	limit   int64
 	size    atomic.Int64
 	shards  [usageShards]usageShard
@@ -58,7 +58,7 @@ func (c *usageCell) record(n uint64, at int64, from netip.Addr) {
 	}
 }
 
-func newReporter(send func(context.Context, []lookup.Usage) error, limit int, log hclog.Logger, dropped func(), timeout time.Duration) *reporter {
+func newReporter(send func(context.Context, []wire.Usage) error, limit int, log hclog.Logger, dropped func(), timeout time.Duration) *reporter {
 	r := &reporter{send: send, limit: int64(limit), full: make(chan struct{}, 1), log: log, dropped: dropped, timeout: timeout}
 	for i := range r.shards {
 		r.shards[i].m = make(map[string]*usageCell)
@@ -136,7 +136,7 @@ func (r *reporter) Run(ctx context.Context, interval time.Duration) {
 // Flush writes everything counted so far. On failure the unsent counts are
 // added back (as far as the limit allows) for the next flush.
 func (r *reporter) Flush(ctx context.Context) error {
-	var all []lookup.Usage
+	var all []wire.Usage
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.RLock()
@@ -170,15 +170,15 @@ func (r *reporter) Flush(ctx context.Context) error {
 	return nil
 }
 
-func toUsage(id string, n uint64, at int64, from netip.Addr) lookup.Usage {
-	out := lookup.Usage{KeyID: id, Count: n, LastUsedAt: time.Unix(0, at).UTC()}
+func toUsage(id string, n uint64, at int64, from netip.Addr) wire.Usage {
+	out := wire.Usage{KeyID: id, Count: n, LastUsedAt: time.Unix(0, at).UTC()}
 	if from.IsValid() {
 		out.LastUsedFrom = from.String()
 	}
 	return out
 }
 
-func (r *reporter) restore(unsent []lookup.Usage) {
+func (r *reporter) restore(unsent []wire.Usage) {
 	for _, u := range unsent {
 		from, _ := netip.ParseAddr(u.LastUsedFrom)
 		r.add(u.KeyID, u.Count, u.LastUsedAt.UnixNano(), from)

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func TestUsageIsBatched(t *testing.T) {
@@ -42,9 +42,9 @@ func TestUsageIsBatched(t *testing.T) {
 }
 
 func TestUsageBoundedMemory(t *testing.T) {
-	var sent []lookup.Usage
+	var sent []wire.Usage
 	dropped := 0
-	r := newReporter(func(_ context.Context, u []lookup.Usage) error { sent = append(sent, u...); return nil },
+	r := newReporter(func(_ context.Context, u []wire.Usage) error { sent = append(sent, u...); return nil },
 		2, hclog.NewNullLogger(), func() { dropped++ }, time.Second)
 	r.Record("a", localhost, 1)
 	r.Record("b", localhost, 2)
@@ -61,7 +61,7 @@ func TestUsageBoundedMemory(t *testing.T) {
 func TestUsageFlushWhileRecording(t *testing.T) {
 	var mu sync.Mutex
 	var total uint64
-	r := newReporter(func(_ context.Context, u []lookup.Usage) error {
+	r := newReporter(func(_ context.Context, u []wire.Usage) error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, x := range u {

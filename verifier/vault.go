@@ -14,7 +14,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // vaultAPI is the verifier's narrow view of Vault: the plugin's lookup, changes
@@ -118,10 +118,10 @@ func (v *vaultAPI) write(ctx context.Context, op, path string, body any) (*api.S
 	})
 }
 
-// Lookup reads up to lookup.MaxBatch keys in one `lookup` write. The answer has
+// Lookup reads up to wire.MaxBatch keys in one `lookup` write. The answer has
 // one entry per id, in order.
-func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (lookup.Batch, error) {
-	var b lookup.Batch
+func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (wire.Batch, error) {
+	var b wire.Batch
 	s, err := v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids})
 	if err == nil {
 		err = dataInto(s, &b)
@@ -149,8 +149,8 @@ func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (lookup.Batch, erro
 }
 
 // Changes reads the feed after the cursor, waiting up to wait for a change.
-func (v *vaultAPI) Changes(ctx context.Context, after uint64, wait time.Duration) (lookup.Changes, error) {
-	var ch lookup.Changes
+func (v *vaultAPI) Changes(ctx context.Context, after uint64, wait time.Duration) (wire.Changes, error) {
+	var ch wire.Changes
 	q := map[string][]string{
 		"after": {strconv.FormatUint(after, 10)},
 		"wait":  {strconv.FormatInt(wait.Milliseconds(), 10) + "ms"},
@@ -168,8 +168,8 @@ func (v *vaultAPI) Changes(ctx context.Context, after uint64, wait time.Duration
 }
 
 // ReportUsage writes one batch of usage.
-func (v *vaultAPI) ReportUsage(ctx context.Context, u []lookup.Usage) error {
-	if _, err := v.write(ctx, "usage", v.mount+"/usage", map[string][]lookup.Usage{"usage": u}); err != nil {
+func (v *vaultAPI) ReportUsage(ctx context.Context, u []wire.Usage) error {
+	if _, err := v.write(ctx, "usage", v.mount+"/usage", map[string][]wire.Usage{"usage": u}); err != nil {
 		return fmt.Errorf("report usage of %d keys: %w", len(u), err)
 	}
 	return nil

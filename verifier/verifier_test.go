@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/lookup"
-	"github.com/vault-apikeys/vault-apikeys/backend/token"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 var localhost = netip.MustParseAddr("127.0.0.1")
@@ -74,11 +74,11 @@ func TestCheckEveryCode(t *testing.T) {
 	past := time.Now().Add(-time.Minute)
 	expired, _ := f.issue("expired", "ops", keyOpts{expires: &past})
 	disabled, disabledID := f.issue("disabled", "ops", keyOpts{})
-	f.setStatus(disabledID, lookup.StatusDisabled, lookup.OpDisabled)
+	f.setStatus(disabledID, wire.StatusDisabled, wire.OpDisabled)
 	revoked, revokedID := f.issue("revoked", "ops", keyOpts{})
-	f.setStatus(revokedID, lookup.StatusRevoked, lookup.OpRevoked)
+	f.setStatus(revokedID, wire.StatusRevoked, wire.OpRevoked)
 	markedExpired, markedID := f.issue("marked", "ops", keyOpts{})
-	f.setStatus(markedID, lookup.StatusExpired, lookup.OpExpired)
+	f.setStatus(markedID, wire.StatusExpired, wire.OpExpired)
 	unknown, err := token.Generate("vak")
 	require.NoError(t, err)
 	forged := forge(t, prod)
@@ -156,15 +156,15 @@ func TestFeedEvictsOnEveryChange(t *testing.T) {
 	req := Request{Key: key, Permissions: []string{"clusters:read"}}
 	require.Equal(t, CodeValid, check(t, v, req))
 
-	f.setStatus(id, lookup.StatusDisabled, lookup.OpDisabled)
+	f.setStatus(id, wire.StatusDisabled, wire.OpDisabled)
 	eventually(t, v, req, CodeDisabled)
-	f.setStatus(id, lookup.StatusActive, lookup.OpEnabled)
+	f.setStatus(id, wire.StatusActive, wire.OpEnabled)
 	eventually(t, v, req, CodeValid)
 	f.downgrade("ops", []string{"nodes:read"})
 	eventually(t, v, req, CodeInsufficientPermissions)
 	f.downgrade("ops", []string{"clusters:read"})
 	eventually(t, v, req, CodeValid)
-	f.setStatus(id, lookup.StatusRevoked, lookup.OpRevoked)
+	f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
 	eventually(t, v, req, CodeRevoked)
 }
 
@@ -176,7 +176,7 @@ func TestRevocationEvictsHotKeyWithoutPolling(t *testing.T) {
 	for range 5 {
 		require.Equal(t, CodeValid, check(t, v, Request{Key: key}))
 	}
-	seq := f.setStatus(id, lookup.StatusRevoked, lookup.OpRevoked)
+	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
 	start := time.Now()
 	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, time.Second, time.Millisecond)
 	assert.Less(t, time.Since(start), 500*time.Millisecond, "the long-poll returns on a change")
@@ -225,7 +225,7 @@ func TestLookupRacingRevocationIsNotCached(t *testing.T) {
 	}()
 	<-inLookup // the lookup has read head and record: the key is active
 	f.setLookupHook(nil)
-	seq := f.setStatus(id, lookup.StatusRevoked, lookup.OpRevoked)
+	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
 	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 2*time.Second, time.Millisecond,
 		"the feed must apply the revocation before the lookup answers")
 	close(release)
@@ -269,7 +269,7 @@ func TestFeedResetFlushesCache(t *testing.T) {
 	// never sees is made.
 	f.setDown(true)
 	f.mu.Lock()
-	f.publish(lookup.Change{Role: "other", Op: lookup.OpRoleUpdated})
+	f.publish(wire.Change{Role: "other", Op: wire.OpRoleUpdated})
 	f.mu.Unlock()
 	f.purge()
 	f.setDown(false)

@@ -1,4 +1,4 @@
-package lookup
+package wire
 
 import (
 	"testing"

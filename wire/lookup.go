@@ -1,14 +1,14 @@
-// Package lookup holds the wire shapes the plugin serves to verifiers: the
+// Package wire holds the wire shapes the plugin serves to verifiers: the
 // `lookup` answer, the `changes` feed and the `usage` report. The plugin writes
 // them and the verifier reads them, so both import this one definition.
 //
 // Nothing here carries a token or a secret: a record holds only its sealed digest.
-package lookup
+package wire
 
 import (
 	"time"
 
-	"github.com/vault-apikeys/vault-apikeys/backend/envelope"
+	"github.com/vault-apikeys/vault-apikeys/envelope"
 )
 
 // Status of a key as the plugin reports it.
