@@ -20,6 +20,9 @@ type auditLine struct {
 	Workspace string    `json:"workspace,omitempty"`
 	ClientIP  string    `json:"client_ip,omitempty"`
 	LatencyMS float64   `json:"latency_ms"`
+	// FeedSeq is the feed position the verifier had applied when it answered
+	// (DESIGN §6): a history checker orders answers against revocations by it.
+	FeedSeq uint64 `json:"feed_seq"`
 }
 
 // auditFlushEvery bounds how long a line waits in memory before it is written.

@@ -12,6 +12,9 @@ const (
 	// stale lookups; a lookup older than that is refused by the floor instead.
 	markTTL  = 30 * time.Second
 	maxMarks = 200_000
+	// negativeShare: NOT_FOUND answers take at most 1/negativeShare of the
+	// cache size, on top of it.
+	negativeShare = 10
 )
 
 // cache holds key records for the hot path. Records are found by the digest of
@@ -19,25 +22,30 @@ const (
 // key_id, which answers forged secrets and unknown ids without Vault and lets
 // the feed evict.
 //
+// NOT_FOUND answers are kept apart, in a smaller bound of their own: anyone can
+// make unknown ids, and they must never evict a known key (DESIGN §6).
+//
 // Race protection (DESIGN §6): a lookup entry reflects every change up to its
 // Seq. Insert refuses an entry when an eviction with a higher seq has already
 // been applied for its key_id, its role, or everything (a reset), because the
 // entry may predate that change. Evictions are remembered for markTTL; after
 // that the floor (the highest forgotten seq) refuses any older entry.
 type cache struct {
-	shards    [cacheShards]cacheShard
-	perShard  int
-	markMu    sync.Mutex // serialises Insert against evictions
-	keyMarks  map[string]uint64
-	roleMarks map[string]uint64
-	order     []mark // evictions in the order applied, for forgetting
-	floor     uint64
+	shards      [cacheShards]cacheShard
+	perShard    int
+	negPerShard int
+	markMu      sync.Mutex // serialises Insert against evictions
+	keyMarks    map[string]uint64
+	roleMarks   map[string]uint64
+	order       []mark // evictions in the order applied, for forgetting
+	floor       uint64
 }
 
 type cacheShard struct {
 	mu       sync.RWMutex
 	byDigest map[[sha256.Size]byte]*record
 	byKeyID  map[string]*record
+	negative map[string]*record // NOT_FOUND answers
 }
 
 type mark struct {
@@ -49,13 +57,15 @@ type mark struct {
 // newCache returns a cache of at most size records.
 func newCache(size int) *cache {
 	c := &cache{
-		perShard:  max(1, size/cacheShards),
-		keyMarks:  make(map[string]uint64),
-		roleMarks: make(map[string]uint64),
+		perShard:    max(1, size/cacheShards),
+		negPerShard: max(1, size/negativeShare/cacheShards),
+		keyMarks:    make(map[string]uint64),
+		roleMarks:   make(map[string]uint64),
 	}
 	for i := range c.shards {
 		c.shards[i].byDigest = make(map[[sha256.Size]byte]*record)
 		c.shards[i].byKeyID = make(map[string]*record)
+		c.shards[i].negative = make(map[string]*record)
 	}
 	return c
 }
@@ -75,6 +85,9 @@ func (c *cache) Get(keyID string, d *[sha256.Size]byte) *record {
 	r := s.byDigest[*d]
 	if r == nil {
 		r = s.byKeyID[keyID]
+		if r == nil {
+			r = s.negative[keyID]
+		}
 	}
 	s.mu.RUnlock()
 	return r
@@ -91,22 +104,37 @@ func (c *cache) Insert(r *record, seq uint64) bool {
 	s := c.shard(r.entry.KeyID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.byKeyID[r.entry.KeyID]; old != nil {
-		s.remove(old)
-	} else if len(s.byKeyID) >= c.perShard {
-		for _, victim := range s.byKeyID { // any one: map order is random
+	s.drop(r.entry.KeyID)
+	m, limit := s.byKeyID, c.perShard
+	if r.status == CodeNotFound {
+		m, limit = s.negative, c.negPerShard
+	}
+	if len(m) >= limit {
+		for _, victim := range m { // any one: map order is random
 			s.remove(victim)
 			break
 		}
 	}
-	s.byKeyID[r.entry.KeyID] = r
+	m[r.entry.KeyID] = r
 	if r.hasDigest {
 		s.byDigest[r.digest] = r
 	}
 	return true
 }
 
+// drop removes whatever is cached for keyID. Caller holds s.mu.
+func (s *cacheShard) drop(keyID string) {
+	if r := s.byKeyID[keyID]; r != nil {
+		s.remove(r)
+	}
+	delete(s.negative, keyID)
+}
+
 func (s *cacheShard) remove(r *record) {
+	if r.status == CodeNotFound {
+		delete(s.negative, r.entry.KeyID)
+		return
+	}
 	delete(s.byKeyID, r.entry.KeyID)
 	if r.hasDigest {
 		delete(s.byDigest, r.digest)
@@ -123,9 +151,7 @@ func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
 	c.order = append(c.order, mark{seq: seq, key: keyID, at: now})
 	s := c.shard(keyID)
 	s.mu.Lock()
-	if r := s.byKeyID[keyID]; r != nil {
-		s.remove(r)
-	}
+	s.drop(keyID)
 	s.mu.Unlock()
 	c.forget(now)
 }
@@ -165,6 +191,7 @@ func (c *cache) Flush(seq uint64) {
 		s.mu.Lock()
 		clear(s.byDigest)
 		clear(s.byKeyID)
+		clear(s.negative)
 		s.mu.Unlock()
 	}
 }
@@ -199,4 +226,34 @@ func (c *cache) Len() int {
 		s.mu.RUnlock()
 	}
 	return n
+}
+
+// NegativeLen is the number of NOT_FOUND answers cached.
+func (c *cache) NegativeLen() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.negative)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// loadedBefore returns the key_ids of known-key records loaded before t (unix
+// nanoseconds): the ones the background refresh looks up again. NOT_FOUND
+// answers are not refreshed; past max-age they are simply looked up again.
+func (c *cache) loadedBefore(t int64) []string {
+	var ids []string
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		for id, r := range s.byKeyID {
+			if r.loaded < t {
+				ids = append(ids, id)
+			}
+		}
+		s.mu.RUnlock()
+	}
+	return ids
 }

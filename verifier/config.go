@@ -23,6 +23,7 @@ const (
 	DefaultCacheSize         = 100_000
 	DefaultDEKCacheSize      = 1024
 	DefaultUsageMaxKeys      = 100_000
+	DefaultMaxAge            = 10 * time.Minute
 	DefaultWorkspaceHeader   = "X-Apikey-Workspace"
 	DefaultPermissionsHeader = "X-Apikey-Permissions"
 
@@ -66,6 +67,11 @@ type Config struct {
 	DEKCacheSize int // most unwrapped data keys cached
 	UsageMaxKeys int // most distinct keys aggregated between usage flushes
 
+	// MaxAge bounds how old a cached verdict may be, as a backstop to the feed:
+	// records are refreshed in the background before they reach it, and one
+	// past it is answered by lookup.
+	MaxAge time.Duration
+
 	// AuditLog is where decision lines go: "" for nowhere, "-" for stdout, or
 	// a file path (appended, reopened by ReopenAudit, e.g. on SIGHUP).
 	AuditLog string
@@ -104,6 +110,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.UsageFlush, DefaultUsageFlush)
 	defDur(&c.FeedWait, DefaultFeedWait)
 	defDur(&c.VaultTimeout, DefaultVaultTimeout)
+	defDur(&c.MaxAge, DefaultMaxAge)
 	defInt(&c.MaxInFlight, DefaultMaxInFlight)
 	defInt(&c.CacheSize, DefaultCacheSize)
 	defInt(&c.DEKCacheSize, DefaultDEKCacheSize)
@@ -137,7 +144,7 @@ func (c *Config) validate() error {
 	if c.FeedWait < 0 || c.FeedWait > MaxFeedWait {
 		errs = append(errs, fmt.Errorf("feed wait %s is outside 0..%s: longer polls stall Vault seal and step-down", c.FeedWait, MaxFeedWait))
 	}
-	for name, d := range map[string]time.Duration{"stale-if-error": c.StaleIfError, "usage flush": c.UsageFlush, "vault timeout": c.VaultTimeout} {
+	for name, d := range map[string]time.Duration{"stale-if-error": c.StaleIfError, "usage flush": c.UsageFlush, "vault timeout": c.VaultTimeout, "max age": c.MaxAge} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}

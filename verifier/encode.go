@@ -161,5 +161,7 @@ func appendAuditLine(b []byte, l *auditLine) []byte {
 	}
 	b = appendField(b, "latency_ms")
 	b = strconv.AppendFloat(b, l.LatencyMS, 'f', -1, 64)
+	b = appendField(b, "feed_seq")
+	b = strconv.AppendUint(b, l.FeedSeq, 10)
 	return append(b, '}', '\n')
 }

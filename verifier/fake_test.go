@@ -42,7 +42,13 @@ type fakeVault struct {
 
 	lookups  [][]string
 	decrypts int
+	polls    int    // changes reads answered
+	afterID  string // after_id of the last changes read
 	usage    [][]wire.Usage
+	// feedGate, when set, holds every changes read at its start until a value
+	// is received from it (or it is closed): the verifier's poll loop is paused.
+	feedGate chan struct{}
+	gated    int // changes reads that have reached the gate
 	// lookupHook runs after a lookup has read the head and the records and
 	// before it answers: tests block here to force races.
 	lookupHook func(ids []string)
@@ -180,14 +186,73 @@ func (f *fakeVault) purge() {
 	f.changes = nil
 }
 
+// fakeFeedPage is the most changes one read returns, as the plugin's feedPage.
+const fakeFeedPage = 1000
+
 // publish appends a change after the record was written. Caller holds mu.
 func (f *fakeVault) publish(c wire.Change) uint64 {
 	f.head++
-	c.Seq, c.Time = f.head, time.Now()
+	c.Seq, c.Time, c.ID = f.head, time.Now(), randomID()
 	f.changes = append(f.changes, c)
 	close(f.wake)
 	f.wake = make(chan struct{})
 	return f.head
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// holdFeed pauses the verifier's feed: every changes read from now on waits at
+// the gate. It returns once a read waits there, so no read is in flight.
+func (f *fakeVault) holdFeed() {
+	f.mu.Lock()
+	f.feedGate = make(chan struct{})
+	n := f.gated
+	f.mu.Unlock()
+	require.Eventually(f.t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.gated > n }, 5*time.Second, time.Millisecond)
+}
+
+// stepFeed lets one held read through and waits until the next one is held:
+// the verifier has applied exactly that read's answer.
+func (f *fakeVault) stepFeed() {
+	f.mu.Lock()
+	gate, n := f.feedGate, f.gated
+	f.mu.Unlock()
+	gate <- struct{}{}
+	require.Eventually(f.t, func() bool { f.mu.Lock(); defer f.mu.Unlock(); return f.gated > n }, 5*time.Second, time.Millisecond)
+}
+
+// releaseFeed ends holdFeed.
+func (f *fakeVault) releaseFeed() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.feedGate != nil {
+		close(f.feedGate)
+		f.feedGate = nil
+	}
+}
+
+// restore replaces the feed's history with another one of the same length, as
+// a recreated mount or a storage restore does: every entry gets a new id, and
+// the verifier's cursor no longer names an entry of this history.
+func (f *fakeVault) restore() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.changes {
+		f.changes[i].ID = randomID()
+	}
+}
+
+// publishNoise appends n changes of a role nothing uses.
+func (f *fakeVault) publishNoise(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.publish(wire.Change{Role: "noise", Op: wire.OpRoleUpdated})
+	}
 }
 
 func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
@@ -220,7 +285,19 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 
 func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
 	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	afterID := r.URL.Query().Get("after_id")
 	wait, _ := time.ParseDuration(r.URL.Query().Get("wait"))
+	f.mu.Lock()
+	f.gated++
+	gate := f.feedGate
+	f.mu.Unlock()
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	deadline := time.NewTimer(min(wait, 5*time.Second))
 	defer deadline.Stop()
 	for {
@@ -230,15 +307,19 @@ func (f *fakeVault) serveChanges(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"errors":["Vault is sealed"]}`, http.StatusServiceUnavailable)
 			return
 		}
-		if after < f.purged {
+		f.polls++
+		f.afterID = afterID
+		// As the plugin: a reset when after is older than retention, beyond
+		// the head, or names an entry this history does not have (DESIGN §4).
+		if after < f.purged || after > f.head || (afterID != "" && after > f.purged && f.changes[after-f.purged-1].ID != afterID) {
 			head := f.head
 			f.mu.Unlock()
 			reply(w, wire.Changes{Changes: []wire.Change{}, Head: head, Reset: true})
 			return
 		}
-		var out []wire.Change
+		out := []wire.Change{}
 		for _, c := range f.changes {
-			if c.Seq > after {
+			if c.Seq > after && len(out) < fakeFeedPage {
 				out = append(out, c)
 			}
 		}
@@ -272,11 +353,16 @@ func (f *fakeVault) serveUsage(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// serveDecrypt answers as transit on Vault 1.19 does (checked against the real
+// binary by TestIntegrationFakeDecryptMatchesTransit): when any item of a
+// batch fails, the whole answer is 400, still carrying every item's result,
+// unless partial_failure_response_code is set and some item succeeded.
 func (f *fakeVault) serveDecrypt(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		Batch []struct {
 			Ciphertext string `json:"ciphertext"`
 		} `json:"batch_input"`
+		PartialCode int `json:"partial_failure_response_code"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
 		http.Error(w, `{"errors":["bad batch"]}`, http.StatusBadRequest)
@@ -287,17 +373,30 @@ func (f *fakeVault) serveDecrypt(w http.ResponseWriter, r *http.Request) {
 		Error     string `json:"error,omitempty"`
 	}
 	out := make([]result, len(in.Batch))
+	failed, succeeded := false, false
 	for i, b := range in.Batch {
-		if p, ok := strings.CutPrefix(b.Ciphertext, "vault:v1:"); ok {
+		p, ok := strings.CutPrefix(b.Ciphertext, "vault:v1:")
+		if dek, err := base64.StdEncoding.DecodeString(p); ok && err == nil && len(dek) == envelope.DEKSize {
 			out[i].Plaintext = p
+			succeeded = true
 		} else {
-			out[i].Error = "invalid ciphertext"
+			out[i].Error = "invalid ciphertext: unable to decrypt"
+			failed = true
 		}
 	}
 	f.mu.Lock()
 	f.decrypts++
 	f.mu.Unlock()
-	reply(w, map[string]any{"batch_results": out})
+	status := http.StatusOK
+	if failed {
+		status = http.StatusBadRequest
+		if in.PartialCode != 0 && succeeded {
+			status = in.PartialCode
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"batch_results": out}})
 }
 
 func (f *fakeVault) lookupCalls() [][]string {

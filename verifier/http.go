@@ -168,6 +168,7 @@ func (v *Verifier) logDecision(endpoint, rid string, req *Request, verdict Verdi
 	line := auditLine{
 		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: verdict.KeyID, Name: verdict.Name,
 		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
+		FeedSeq: verdict.FeedSeq,
 	}
 	if req.ClientIP.IsValid() {
 		line.ClientIP = req.ClientIP.String()

@@ -15,6 +15,11 @@ import (
 // takes the next slot sends every queued key_id (up to wire.MaxBatch) in one
 // `lookup` write. An idle verifier therefore sends a lone miss at once, and a
 // busy one batches.
+//
+// Misses from sources that keep presenting unknown keys (see flood) go to a
+// second, small queue instead: a batch takes them only after every other
+// queued miss, and when that queue is full they fail at once rather than wait.
+// Random tokens with valid checksums thus cannot starve real cold keys.
 type loader struct {
 	vault   lookupSource
 	keys    *keyring
@@ -27,6 +32,8 @@ type loader struct {
 	batchSize func(n int)
 
 	queue chan *pending
+	low   chan *pending
+	flood *flood
 }
 
 // lookupSource is what the loader needs from Vault.
@@ -46,6 +53,8 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 		vault: v, keys: k, cache: c, log: log, timeout: timeout,
 		slots:     make(chan struct{}, inFlight),
 		queue:     make(chan *pending, 64*wire.MaxBatch),
+		low:       make(chan *pending, lowQueue),
+		flood:     newFlood(time.Now),
 		now:       time.Now,
 		batchSize: batchSize,
 	}
@@ -53,12 +62,21 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 
 // load returns the record for keyID, caching it when no change raced the lookup.
 // The record is returned even when it was not cached: it was true when read.
-func (l *loader) load(ctx context.Context, keyID string) (*record, error) {
+// low puts it in the small queue of suspected floods.
+func (l *loader) load(ctx context.Context, keyID string, low bool) (*record, error) {
 	p := &pending{keyID: keyID, done: make(chan struct{})}
-	select {
-	case l.queue <- p:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if low {
+		select {
+		case l.low <- p:
+		default:
+			return nil, errFlooded
+		}
+	} else {
+		select {
+		case l.queue <- p:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	for {
 		select {
@@ -91,18 +109,46 @@ func (l *loader) load(ctx context.Context, keyID string) (*record, error) {
 	}
 }
 
-// take drains up to wire.MaxBatch distinct key_ids from the queue.
+// take drains up to wire.MaxBatch distinct key_ids from the queue, then fills
+// what room is left from the low queue.
 func (l *loader) take() map[string][]*pending {
 	batch := make(map[string][]*pending)
-	for len(batch) < wire.MaxBatch {
-		select {
-		case p := <-l.queue:
-			batch[p.keyID] = append(batch[p.keyID], p)
-		default:
-			return batch
+	for _, q := range [...]chan *pending{l.queue, l.low} {
+	fill:
+		for len(batch) < wire.MaxBatch {
+			select {
+			case p := <-q:
+				batch[p.keyID] = append(batch[p.keyID], p)
+			default:
+				break fill
+			}
 		}
 	}
 	return batch
+}
+
+// refresh looks ids up again in the background (records nearing -max-age), a
+// batch at a time, within the same bound on requests in flight as misses. It
+// never delays a request: a hit does not wait for it, and a record past
+// max-age is answered by a lookup of its own.
+func (l *loader) refresh(ctx context.Context, ids []string) {
+	for len(ids) > 0 && ctx.Err() == nil {
+		n := min(len(ids), wire.MaxBatch)
+		select {
+		case l.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.timeout)
+		_, err := l.resolve(rctx, ids[:n])
+		cancel()
+		<-l.slots
+		if err != nil {
+			l.log.Debug("background refresh failed: records past max-age will be looked up", "keys", n, "error", err)
+			return
+		}
+		ids = ids[n:]
+	}
 }
 
 // fetch looks up a batch, unwraps its data keys in one transit call, caches
@@ -153,6 +199,7 @@ func (l *loader) resolve(ctx context.Context, ids []string) ([]resolved, error) 
 		}
 	}
 	out := make([]resolved, len(ids))
+	loaded := l.now().UnixNano()
 	for i, e := range b.Entries {
 		var dek []byte
 		if e.Sealed != nil {
@@ -164,6 +211,7 @@ func (l *loader) resolve(ctx context.Context, ids []string) ([]resolved, error) 
 			out[i].err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 			continue
 		}
+		rec.loaded = loaded
 		out[i].rec = rec
 		if !l.cache.Insert(rec, e.Seq) {
 			l.log.Debug("lookup raced a change: answer not cached", "key_id", e.KeyID, "seq", e.Seq)

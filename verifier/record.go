@@ -25,6 +25,9 @@ type record struct {
 	// keyNets and roleNets are the parsed CIDR lists; an entry that does not
 	// parse matches nothing, so a bad list denies rather than allows.
 	keyNets, roleNets []netip.Prefix
+	// loaded is when the lookup was answered (unix nanoseconds): a record older
+	// than Config.MaxAge is not answered from the cache.
+	loaded int64
 }
 
 // newRecord prepares e. dek is the unwrapped data key of e.Sealed (nil when

@@ -149,11 +149,16 @@ func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (wire.Batch, error)
 }
 
 // Changes reads the feed after the cursor, waiting up to wait for a change.
-func (v *vaultAPI) Changes(ctx context.Context, after uint64, wait time.Duration) (wire.Changes, error) {
+// afterID is the id of the entry at after ("" when unknown): the plugin answers
+// a reset when its entry there is another one (a recreated or restored mount).
+func (v *vaultAPI) Changes(ctx context.Context, after uint64, afterID string, wait time.Duration) (wire.Changes, error) {
 	var ch wire.Changes
 	q := map[string][]string{
 		"after": {strconv.FormatUint(after, 10)},
 		"wait":  {strconv.FormatInt(wait.Milliseconds(), 10) + "ms"},
+	}
+	if afterID != "" {
+		q["after_id"] = []string{afterID}
 	}
 	s, err := v.call(ctx, "changes", func(c *api.Client) (*api.Secret, error) {
 		return c.Logical().ReadWithDataWithContext(ctx, v.mount+"/changes", q)
@@ -175,9 +180,40 @@ func (v *vaultAPI) ReportUsage(ctx context.Context, u []wire.Usage) error {
 	return nil
 }
 
-// Decrypt unwraps data keys with one transit batch decrypt. The result holds a
+// Decrypt unwraps data keys with transit batch decrypt. The result holds a
 // key or nil (that item failed) per input, in order.
+//
+// Transit answers 400 for the whole batch when one item fails. The request
+// asks for 200 on a partial failure (partial_failure_response_code), so a
+// mixed batch costs one call; a 400 then means every item failed, or a Vault
+// that ignores the parameter: the halves are asked again, down to single
+// items, so one undecryptable record fails alone, never the misses batched
+// with it.
 func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, error) {
+	keys := make([][]byte, len(wrapped))
+	if err := v.decryptInto(ctx, wrapped, keys); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func (v *vaultAPI) decryptInto(ctx context.Context, wrapped []string, keys [][]byte) error {
+	err := v.decryptBatch(ctx, wrapped, keys)
+	var re *api.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+		return err
+	}
+	if len(wrapped) == 1 {
+		return nil // this one cannot be unwrapped: its key stays nil
+	}
+	h := len(wrapped) / 2
+	if err := v.decryptInto(ctx, wrapped[:h], keys[:h]); err != nil {
+		return err
+	}
+	return v.decryptInto(ctx, wrapped[h:], keys[h:])
+}
+
+func (v *vaultAPI) decryptBatch(ctx context.Context, wrapped []string, keys [][]byte) error {
 	type item struct {
 		Ciphertext string `json:"ciphertext"`
 	}
@@ -191,17 +227,17 @@ func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, err
 			Error     string `json:"error"`
 		} `json:"batch_results"`
 	}
-	s, err := v.write(ctx, "decrypt", v.transitMount+"/decrypt/"+v.transitKey, map[string]any{"batch_input": in})
+	s, err := v.write(ctx, "decrypt", v.transitMount+"/decrypt/"+v.transitKey,
+		map[string]any{"batch_input": in, "partial_failure_response_code": http.StatusOK})
 	if err == nil {
 		err = dataInto(s, &out)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("transit decrypt of %d data keys: %w", len(wrapped), err)
+		return fmt.Errorf("transit decrypt of %d data keys: %w", len(wrapped), err)
 	}
 	if len(out.Results) != len(wrapped) {
-		return nil, fmt.Errorf("transit decrypt of %d data keys returned %d results", len(wrapped), len(out.Results))
+		return fmt.Errorf("transit decrypt of %d data keys returned %d results", len(wrapped), len(out.Results))
 	}
-	keys := make([][]byte, len(wrapped))
 	for i, r := range out.Results {
 		if r.Error != "" {
 			continue
@@ -210,5 +246,5 @@ func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, err
 			keys[i] = k
 		}
 	}
-	return keys, nil
+	return nil
 }

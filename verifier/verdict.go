@@ -68,6 +68,10 @@ type Verdict struct {
 	// Metadata is set only when Code is VALID. It is shared with the cache:
 	// read it, never modify it.
 	Metadata map[string]string
+	// FeedSeq is the change-feed position the Verifier had applied when it
+	// answered (the audit line's feed_seq): every revocation, disable or
+	// narrowing up to it was reflected (DESIGN §6).
+	FeedSeq uint64
 }
 
 // Valid reports whether the key may make this request.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -83,8 +84,29 @@ func (v *Verifier) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { v.feed.Run(ctx) })
 	wg.Go(func() { v.usage.Run(ctx, v.cfg.UsageFlush) })
+	wg.Go(func() { v.refresh(ctx) })
 	wg.Wait()
 	return nil
+}
+
+// refresh looks up again, in the background and in batches, every cached
+// record that has reached 3/4 of MaxAge, so a record in use is normally
+// refreshed before a request finds it too old (and then has to look it up).
+func (v *Verifier) refresh(ctx context.Context) {
+	t := time.NewTicker(max(v.cfg.MaxAge/8, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if v.state() == stateUnavailable {
+			continue
+		}
+		cutoff := v.now().Add(-v.cfg.MaxAge * 3 / 4).UnixNano()
+		v.loader.refresh(ctx, v.cache.loadedBefore(cutoff))
+	}
 }
 
 // Close releases the audit log. Call it after Run has returned.
@@ -111,30 +133,41 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 		now = v.now()
 		st = v.stateAt(now)
 	}
+	// heard before seq: a cursor at or past the head heard means every change
+	// up to that head has been applied (and its evictions with it).
+	heard := v.feed.heard.Load()
+	seq := v.feed.cursor.Load()
 	switch st {
 	case stateUnavailable:
 		v.metrics.unavailable.Inc()
-		return Verdict{}, ErrUnavailable
+		return Verdict{FeedSeq: seq}, ErrUnavailable
 	case stateStale:
 		v.metrics.staleServed.Inc()
 	}
 	tok, err := token.Parse(req.Key)
 	if err != nil {
 		v.metrics.decisions[CodeInvalidFormat].Inc()
-		return Verdict{Code: CodeInvalidFormat}, nil
+		return Verdict{Code: CodeInvalidFormat, FeedSeq: seq}, nil
 	}
 	d := tok.Digest()
-	rec := v.cache.Get(tok.KeyID, &d)
+	var rec *record
+	if heard <= seq { // behind the feed, the cache cannot be vouched for: look up
+		rec = v.cache.Get(tok.KeyID, &d)
+		if rec != nil && now.UnixNano()-rec.loaded > int64(v.cfg.MaxAge) {
+			rec = nil // past -max-age and not refreshed yet
+		}
+	}
 	if rec != nil {
 		v.metrics.cacheHits.Inc()
 	} else {
 		v.metrics.cacheMisses.Inc()
-		if rec, err = v.miss(ctx, tok.KeyID); err != nil {
+		if rec, err = v.lookup(ctx, tok.KeyID, req.ClientIP, heard); err != nil {
 			v.metrics.unavailable.Inc()
-			return Verdict{}, err
+			return Verdict{FeedSeq: seq}, err
 		}
 	}
 	verdict := rec.decide(&d, &req, now)
+	verdict.FeedSeq = seq
 	if verdict.Code == CodeValid {
 		v.usage.Record(rec.entry.KeyID, req.ClientIP, now.UnixNano())
 	}
@@ -142,13 +175,29 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 	return verdict, nil
 }
 
+// lookup answers keyID from Vault for a request that had heard the feed head
+// heard. A coalesced lookup may have read Vault before that head (it started
+// before the request): its answer could predate a change this verifier already
+// knows of, so it is asked again once, and never used.
+func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*record, error) {
+	rec, err := v.miss(ctx, keyID, from)
+	if err == nil && rec.entry.Seq < heard {
+		rec, err = v.miss(ctx, keyID, from)
+		if err == nil && rec.entry.Seq < heard {
+			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, rec.entry.Seq, heard)
+		}
+	}
+	return rec, err
+}
+
 // miss loads keyID once however many requests wait for it. The lookup runs on
 // its own deadline, so one caller giving up does not fail the others.
-func (v *Verifier) miss(ctx context.Context, keyID string) (*record, error) {
+func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*record, error) {
+	low := v.loader.flood.suspect(from)
 	ch := v.misses.DoChan(keyID, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*v.cfg.VaultTimeout)
 		defer cancel()
-		return v.loader.load(lctx, keyID)
+		return v.loader.load(lctx, keyID, low)
 	})
 	select {
 	case <-ctx.Done():
@@ -161,7 +210,11 @@ func (v *Verifier) miss(ctx context.Context, keyID string) (*record, error) {
 			}
 			return nil, res.Err
 		}
-		return res.Val.(*record), nil
+		rec := res.Val.(*record)
+		if rec.status == CodeNotFound {
+			v.loader.flood.notFound(from)
+		}
+		return rec, nil
 	}
 }
 
@@ -171,10 +224,11 @@ const (
 	stateReady       state = iota // following the feed
 	stateStale                    // feed failing, cached verdicts still within stale-if-error
 	stateUnavailable              // never reached, or stale-if-error ran out: 503 for everything
+	stateCatchingUp               // behind the feed head: answering by lookup until caught up
 )
 
 func (s state) String() string {
-	return [...]string{"ready", "stale", "unavailable"}[s]
+	return [...]string{"ready", "stale", "unavailable", "catching_up"}[s]
 }
 
 func (v *Verifier) state() state { return v.stateAt(v.now()) }
@@ -186,6 +240,9 @@ func (v *Verifier) stateAt(now time.Time) state {
 	}
 	if v.feed.failing.Load() {
 		return stateStale
+	}
+	if v.feed.behind() {
+		return stateCatchingUp
 	}
 	return stateReady
 }
@@ -201,9 +258,13 @@ func (v *Verifier) sinceContact() time.Duration {
 
 // Status describes readiness, as /readyz reports it.
 type Status struct {
+	// Ready is true when the Verifier can decide (DESIGN §6): after its first
+	// feed sync and within stale-if-error of the last successful poll, so a
+	// Vault blip does not take every replica out of a load balancer at once.
 	Ready bool `json:"ready"`
-	// State is "ready", "stale" (feed failing, cached verdicts still served) or
-	// "unavailable" (every answer is 503).
+	// State is "ready", "catching_up" (behind the feed head: answering by
+	// lookup, not from the cache), "stale" (feed failing, cached verdicts
+	// still served) or "unavailable" (every answer is 503).
 	State string `json:"state"`
 	// LastContact is when the feed was last read successfully.
 	LastContact *time.Time `json:"last_contact,omitempty"`
@@ -214,7 +275,7 @@ type Status struct {
 // Status reports whether the Verifier follows the feed.
 func (v *Verifier) Status() Status {
 	s := v.state()
-	st := Status{Ready: s == stateReady, State: s.String(), FeedCursor: v.feed.Cursor(), CacheSize: v.cache.Len()}
+	st := Status{Ready: s != stateUnavailable, State: s.String(), FeedCursor: v.feed.Cursor(), CacheSize: v.cache.Len()}
 	if last := v.feed.lastOK.Load(); last != 0 {
 		t := time.Unix(0, last).UTC()
 		st.LastContact = &t

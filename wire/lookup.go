@@ -75,6 +75,7 @@ type Batch struct {
 // Change is one feed entry. KeyID is empty for role changes.
 type Change struct {
 	Seq   uint64    `json:"seq" mapstructure:"seq"`
+	ID    string    `json:"id"`
 	KeyID string    `json:"key_id,omitempty" mapstructure:"key_id"`
 	Role  string    `json:"role,omitempty" mapstructure:"role"`
 	Op    string    `json:"op" mapstructure:"op"`
