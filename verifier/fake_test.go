@@ -49,6 +49,9 @@ type fakeVault struct {
 	// is received from it (or it is closed): the verifier's poll loop is paused.
 	feedGate chan struct{}
 	gated    int // changes reads that have reached the gate
+	// ignorePartialCode makes decrypt ignore partial_failure_response_code,
+	// as a Vault older than 1.14 would.
+	ignorePartialCode bool
 	// lookupHook runs after a lookup has read the head and the records and
 	// before it answers: tests block here to force races.
 	lookupHook func(ids []string)
@@ -386,11 +389,12 @@ func (f *fakeVault) serveDecrypt(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	f.decrypts++
+	ignore := f.ignorePartialCode
 	f.mu.Unlock()
 	status := http.StatusOK
 	if failed {
 		status = http.StatusBadRequest
-		if in.PartialCode != 0 && succeeded {
+		if in.PartialCode != 0 && succeeded && !ignore {
 			status = in.PartialCode
 		}
 	}
