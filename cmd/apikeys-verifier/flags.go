@@ -51,6 +51,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	fs.DurationVar(&c.VaultTimeout, "vault-timeout", verifier.DefaultVaultTimeout, "timeout of each Vault request")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", verifier.DefaultMaxInFlight, "most concurrent lookup requests to Vault")
 	fs.IntVar(&c.CacheSize, "cache-size", verifier.DefaultCacheSize, "most key records cached")
+	fs.DurationVar(&c.MaxAge, "max-age", verifier.DefaultMaxAge, "oldest a cached verdict may be: refreshed in the background before, looked up after")
 	fs.StringVar(&c.AuditLog, "audit-log", "", `audit log: "-" for stdout, a file path, or empty for none`)
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
 	fs.StringVar(&c.WorkspaceHeader, "workspace-header", verifier.DefaultWorkspaceHeader, "forward-auth request header naming the workspace")

@@ -65,3 +65,15 @@ func TestRunExitsOnBadConfig(t *testing.T) {
 	assert.Equal(t, 2, run([]string{"-log-level", "off"}, io.Discard), "no Vault address or credentials")
 	assert.Equal(t, 0, run([]string{"-h"}, io.Discard))
 }
+
+func TestFlagMaxAge(t *testing.T) {
+	o, err := parseFlags(nil, env(nil), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 10*time.Minute, o.cfg.MaxAge, "default")
+	o, err = parseFlags(nil, env(map[string]string{"APIKEYS_VERIFIER_MAX_AGE": "90s"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, 90*time.Second, o.cfg.MaxAge)
+	o, err = parseFlags([]string{"-max-age", "1m"}, env(map[string]string{"APIKEYS_VERIFIER_MAX_AGE": "90s"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute, o.cfg.MaxAge)
+}
