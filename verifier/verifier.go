@@ -269,13 +269,16 @@ type Status struct {
 	// LastContact is when the feed was last read successfully.
 	LastContact *time.Time `json:"last_contact,omitempty"`
 	FeedCursor  uint64     `json:"feed_cursor"`
-	CacheSize   int        `json:"cache_entries"`
+	// FeedHead is the newest feed head Vault answered; beyond FeedCursor, the
+	// Verifier is catching up.
+	FeedHead  uint64 `json:"feed_head"`
+	CacheSize int    `json:"cache_entries"`
 }
 
 // Status reports whether the Verifier follows the feed.
 func (v *Verifier) Status() Status {
 	s := v.state()
-	st := Status{Ready: s != stateUnavailable, State: s.String(), FeedCursor: v.feed.Cursor(), CacheSize: v.cache.Len()}
+	st := Status{Ready: s != stateUnavailable, State: s.String(), FeedCursor: v.feed.Cursor(), FeedHead: v.feed.heard.Load(), CacheSize: v.cache.Len()}
 	if last := v.feed.lastOK.Load(); last != 0 {
 		t := time.Unix(0, last).UTC()
 		st.LastContact = &t
