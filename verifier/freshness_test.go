@@ -215,3 +215,30 @@ func TestAuditLineCarriesFeedSeq(t *testing.T) {
 	assert.Equal(t, "REVOKED", second.Code)
 	assert.Equal(t, seq, *second.FeedSeq)
 }
+
+// TestRequestJoiningAnOlderLookupIsNotAnsweredByIt: a lookup reads the key as
+// active, the revocation is committed and applied from the feed, and only then
+// does a second request for the key arrive and join the lookup still in
+// flight. The first request may answer VALID (it started before the
+// revocation); the second must not (the verifier had applied the revocation
+// before it asked). On the old code both got the lookup's VALID.
+func TestRequestJoiningAnOlderLookupIsNotAnsweredByIt(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, id := f.issue("k", "ops", keyOpts{})
+	v, _ := startVerifier(t, f, nil)
+	inLookup, release := make(chan struct{}), make(chan struct{})
+	f.setLookupHook(func([]string) { close(inLookup); <-release })
+	first := make(chan Code, 1)
+	go func() { first <- check(t, v, Request{Key: key}) }()
+	<-inLookup
+	f.setLookupHook(nil)
+	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
+	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 5*time.Second, time.Millisecond)
+	second := make(chan Code, 1)
+	go func() { second <- check(t, v, Request{Key: key}) }()
+	time.Sleep(20 * time.Millisecond) // let it join the flight; without that it is a fresh lookup and passes anyway
+	close(release)
+	assert.Equal(t, CodeValid, <-first, "the first request started before the revocation")
+	assert.Equal(t, CodeRevoked, <-second, "the second asked after the revocation was applied")
+}
