@@ -62,7 +62,8 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 
 // load returns the record for keyID, caching it when no change raced the lookup.
 // The record is returned even when it was not cached: it was true when read.
-// low puts it in the small queue of suspected floods.
+// A low miss (from a suspected flood) waits in the small low queue, or fails
+// at once when that is full.
 func (l *loader) load(ctx context.Context, keyID string, low bool) (*record, error) {
 	p := &pending{keyID: keyID, done: make(chan struct{})}
 	if low {

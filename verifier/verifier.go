@@ -151,7 +151,9 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 	}
 	d := tok.Digest()
 	var rec *record
-	if heard <= seq { // behind the feed, the cache cannot be vouched for: look up
+	// Behind the feed (heard > seq) the cache cannot be vouched for: every
+	// answer is a lookup until the cursor reaches the head heard.
+	if heard <= seq {
 		rec = v.cache.Get(tok.KeyID, &d)
 		if rec != nil && now.UnixNano()-rec.loaded > int64(v.cfg.MaxAge) {
 			rec = nil // past -max-age and not refreshed yet
