@@ -2,6 +2,8 @@ package verifier
 
 import (
 	"bytes"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -44,6 +46,7 @@ func TestUnavailableBodyCarriesNoInternals(t *testing.T) {
 	target, err := url.Parse(f.srv.URL)
 	require.NoError(t, err)
 	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.ErrorLog = log.New(io.Discard, "", 0) // parked polls cut at the end of the test
 	// The feed works; every lookup fails with Vault's own error text.
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/lookup") {
