@@ -13,7 +13,7 @@ all: build
 build:
 	@mkdir -p bin
 	$(GO) build -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
-	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
+	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -ldflags "-X github.com/vault-apikeys/vault-apikeys/verifier.Version=$$(git describe --tags --always --dirty)" -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
 
 ## vault: make sure a Vault >= 1.15 is available (builds the pinned 1.19.0 once)
 vault:

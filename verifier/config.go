@@ -161,11 +161,7 @@ func (c *Config) validate() error {
 // used for trusted proxies.
 func ParsePrefixes(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
+	for _, f := range SplitList(s) {
 		p, ok := parsePrefix(f)
 		if !ok {
 			return nil, fmt.Errorf("%q is not a CIDR or an IP address", f)
@@ -173,6 +169,19 @@ func ParsePrefixes(s string) ([]netip.Prefix, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// SplitList reads a comma-separated list (addresses, CIDRs, permissions): items
+// trimmed, empty ones dropped.
+func SplitList(s string) []string { return appendList(nil, s) }
+
+func appendList(out []string, s string) []string {
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 func parsePrefix(s string) (netip.Prefix, bool) {

@@ -16,8 +16,11 @@
 // background before MaxAge. Unknown keys cannot evict known ones nor starve their
 // lookups (see flood.go).
 //
-// Use it as a library (New, then Run and Check or Handler) or through
-// cmd/apikeys-verifier.
+// Use it as a library (New, then Run and Check or Handler), serve it with
+// NewServer and Server.Run (TLS with certificate reload, an optional metrics
+// listener, graceful drain), or run cmd/apikeys-verifier, which does only that.
+// Its HTTP contract (codes, shapes, headers, the 401/403 rule) is package
+// verdict, shared with verifier/middleware.
 //
 // This package must never log, audit, export as a metric, or put in an error a
 // token or its secret: only the public key_id leaves a Verifier. It keeps no

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 // The hot path writes its JSON by appending to pooled buffers instead of going
@@ -96,12 +98,16 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
-// appendVerifyResponse renders a verifyResponse exactly as encoding/json would.
-func appendVerifyResponse(b []byte, r *verifyResponse) []byte {
+// appendVerifyResponse renders a verdict.VerifyResponse exactly as
+// encoding/json would.
+func appendVerifyResponse(b []byte, r *verdict.VerifyResponse) []byte {
 	b = append(b, `{"valid":`...)
 	b = strconv.AppendBool(b, r.Valid)
 	b = appendStringField(b, "code", string(r.Code))
 	b = appendStringField(b, "key_id", r.KeyID)
+	if r.Tenant != "" {
+		b = appendStringField(b, "tenant", r.Tenant)
+	}
 	b = appendStringField(b, "name", r.Name)
 	b = appendStringField(b, "role", r.Role)
 	b = appendStringField(b, "workspace", r.Workspace)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 func jsonOf(t *testing.T, v any) string {
@@ -18,12 +20,13 @@ func jsonOf(t *testing.T, v any) string {
 
 func TestAppendVerifyResponseMatchesEncodingJSON(t *testing.T) {
 	exp := time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC)
-	cases := []verifyResponse{
+	cases := []verdict.VerifyResponse{
 		{},
 		{Code: CodeInvalidFormat, Permissions: []string{}},
 		{Valid: true, Code: CodeValid, KeyID: "AAAAAAAAAAAAAAAA", Name: "ci-deploy", Role: "dev", Workspace: "prod",
 			Permissions: []string{"clusters:read", "a\"b"}, ExpiresAt: &exp, Metadata: map[string]string{"z": "1", "a": "<&>\u2028\x01é"}},
 		{Name: "bad\xffutf8\ttab\\", Role: "\u2029"},
+		{Code: CodeValid, KeyID: "k", Tenant: "acme", Permissions: []string{}},
 	}
 	for _, c := range cases {
 		assert.Equal(t, jsonOf(t, c), string(appendVerifyResponse(nil, &c)))

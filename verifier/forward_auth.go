@@ -4,14 +4,21 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 // maxHeaderPermissions bounds the permissions one forward-auth request asks for.
 const maxHeaderPermissions = 64
 
+// Endpoint names, as the audit log and the latency metric label them.
+const (
+	endpointVerify = "verify"
+	endpointAuth   = "auth"
+)
+
 // serveAuth is forward-auth: the token comes from "Authorization: Bearer" or
-// X-API-Key, the workspace and permissions from configurable headers.
+// X-API-Key, the workspace and permissions from configurable headers. The
+// status follows verdict.Code.Status, the rule the middleware follows too:
 //
 //	200  key may make the request; X-Apikey-Id, -Name, -Role, -Workspace set
 //	401  no key, or a key that does not authenticate (WWW-Authenticate set)
@@ -20,9 +27,9 @@ const maxHeaderPermissions = 64
 func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 	start := v.now()
 	rid := requestID(w, r)
-	key, ok := middleware.TokenFromHeader(r.Header)
+	key, ok := verdict.TokenFromHeader(r.Header)
 	if !ok {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="no API key presented"`)
+		w.Header().Set("WWW-Authenticate", verdict.WWWAuthenticate+`, error_description="no API key presented"`)
 		writeError(w, http.StatusUnauthorized, "no API key: send Authorization: Bearer <key> or X-API-Key")
 		return
 	}
@@ -37,40 +44,44 @@ func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 		Permissions: perms,
 		ClientIP:    v.clientAddr(r),
 	}
-	verdict, err := v.Check(r.Context(), req)
-	v.logDecision("auth", rid, &req, verdict, err, start)
+	ans, err := v.Check(r.Context(), req)
+	v.logDecision(endpointAuth, rid, &req, ans, err, start)
+	v.metrics.observe(endpointAuth, ans.Code, err, v.now().Sub(start))
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		v.unavailable(w, endpointAuth, rid, err)
 		return
 	}
+	writeAuthAnswer(w, ans)
+}
+
+// writeAuthAnswer renders a decided forward-auth answer.
+func writeAuthAnswer(w http.ResponseWriter, ans Verdict) {
 	h := w.Header()
-	h.Set("X-Apikey-Code", string(verdict.Code))
-	switch {
-	case verdict.Valid():
-		h.Set("X-Apikey-Id", verdict.KeyID)
-		h.Set("X-Apikey-Name", verdict.Name)
-		h.Set("X-Apikey-Role", verdict.Role)
-		h.Set("X-Apikey-Workspace", verdict.Workspace)
-		writeJSON(w, http.StatusOK, map[string]string{"code": string(verdict.Code), "key_id": verdict.KeyID})
-	case verdict.Code.Forbidden():
-		writeJSON(w, http.StatusForbidden, map[string]string{"code": string(verdict.Code), "error": "this key may not make this request"})
+	h.Set(verdict.HeaderCode, string(ans.Code))
+	status := ans.Code.Status()
+	switch status {
+	case http.StatusOK:
+		h.Set(verdict.HeaderKeyID, ans.KeyID)
+		h.Set(verdict.HeaderName, ans.Name)
+		h.Set(verdict.HeaderRole, ans.Role)
+		h.Set(verdict.HeaderWorkspace, ans.Workspace)
+		writeJSON(w, status, map[string]string{"code": string(ans.Code), "key_id": ans.KeyID})
+	case http.StatusForbidden:
+		writeJSON(w, status, verdict.ErrorResponse{Code: ans.Code, Error: "this key may not make this request"})
 	default:
-		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"code": string(verdict.Code), "error": "the API key is not valid"})
+		h.Set("WWW-Authenticate", verdict.WWWAuthenticate)
+		writeJSON(w, status, verdict.ErrorResponse{Code: ans.Code, Error: "the API key is not valid"})
 	}
 }
 
-// headerList splits comma-separated header values, dropping empty items.
+// headerList splits comma-separated header values, dropping empty items; false
+// when they name more than maxHeaderPermissions.
 func headerList(values []string) ([]string, bool) {
 	var out []string
 	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				if len(out) == maxHeaderPermissions {
-					return nil, false
-				}
-				out = append(out, p)
-			}
+		out = appendList(out, v)
+		if len(out) > maxHeaderPermissions {
+			return nil, false
 		}
 	}
 	return out, true

@@ -13,7 +13,7 @@ import (
 
 	"github.com/vault-apikeys/vault-apikeys/envelope"
 	"github.com/vault-apikeys/vault-apikeys/token"
-	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
@@ -129,7 +129,7 @@ func FuzzAuthHeaders(f *testing.F) {
 		default:
 			t.Fatalf("status %d", w.Code)
 		}
-		presented, _ := middleware.TokenFromHeader(r.Header)
+		presented, _ := verdict.TokenFromHeader(r.Header)
 		if tok, err := token.Parse(presented); err == nil && strings.Contains(w.Body.String(), tok.Secret) {
 			t.Fatal("the answer quotes the secret")
 		}

@@ -12,46 +12,46 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 // Handler serves the verifier's HTTP API:
 //
-//	POST /v1/verify   decide a JSON request (DESIGN §6)
-//	GET  /v1/auth     forward-auth for nginx auth_request, Traefik, Envoy
-//	GET  /healthz     the process serves
-//	GET  /readyz      the feed is followed (503 otherwise)
-//	GET  /metrics     Prometheus
-func (v *Verifier) Handler() http.Handler {
+//	POST /v1/verify    decide a JSON request (DESIGN §6)
+//	*    /v1/auth[/…]  forward-auth for nginx, Caddy, Traefik, Envoy ext_authz
+//	GET  /healthz      the process serves
+//	GET  /readyz       it can decide (503 otherwise)
+//	GET  /metrics      Prometheus
+func (v *Verifier) Handler() http.Handler { return v.handler(true) }
+
+// MetricsHandler serves only GET /metrics, for a listener of its own.
+func (v *Verifier) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/verify", v.serveVerify)
-	mux.HandleFunc("/v1/auth", v.serveAuth) // any method: proxies forward the original one
+	mux.Handle("GET /metrics", v.promHandler())
+	return mux
+}
+
+func (v *Verifier) promHandler() http.Handler {
+	return promhttp.HandlerFor(v.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// handler is the API, with /metrics unless that has a listener of its own.
+func (v *Verifier) handler(withMetrics bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+verdict.PathVerify, v.serveVerify)
+	// Any method: proxies forward the original one. Envoy ext_authz appends the
+	// original path: /v1/auth/<path>.
+	mux.HandleFunc(verdict.PathAuth, v.serveAuth)
+	mux.HandleFunc(verdict.PathAuth+"/", v.serveAuth)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", v.serveReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(v.metrics.reg, promhttp.HandlerOpts{}))
+	if withMetrics {
+		mux.Handle("GET /metrics", v.promHandler())
+	}
 	return mux
-}
-
-// verifyRequest is the body of POST /v1/verify.
-type verifyRequest struct {
-	Key         string   `json:"key"`
-	Workspace   string   `json:"workspace"`
-	Permissions []string `json:"permissions"`
-	ClientIP    string   `json:"client_ip"`
-}
-
-// verifyResponse is the answer of POST /v1/verify.
-type verifyResponse struct {
-	Valid       bool              `json:"valid"`
-	Code        Code              `json:"code"`
-	KeyID       string            `json:"key_id"`
-	Name        string            `json:"name"`
-	Role        string            `json:"role"`
-	Workspace   string            `json:"workspace"`
-	Permissions []string          `json:"permissions"`
-	ExpiresAt   *time.Time        `json:"expires_at"`
-	Metadata    map[string]string `json:"metadata,omitempty"`
 }
 
 // errBadRequest marks request errors answered 400.
@@ -59,8 +59,8 @@ var errBadRequest = errors.New("bad request")
 
 // decodeVerifyRequest parses a body: one JSON object with a key, nothing after it.
 // Its errors never quote the body (which holds a token).
-func decodeVerifyRequest(body []byte) (verifyRequest, error) {
-	var req verifyRequest
+func decodeVerifyRequest(body []byte) (verdict.VerifyRequest, error) {
+	var req verdict.VerifyRequest
 	// Unmarshal also rejects anything after the object but white space.
 	if err := json.Unmarshal(body, &req); err != nil {
 		var syntax *json.SyntaxError
@@ -105,16 +105,22 @@ func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 	} else {
 		req.ClientIP = v.clientAddr(r)
 	}
-	verdict, err := v.Check(r.Context(), req)
-	v.logDecision("verify", rid, &req, verdict, err, start)
+	ans, err := v.Check(r.Context(), req)
+	v.logDecision(endpointVerify, rid, &req, ans, err, start)
+	v.metrics.observe(endpointVerify, ans.Code, err, v.now().Sub(start))
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		v.unavailable(w, endpointVerify, rid, err)
 		return
 	}
-	resp := verifyResponse{
-		Valid: verdict.Valid(), Code: verdict.Code, KeyID: verdict.KeyID, Name: verdict.Name,
-		Role: verdict.Role, Workspace: verdict.Workspace, Permissions: nonNil(verdict.Permissions),
-		ExpiresAt: verdict.ExpiresAt, Metadata: verdict.Metadata,
+	writeVerifyAnswer(w, &ans)
+}
+
+// writeVerifyAnswer renders a decided answer of POST /v1/verify: always 200.
+func writeVerifyAnswer(w http.ResponseWriter, ans *Verdict) {
+	resp := verdict.VerifyResponse{
+		Valid: ans.Valid(), Code: ans.Code, KeyID: ans.KeyID, Name: ans.Name,
+		Role: ans.Role, Workspace: ans.Workspace, Permissions: nonNil(ans.Permissions),
+		ExpiresAt: ans.ExpiresAt, Metadata: ans.Metadata,
 	}
 	out := getBuf()
 	*out = appendVerifyResponse(*out, &resp)
@@ -157,18 +163,18 @@ func (v *Verifier) serveReady(w http.ResponseWriter, _ *http.Request) {
 }
 
 // logDecision writes the audit line of one answer (UNAVAILABLE for a 503).
-func (v *Verifier) logDecision(endpoint, rid string, req *Request, verdict Verdict, err error, start time.Time) {
+func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time) {
 	if v.audit == nil {
 		return
 	}
-	code := string(verdict.Code)
+	code := string(ans.Code)
 	if err != nil {
 		code = "UNAVAILABLE"
 	}
 	line := auditLine{
-		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: verdict.KeyID, Name: verdict.Name,
+		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: ans.KeyID, Name: ans.Name,
 		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
-		FeedSeq: verdict.FeedSeq,
+		FeedSeq: ans.FeedSeq,
 	}
 	if req.ClientIP.IsValid() {
 		line.ClientIP = req.ClientIP.String()
@@ -209,6 +215,16 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// writeError answers an error: msg is ours, never the caller's input nor
+// anything from Vault.
 func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]string{"error": msg})
+	writeJSON(w, status, verdict.ErrorResponse{Error: msg})
+}
+
+// unavailable answers 503 with a fixed body: err may hold Vault addresses and
+// Vault's own error text, which go to the log only (DESIGN §6). Their causes
+// are logged where they happen (feed, lookup), so this line is for debugging.
+func (v *Verifier) unavailable(w http.ResponseWriter, endpoint, rid string, err error) {
+	v.log.Debug("cannot decide: answering 503", "endpoint", endpoint, "request_id", rid, "error", err)
+	writeError(w, http.StatusServiceUnavailable, verdict.UnavailableMessage)
 }

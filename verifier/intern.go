@@ -22,7 +22,9 @@ type interner struct {
 
 const internMax = 50_000
 
-var shared = &interner{
+// repeated is the one interner of the process: cached records of every
+// Verifier in it share the values they repeat.
+var repeated = &interner{
 	strs: map[string]string{}, lists: map[string][]string{},
 	nets: map[string][]netip.Prefix{}, maps: map[string]map[string]string{},
 }

@@ -1,9 +1,24 @@
 package verifier
 
 import (
+	"runtime"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
+
+// Version is the verifier's release, stamped at build time:
+//
+//	go build -ldflags "-X github.com/vault-apikeys/vault-apikeys/verifier.Version=v1.2.3"
+//
+// (make build stamps `git describe --tags --always --dirty`).
+var Version = "dev"
+
+// codeUnavailable labels answers that were not decided (503).
+const codeUnavailable = "UNAVAILABLE"
 
 // metrics are the verifier's Prometheus series, in a registry of its own so
 // several verifiers can live in one process. No label ever holds a token.
@@ -21,6 +36,8 @@ type metrics struct {
 	feedResets   prometheus.Counter
 	feedLag      prometheus.Histogram
 	usageDropped prometheus.Counter
+	// latency is resolved per endpoint and code up front, like decisions.
+	latency map[string]map[Code]prometheus.Observer
 }
 
 const ns = "apikeys_verifier"
@@ -37,7 +54,7 @@ func newMetrics() *metrics {
 	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "decisions_total",
 		Help: "Decided verifications by code."}, []string{"code"})
 	f(decisions)
-	for _, c := range Codes {
+	for _, c := range verdict.Codes() {
 		m.decisions[c] = decisions.WithLabelValues(string(c))
 	}
 	m.unavailable = counter("unavailable_total", "Verifications answered 503 (fail closed): Vault or the feed unreachable.")
@@ -61,6 +78,22 @@ func newMetrics() *metrics {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}})
 	f(m.feedLag)
 	m.usageDropped = counter("usage_dropped_total", "Key uses not counted because the usage buffer was full.")
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "request_duration_seconds",
+		Help:    "Time to answer a verification, by endpoint (verify, auth) and code (UNAVAILABLE for a 503).",
+		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}},
+		[]string{"endpoint", "code"})
+	f(latency)
+	m.latency = make(map[string]map[Code]prometheus.Observer)
+	for _, ep := range []string{endpointVerify, endpointAuth} {
+		m.latency[ep] = make(map[Code]prometheus.Observer)
+		for _, c := range append(verdict.Codes(), codeUnavailable) {
+			m.latency[ep][c] = latency.WithLabelValues(ep, string(c))
+		}
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "build_info",
+		Help: "Always 1; labels say which build is running."}, []string{"version", "goversion"})
+	f(buildInfo)
+	buildInfo.WithLabelValues(Version, runtime.Version()).Set(1)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -72,6 +105,7 @@ func (m *metrics) gauges(v *Verifier) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: name, Help: help}, fn))
 	}
 	g("cache_entries", "Key records cached.", func() float64 { return float64(v.cache.Len()) })
+	g("cache_capacity", "Most key records cached (-cache-size).", func() float64 { return float64(v.cfg.CacheSize) })
 	g("data_keys_cached", "Unwrapped data keys cached.", func() float64 { return float64(v.keys.Len()) })
 	g("feed_cursor", "Seq of the last change applied.", func() float64 { return float64(v.feed.Cursor()) })
 	g("feed_last_contact_age_seconds", "Seconds since the last successful feed poll (-1 before the first).", func() float64 {
@@ -87,6 +121,16 @@ func (m *metrics) gauges(v *Verifier) {
 	g("unavailable", "1 while every answer is 503 (stale-if-error ran out or the feed was never reached).", func() float64 {
 		return b2f(v.state() == stateUnavailable)
 	})
+}
+
+// observe records the latency of one answer; err means it was a 503.
+func (m *metrics) observe(endpoint string, code Code, err error, d time.Duration) {
+	if err != nil {
+		code = codeUnavailable
+	}
+	if o, ok := m.latency[endpoint][code]; ok {
+		o.Observe(d.Seconds())
+	}
 }
 
 func b2f(b bool) float64 {

@@ -68,7 +68,7 @@ func newRecord(e wire.Entry, dek []byte) (*record, error) {
 		r.expires = e.ExpiresAt.UnixNano()
 	}
 	r.keyNets = parseNets(e.AllowedCIDRs)
-	r.roleNets = shared.netsOf(e.RoleAllowedCIDRs)
+	r.roleNets = repeated.netsOf(e.RoleAllowedCIDRs)
 	r.compact()
 	return r, nil
 }
@@ -79,12 +79,12 @@ func newRecord(e wire.Entry, dek []byte) (*record, error) {
 func (r *record) compact() {
 	e := &r.entry
 	e.Sealed, e.MountID, e.AllowedCIDRs, e.RoleAllowedCIDRs = nil, "", nil, nil
-	e.Status = shared.str(e.Status)
-	e.Role = shared.str(e.Role)
-	e.Workspace = shared.str(e.Workspace)
-	e.Permissions = shared.list(e.Permissions)
-	e.AllowedWorkspaces = shared.list(e.AllowedWorkspaces)
-	e.Metadata = shared.metadata(e.Metadata)
+	e.Status = repeated.str(e.Status)
+	e.Role = repeated.str(e.Role)
+	e.Workspace = repeated.str(e.Workspace)
+	e.Permissions = repeated.list(e.Permissions)
+	e.AllowedWorkspaces = repeated.list(e.AllowedWorkspaces)
+	e.Metadata = repeated.metadata(e.Metadata)
 }
 
 func parseNets(list []string) []netip.Prefix {

@@ -4,35 +4,26 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
-// Code is the outcome of a verification (DESIGN §6).
-type Code string
+// Code is the outcome of a verification; the codes, and the 401/403 rule
+// (Code.Status), are defined once in package verdict.
+type Code = verdict.Code
 
-// The codes a decided answer carries.
+// Short names of the codes, for the verifier's own code and its tests.
 const (
-	CodeValid                   Code = "VALID"
-	CodeInvalidFormat           Code = "INVALID_FORMAT"
-	CodeNotFound                Code = "NOT_FOUND"
-	CodeRevoked                 Code = "REVOKED"
-	CodeDisabled                Code = "DISABLED"
-	CodeExpired                 Code = "EXPIRED"
-	CodeIPNotAllowed            Code = "IP_NOT_ALLOWED"
-	CodeWorkspaceMismatch       Code = "WORKSPACE_MISMATCH"
-	CodeInsufficientPermissions Code = "INSUFFICIENT_PERMISSIONS"
+	CodeValid                   = verdict.Valid
+	CodeInvalidFormat           = verdict.InvalidFormat
+	CodeNotFound                = verdict.NotFound
+	CodeRevoked                 = verdict.Revoked
+	CodeDisabled                = verdict.Disabled
+	CodeExpired                 = verdict.Expired
+	CodeIPNotAllowed            = verdict.IPNotAllowed
+	CodeWorkspaceMismatch       = verdict.WorkspaceMismatch
+	CodeInsufficientPermissions = verdict.InsufficientPermissions
 )
-
-// Codes lists every code a Verdict can carry.
-var Codes = []Code{
-	CodeValid, CodeInvalidFormat, CodeNotFound, CodeRevoked, CodeDisabled, CodeExpired,
-	CodeIPNotAllowed, CodeWorkspaceMismatch, CodeInsufficientPermissions,
-}
-
-// Forbidden reports whether the code denies an authentic, usable key for this
-// request (HTTP 403), as opposed to a key that does not authenticate (401).
-func (c Code) Forbidden() bool {
-	return c == CodeIPNotAllowed || c == CodeWorkspaceMismatch || c == CodeInsufficientPermissions
-}
 
 // ErrUnavailable is returned when the Verifier cannot decide: Vault or the feed
 // has been unreachable for longer than StaleIfError, or a needed lookup failed.

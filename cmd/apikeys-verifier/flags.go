@@ -7,20 +7,19 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 )
 
 // options are the command line; verifier.Config is built from them.
 type options struct {
-	cfg             verifier.Config
-	listen          string
-	vaultAddrs      string
-	trustedProxies  string
-	logFormat       string
-	logLevel        string
-	shutdownTimeout time.Duration
+	cfg            verifier.Config
+	server         verifier.ServerConfig
+	vaultAddrs     string
+	trustedProxies string
+	logFormat      string
+	logLevel       string
+	version        bool
 }
 
 // envName is the environment variable of a flag: -stale-if-error is
@@ -36,8 +35,11 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	c := &o.cfg
 	fs := flag.NewFlagSet("apikeys-verifier", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to serve the HTTP API on")
-	fs.StringVar(&o.vaultAddrs, "vault-addr", "", "Vault address(es), comma-separated (default $VAULT_ADDR)")
+	fs.StringVar(&o.server.Listen, "listen", verifier.DefaultListen, "address to serve the HTTP API on")
+	fs.StringVar(&o.server.MetricsListen, "metrics-listen", "", "address of a separate listener for /metrics (then not served on -listen)")
+	fs.StringVar(&o.server.TLSCertFile, "tls-cert", "", "PEM certificate (chain) to serve HTTPS on every listener, with -tls-key; re-read on SIGHUP")
+	fs.StringVar(&o.server.TLSKeyFile, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&o.vaultAddrs, "vault-addr", "", "Vault address(es), comma-separated (default $VAULT_ADDR); for https, the CA is $VAULT_CACERT or $VAULT_CAPATH")
 	fs.StringVar(&c.VaultToken, "vault-token", "", "Vault token (default $VAULT_TOKEN; prefer the environment or -vault-token-file: flags show in ps)")
 	fs.StringVar(&c.VaultTokenFile, "vault-token-file", "", "file holding a Vault token, re-read when it changes (e.g. a Vault Agent sink)")
 	fs.StringVar(&c.AppRoleRoleID, "approle-role-id", "", "AppRole role id (with -approle-secret-id-file)")
@@ -53,14 +55,15 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	fs.IntVar(&c.CacheSize, "cache-size", verifier.DefaultCacheSize, "most key records cached")
 	fs.DurationVar(&c.MaxAge, "max-age", verifier.DefaultMaxAge, "oldest a cached verdict may be: refreshed in the background before, looked up after")
 	fs.StringVar(&c.AuditLog, "audit-log", "", `audit log: "-" for stdout, a file path, or empty for none`)
-	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (set it behind a proxy: without it, CIDR-restricted keys are checked against the proxy's address)")
 	fs.StringVar(&c.WorkspaceHeader, "workspace-header", verifier.DefaultWorkspaceHeader, "forward-auth request header naming the workspace")
 	fs.StringVar(&c.PermissionsHeader, "permissions-header", verifier.DefaultPermissionsHeader, "forward-auth request header listing the permissions (comma-separated)")
 	fs.StringVar(&o.logFormat, "log-format", "standard", `log format: "standard" or "json"`)
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long shutdown waits for in-flight requests")
+	fs.DurationVar(&o.server.ShutdownTimeout, "shutdown-timeout", verifier.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: apikeys-verifier [flags]\n\nEvery flag can also be set as APIKEYS_VERIFIER_<FLAG> (e.g. APIKEYS_VERIFIER_STALE_IF_ERROR=10s);\nVAULT_ADDR and VAULT_TOKEN are honoured as Vault's own tools do.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: apikeys-verifier [flags]\n\nEvery flag can also be set as APIKEYS_VERIFIER_<FLAG> (e.g. APIKEYS_VERIFIER_STALE_IF_ERROR=10s);\nVAULT_ADDR, VAULT_TOKEN and VAULT_CACERT (VAULT_CAPATH, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY,\nVAULT_TLS_SERVER_NAME) are honoured as Vault's own tools do.\nSIGHUP re-reads -tls-cert/-tls-key and reopens -audit-log.\n\n")
 		fs.PrintDefaults()
 	}
 
@@ -84,11 +87,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	if o.vaultAddrs == "" {
 		o.vaultAddrs, _ = getenv("VAULT_ADDR")
 	}
-	for _, a := range strings.Split(o.vaultAddrs, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			c.VaultAddrs = append(c.VaultAddrs, a)
-		}
-	}
+	c.VaultAddrs = verifier.SplitList(o.vaultAddrs)
 	if c.VaultToken == "" && c.VaultTokenFile == "" && c.AppRoleRoleID == "" {
 		c.VaultToken, _ = getenv("VAULT_TOKEN")
 	}

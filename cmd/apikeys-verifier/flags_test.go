@@ -3,11 +3,15 @@ package main
 import (
 	"io"
 	"net/netip"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/verifier"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -26,7 +30,7 @@ func TestFlagsOverEnvironmentOverVaultVariables(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 5*time.Second, o.cfg.StaleIfError, "flag beats environment")
 	assert.Equal(t, time.Second, o.cfg.UsageFlush, "environment beats default")
-	assert.Equal(t, "127.0.0.1:9999", o.listen)
+	assert.Equal(t, "127.0.0.1:9999", o.server.Listen)
 	assert.Equal(t, []string{"http://vault:8200"}, o.cfg.VaultAddrs)
 	assert.Equal(t, "s.env", o.cfg.VaultToken)
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}, o.cfg.TrustedProxies)
@@ -62,8 +66,31 @@ func TestFlagsRejectBadInput(t *testing.T) {
 func TestRunExitsOnBadConfig(t *testing.T) {
 	t.Setenv("VAULT_ADDR", "")
 	t.Setenv("VAULT_TOKEN", "")
-	assert.Equal(t, 2, run([]string{"-log-level", "off"}, io.Discard), "no Vault address or credentials")
-	assert.Equal(t, 0, run([]string{"-h"}, io.Discard))
+	assert.Equal(t, 2, run([]string{"-log-level", "off"}, io.Discard, io.Discard), "no Vault address or credentials")
+	assert.Equal(t, 0, run([]string{"-h"}, io.Discard, io.Discard))
+}
+
+func TestFlagsServing(t *testing.T) {
+	o, err := parseFlags([]string{"-tls-cert", "/etc/v/tls.crt", "-metrics-listen", "127.0.0.1:9090", "-shutdown-timeout", "3s"},
+		env(map[string]string{"APIKEYS_VERIFIER_TLS_KEY": "/etc/v/tls.key"}), io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "/etc/v/tls.crt", o.server.TLSCertFile)
+	assert.Equal(t, "/etc/v/tls.key", o.server.TLSKeyFile)
+	assert.Equal(t, "127.0.0.1:9090", o.server.MetricsListen)
+	assert.Equal(t, 3*time.Second, o.server.ShutdownTimeout)
+	assert.Equal(t, "127.0.0.1:8080", o.server.Listen)
+}
+
+func TestVersionFlag(t *testing.T) {
+	var out strings.Builder
+	assert.Equal(t, 0, run([]string{"-version"}, &out, io.Discard))
+	assert.Equal(t, "apikeys-verifier "+verifier.Version+" ("+runtime.Version()+")\n", out.String())
+}
+
+func TestRunExitsWhenItCannotServe(t *testing.T) {
+	t.Setenv("VAULT_ADDR", "http://127.0.0.1:1")
+	t.Setenv("VAULT_TOKEN", "t")
+	assert.Equal(t, 1, run([]string{"-log-level", "off", "-tls-cert", "/no/such.crt", "-tls-key", "/no/such.key"}, io.Discard, io.Discard))
 }
 
 func TestFlagMaxAge(t *testing.T) {

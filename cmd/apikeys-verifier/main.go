@@ -1,7 +1,7 @@
 // Command apikeys-verifier serves the vault-apikeys verification API: it parses
-// flags (and their APIKEYS_VERIFIER_* environment equivalents), runs a
-// verifier.Verifier, and shuts down gracefully on SIGINT or SIGTERM. SIGHUP
-// reopens the audit log.
+// flags (and their APIKEYS_VERIFIER_* environment equivalents) and runs a
+// verifier.Server, which stops gracefully on SIGINT or SIGTERM and reloads the
+// TLS certificate and reopens the audit log on SIGHUP.
 package main
 
 import (
@@ -10,12 +10,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
+	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -23,10 +19,11 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stderr io.Writer) int {
+// run is main with its exit code: 2 for a bad configuration, 1 when serving fails.
+func run(args []string, stdout, stderr io.Writer) int {
 	o, err := parseFlags(args, lookupEnv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -34,6 +31,10 @@ func run(args []string, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "apikeys-verifier:", err)
 		return 2
+	}
+	if o.version {
+		fmt.Fprintf(stdout, "apikeys-verifier %s (%s)\n", verifier.Version, runtime.Version())
+		return 0
 	}
 	log := hclog.New(&hclog.LoggerOptions{
 		Name: "apikeys-verifier", Output: stderr, JSONFormat: o.logFormat == "json",
@@ -45,66 +46,15 @@ func run(args []string, stderr io.Writer) int {
 		log.Error("cannot start", "error", err)
 		return 2
 	}
-	defer v.Close()
-	ln, err := net.Listen("tcp", o.listen)
+	o.server.Signals = true
+	srv, err := verifier.NewServer(v, o.server)
 	if err != nil {
-		log.Error("cannot listen", "address", o.listen, "error", err)
+		_ = v.Close()
+		log.Error("cannot serve", "error", err)
 		return 1
 	}
-	srv := &http.Server{
-		Handler:           v.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	if err := srv.Run(context.Background()); err != nil {
+		return 1
 	}
-
-	// The verifier's background work outlives the HTTP server by a little:
-	// requests drain first, then the last usage report is sent.
-	runCtx, stopRun := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { _ = v.Run(runCtx); close(ran) }()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "address", ln.Addr().String(), "vault", o.cfg.VaultAddrs, "mount", o.cfg.Mount)
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	code := 0
-wait:
-	for {
-		select {
-		case s := <-sigs:
-			if s == syscall.SIGHUP {
-				if err := v.ReopenAudit(); err != nil {
-					log.Error("cannot reopen the audit log", "error", err)
-				} else {
-					log.Info("audit log reopened")
-				}
-				continue
-			}
-			log.Info("shutting down", "signal", s.String())
-			break wait
-		case err := <-served:
-			log.Error("HTTP server stopped", "error", err)
-			code = 1
-			break wait
-		}
-	}
-	signal.Stop(sigs)
-	ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn("in-flight requests did not finish in time", "error", err)
-	}
-	stopRun()
-	select {
-	case <-ran:
-	case <-ctx.Done():
-		log.Warn("background work did not stop in time")
-	}
-	log.Info("stopped")
-	return code
+	return 0
 }

@@ -12,35 +12,20 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// Codes the verifier answers (DESIGN §6).
-const (
-	CodeValid                   = "VALID"
-	CodeInvalidFormat           = "INVALID_FORMAT"
-	CodeNotFound                = "NOT_FOUND"
-	CodeRevoked                 = "REVOKED"
-	CodeDisabled                = "DISABLED"
-	CodeExpired                 = "EXPIRED"
-	CodeIPNotAllowed            = "IP_NOT_ALLOWED"
-	CodeWorkspaceMismatch       = "WORKSPACE_MISMATCH"
-	CodeInsufficientPermissions = "INSUFFICIENT_PERMISSIONS"
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 // ErrUnavailable means the verifier could not decide; fail closed.
 var ErrUnavailable = errors.New("API key verifier unavailable")
 
-// Request is one question to the verifier.
-type Request struct {
-	Key         string   `json:"key"`
-	Workspace   string   `json:"workspace,omitempty"`
-	Permissions []string `json:"permissions,omitempty"`
-	ClientIP    string   `json:"client_ip,omitempty"`
-}
+// Request is one question to the verifier: the body of POST /v1/verify.
+type Request = verdict.VerifyRequest
 
 // Key is a verified API key, as the request context carries it.
 type Key struct {
 	ID          string            `json:"key_id"`
+	Tenant      string            `json:"tenant,omitempty"`
 	Name        string            `json:"name"`
 	Role        string            `json:"role"`
 	Workspace   string            `json:"workspace"`
@@ -51,16 +36,15 @@ type Key struct {
 
 // Result is the verifier's answer.
 type Result struct {
-	Valid bool   `json:"valid"`
-	Code  string `json:"code"`
+	Valid bool
+	// Code is the decided code; Code.Status() is the HTTP status it means.
+	Code verdict.Code
 	Key
 }
 
 // Forbidden reports whether the key is authentic but denied for this request
 // (403) rather than not a valid key (401).
-func (r Result) Forbidden() bool {
-	return r.Code == CodeIPNotAllowed || r.Code == CodeWorkspaceMismatch || r.Code == CodeInsufficientPermissions
-}
+func (r Result) Forbidden() bool { return r.Code.Forbidden() }
 
 // Client calls a verifier's POST /v1/verify.
 type Client struct {
@@ -94,7 +78,7 @@ func WithCacheSize(n int) ClientOption { return func(c *Client) { c.limit = n } 
 // NewClient returns a client of the verifier at baseURL (e.g. http://127.0.0.1:8080).
 func NewClient(baseURL string, opts ...ClientOption) *Client {
 	c := &Client{
-		url:   strings.TrimRight(baseURL, "/") + "/v1/verify",
+		url:   strings.TrimRight(baseURL, "/") + verdict.PathVerify,
 		http:  &http.Client{Timeout: 2 * time.Second},
 		ttl:   50 * time.Millisecond,
 		limit: 10_000,
@@ -156,12 +140,16 @@ func (c *Client) ask(ctx context.Context, req *Request) (Result, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		return Result{}, fmt.Errorf("%w: verifier answered %s", ErrUnavailable, resp.Status)
 	}
-	var res Result
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res); err != nil || res.Code == "" {
+	var out verdict.VerifyResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&out); err != nil || out.Code == "" {
 		return Result{}, fmt.Errorf("%w: unreadable answer from the verifier", ErrUnavailable)
 	}
-	res.Valid = res.Code == CodeValid // trust the code, not a second field
-	return res, nil
+	return Result{
+		Valid: out.Code == verdict.Valid, // trust the code, not a second field
+		Code:  out.Code,
+		Key: Key{ID: out.KeyID, Tenant: out.Tenant, Name: out.Name, Role: out.Role, Workspace: out.Workspace,
+			Permissions: out.Permissions, ExpiresAt: out.ExpiresAt, Metadata: out.Metadata},
+	}, nil
 }
 
 // cacheKey digests everything the answer depends on; the token itself is not kept.

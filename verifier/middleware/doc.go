@@ -12,6 +12,9 @@
 // a SHA-256 digest of the request, so no token is kept, and its TTL adds to how
 // long a revoked key keeps working here.
 //
-// This package depends only on the standard library. It must never log a token
+// The codes, the request and response shapes and the 401/403 rule are package
+// verdict's, the same the verifier's forward-auth answers by.
+//
+// This package depends only on the standard library and package verdict. It must never log a token
 // or put one in an error or a response.
 package middleware

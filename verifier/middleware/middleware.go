@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
-	"strings"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 type ctxKey struct{}
@@ -57,7 +58,7 @@ func Middleware(c *Client, opts ...Option) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			key, ok := TokenFromHeader(r.Header)
 			if !ok {
-				deny(w, http.StatusUnauthorized, "missing_key", "send the API key as Authorization: Bearer <key> or X-API-Key")
+				deny(w, http.StatusUnauthorized, "", "send the API key as Authorization: Bearer <key> or X-API-Key")
 				return
 			}
 			req := Request{Key: key, ClientIP: o.clientIP(r)}
@@ -68,45 +69,36 @@ func Middleware(c *Client, opts ...Option) func(http.Handler) http.Handler {
 				req.Permissions = o.permissions(r)
 			}
 			res, err := c.Verify(r.Context(), req)
-			switch {
-			case err != nil:
-				deny(w, http.StatusServiceUnavailable, "unavailable", "the API key cannot be checked right now; retry later")
-			case res.Valid:
+			if err != nil {
+				deny(w, http.StatusServiceUnavailable, "", "the API key cannot be checked right now; retry later")
+				return
+			}
+			// The same rule as the verifier's forward-auth: one definition.
+			switch status := res.Code.Status(); status {
+			case http.StatusOK:
 				next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, res.Key)))
-			case res.Forbidden():
-				deny(w, http.StatusForbidden, res.Code, "this API key may not make this request")
+			case http.StatusForbidden:
+				deny(w, status, res.Code, "this API key may not make this request")
 			default:
-				deny(w, http.StatusUnauthorized, res.Code, "the API key is not valid")
+				deny(w, status, res.Code, "the API key is not valid")
 			}
 		})
 	}
 }
 
-func deny(w http.ResponseWriter, status int, code, msg string) {
+func deny(w http.ResponseWriter, status int, code verdict.Code, msg string) {
 	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		w.Header().Set("WWW-Authenticate", verdict.WWWAuthenticate)
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg, "code": code})
+	_ = json.NewEncoder(w).Encode(verdict.ErrorResponse{Error: msg, Code: code})
 }
 
 // TokenFromHeader finds the presented API key: "Authorization: Bearer <key>"
-// first, then X-API-Key. The verifier's forward-auth uses it too.
-func TokenFromHeader(h http.Header) (string, bool) {
-	if a := h.Get("Authorization"); a != "" {
-		scheme, rest, found := strings.Cut(strings.TrimSpace(a), " ")
-		if found && strings.EqualFold(scheme, "Bearer") {
-			if t := strings.TrimSpace(rest); t != "" {
-				return t, true
-			}
-		}
-	}
-	if t := strings.TrimSpace(h.Get("X-API-Key")); t != "" {
-		return t, true
-	}
-	return "", false
-}
+// first, then X-API-Key (verdict.TokenFromHeader).
+func TokenFromHeader(h http.Header) (string, bool) { return verdict.TokenFromHeader(h) }
 
 func peerIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)

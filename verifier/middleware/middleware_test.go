@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 )
 
 // stubVerifier answers POST /v1/verify from a table of key → code.
@@ -26,7 +28,7 @@ func stubVerifier(t *testing.T, codes map[string]string) (*httptest.Server, *ato
 			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"valid": code == CodeValid, "code": code, "key_id": "id-" + req.Key, "name": "n", "role": "ops", "workspace": "prod"})
+		_ = json.NewEncoder(w).Encode(map[string]any{"valid": code == string(verdict.Valid), "code": code, "key_id": "id-" + req.Key, "name": "n", "role": "ops", "workspace": "prod"})
 	}))
 	t.Cleanup(srv.Close)
 	return srv, calls, last
@@ -45,7 +47,7 @@ func serve(h http.Handler, headers map[string]string) *httptest.ResponseRecorder
 
 func TestMiddleware(t *testing.T) {
 	srv, calls, last := stubVerifier(t, map[string]string{
-		"good": CodeValid, "gone": CodeRevoked, "elsewhere": CodeWorkspaceMismatch, "junk": CodeInvalidFormat,
+		"good": string(verdict.Valid), "gone": string(verdict.Revoked), "elsewhere": string(verdict.WorkspaceMismatch), "junk": string(verdict.InvalidFormat),
 	})
 	var seen Key
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -87,7 +89,7 @@ func TestMiddleware(t *testing.T) {
 }
 
 func TestClientCache(t *testing.T) {
-	srv, calls, _ := stubVerifier(t, map[string]string{"good": CodeValid})
+	srv, calls, _ := stubVerifier(t, map[string]string{"good": string(verdict.Valid)})
 	c := NewClient(srv.URL, WithCacheTTL(50*time.Millisecond))
 	ctx := t.Context()
 	for range 5 {

@@ -61,11 +61,21 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startVault starts a Vault dev server with the plugin; integration tests are
+// skipped under -short (make unit).
+func startVault(t *testing.T) *vaulttest.Vault {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts a real Vault; skipped under -short")
+	}
+	return vaulttest.Start(t)
+}
+
 // startStack runs Vault with the plugin, the role "ops", and a verifier with
 // a least-privilege token, serving HTTP on a loopback port.
 func startStack(t *testing.T, tweak func(*verifier.Config)) *stack {
 	t.Helper()
-	vt := vaulttest.Start(t)
+	vt := startVault(t)
 	s := &stack{vault: vt, token: vt.TokenFromFile(t, "policies/verifier.hcl"), logs: &syncBuffer{}}
 	s.audit = filepath.Join(t.TempDir(), "audit.log")
 	admin(t, vt, "apikeys/roles/ops", map[string]any{
@@ -170,7 +180,7 @@ func (s *stack) within(t *testing.T, key string, extra map[string]any, want stri
 	}
 }
 
-func TestRealEveryCode(t *testing.T) {
+func TestIntegrationEveryCode(t *testing.T) {
 	s := startStack(t, nil)
 	vt := s.vault
 	prod := s.issue(t, "prod", map[string]any{"workspace": "prod", "metadata": map[string]string{"team": "sre"}})
@@ -233,7 +243,7 @@ func TestRealEveryCode(t *testing.T) {
 	})
 }
 
-func TestRealRevocationPropagation(t *testing.T) {
+func TestIntegrationRevocationPropagation(t *testing.T) {
 	s := startStack(t, nil)
 	const n = 100
 	keys := make([]string, n)
@@ -257,7 +267,7 @@ func TestRealRevocationPropagation(t *testing.T) {
 	assert.LessOrEqual(t, lat[n-1], propagation, "every revocation within %s", propagation)
 }
 
-func TestRealRoleDowngradeAndDisableEnable(t *testing.T) {
+func TestIntegrationRoleDowngradeAndDisableEnable(t *testing.T) {
 	s := startStack(t, nil)
 	key := s.issue(t, "k", map[string]any{"workspace": "prod"})
 	need := map[string]any{"permissions": []string{"clusters:read"}}
@@ -277,7 +287,7 @@ func TestRealRoleDowngradeAndDisableEnable(t *testing.T) {
 	assert.LessOrEqual(t, s.within(t, key, need, "DISABLED", propagation), propagation, "disable again")
 }
 
-func TestRealForwardAuthAndMiddleware(t *testing.T) {
+func TestIntegrationForwardAuthAndMiddleware(t *testing.T) {
 	s := startStack(t, nil)
 	key := s.issue(t, "app", map[string]any{"workspace": "prod"})
 	auth := func(headers map[string]string) *http.Response {
@@ -327,7 +337,7 @@ func TestRealForwardAuthAndMiddleware(t *testing.T) {
 // TestRealFailClosed seals Vault (it stays sealed until unsealed, unlike a
 // stopped dev server, which would lose its data): cached verdicts are served
 // for stale-if-error, then 503; after unsealing, answers resume within 5 s.
-func TestRealFailClosed(t *testing.T) {
+func TestIntegrationFailClosed(t *testing.T) {
 	// The window counts from the last successful feed poll, which can be up to
 	// one poll wait before the seal: keep the wait short to measure it.
 	const stale, wait = 3 * time.Second, 500 * time.Millisecond
@@ -359,7 +369,7 @@ func TestRealFailClosed(t *testing.T) {
 	t.Logf("answering again %s after unseal", time.Since(unsealed))
 }
 
-func TestRealLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
+func TestIntegrationLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
 	s := startStack(t, nil)
 	key := s.issue(t, "k", nil)
 	for range 20 {
@@ -417,8 +427,8 @@ func TestRealLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
 	assert.Contains(t, metrics.String(), "# TYPE apikeys_verifier_decisions_total counter")
 }
 
-func TestRealAppRoleAndTokenFile(t *testing.T) {
-	vt := vaulttest.Start(t)
+func TestIntegrationAppRoleAndTokenFile(t *testing.T) {
+	vt := startVault(t)
 	policy, err := os.ReadFile(filepath.Join(vaulttest.Root(), "policies", "verifier.hcl"))
 	require.NoError(t, err)
 	require.NoError(t, vt.Client.Sys().PutPolicy("apikeys-verifier", string(policy)))
