@@ -78,7 +78,7 @@ func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *f
 func (in usageInput) validate() (wire.Usage, error) {
 	u := wire.Usage{KeyID: in.KeyID, Count: in.Count, LastUsedFrom: in.LastUsedFrom}
 	if !token.ValidKeyID(in.KeyID) {
-		return u, fmt.Errorf("key_id %q is not a key_id", printable(in.KeyID))
+		return u, keyIDError("key_id", in.KeyID)
 	}
 	t, err := time.Parse(time.RFC3339Nano, in.LastUsedAt)
 	if err != nil {
