@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -43,14 +42,18 @@ type Backend struct {
 
 	feed  *Feed
 	index *Index
-	roles *RoleCache
+	// roles caches roles by name (nil = known absent): lookups read one on every miss.
+	roles *readCache[*Role]
 	// records caches key records by key_id: verifier lookups read them on
 	// every miss, and this node is the only writer (putRecord keeps it current).
-	records *lru.Cache[string, *Record]
+	records *readCache[*Record]
 }
 
 // recordCacheSize bounds the record cache (~1 KiB a record).
 const recordCacheSize = 100000
+
+// roleCacheSize bounds the role cache; an evicted role is read again.
+const roleCacheSize = 10000
 
 // Factory is the logical.Factory of the plugin.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
@@ -69,9 +72,9 @@ func New(newSealer SealerFactory) *Backend {
 		nameLocks: locksutil.CreateLocks(),
 		feed:      NewFeed(),
 		index:     NewIndex(),
-		roles:     NewRoleCache(),
+		roles:     newReadCache[*Role](roleCacheSize),
+		records:   newReadCache[*Record](recordCacheSize),
 	}
-	b.records, _ = lru.New[string, *Record](recordCacheSize)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -135,7 +138,7 @@ func (b *Backend) invalidate(_ context.Context, key string) {
 		b.cfg = nil
 		b.sealerMu.Unlock()
 	case strings.HasPrefix(key, storageRolePrefix):
-		b.roles.Forget(strings.TrimPrefix(key, storageRolePrefix))
+		b.roles.Remove(strings.TrimPrefix(key, storageRolePrefix))
 	case strings.HasPrefix(key, storageKeyPrefix):
 		b.records.Remove(strings.TrimPrefix(key, storageKeyPrefix))
 	}
