@@ -148,7 +148,7 @@ func isControl(r rune) bool { return unicode.IsControl(r) }
 // where a key_id belongs would otherwise be echoed, secret included, into CLI
 // output and CI logs.
 func keyIDError(field, id string) error {
-	return fmt.Errorf("%s must be %d base62 characters (letters and digits); got %d characters", field, token.KeyIDLen, len(id))
+	return fmt.Errorf("%s is not a key_id: a key_id is %d base62 characters (letters and digits); got %d characters", field, token.KeyIDLen, len(id))
 }
 
 // looksLikeKey reports whether s holds something shaped like an API key (any
