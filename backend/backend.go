@@ -35,6 +35,14 @@ type Backend struct {
 	nameLocks []*locksutil.LockEntry
 	tidyMu    sync.Mutex
 
+	// entityInfo looks up a creating entity (System().EntityInfo; tests swap it).
+	entityInfo func(entityID string) (*logical.Entity, error)
+	// startedAt is when this node began serving (initialize: mount, unseal or
+	// leadership change); orphanSince is when each creating entity was first
+	// seen absent in the current streak of runs. Both guarded by tidyMu.
+	startedAt   time.Time
+	orphanSince map[string]time.Time
+
 	// sealerMu guards sealer and cfg, rebuilt when config is written.
 	sealerMu sync.RWMutex
 	sealer   Sealer
@@ -67,13 +75,14 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // New builds an unconfigured backend; call Setup before use.
 func New(newSealer SealerFactory) *Backend {
 	b := &Backend{
-		newSealer: newSealer,
-		now:       func() time.Time { return time.Now().UTC() },
-		nameLocks: locksutil.CreateLocks(),
-		feed:      NewFeed(),
-		index:     NewIndex(),
-		roles:     newReadCache[*Role](roleCacheSize),
-		records:   newReadCache[*Record](recordCacheSize),
+		newSealer:   newSealer,
+		now:         func() time.Time { return time.Now().UTC() },
+		nameLocks:   locksutil.CreateLocks(),
+		feed:        NewFeed(),
+		index:       NewIndex(),
+		roles:       newReadCache[*Role](roleCacheSize),
+		orphanSince: map[string]time.Time{},
+		records:     newReadCache[*Record](recordCacheSize),
 	}
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -117,6 +126,10 @@ func (b *Backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 
 // initialize loads the feed position on the node that serves requests.
 func (b *Backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	b.tidyMu.Lock()
+	b.startedAt = b.now()
+	clear(b.orphanSince)
+	b.tidyMu.Unlock()
 	return b.feed.Load(ctx, req.Storage)
 }
 
