@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,26 +81,35 @@ func (f *fakeTransit) sealer(t *testing.T) *TransitSealer {
 func TestSealerCloseDuringSeal(t *testing.T) {
 	ft := newFakeTransit(t)
 	aad := []byte("aad")
-	for round := 0; round < 30; round++ {
+	for round := 0; round < 20; round++ {
 		s := ft.sealer(t)
-		var wg sync.WaitGroup
+		var wg, started sync.WaitGroup
+		var closed atomic.Bool
 		for g := 0; g < 4; g++ {
 			wg.Add(1)
+			started.Add(1)
 			go func() {
 				defer wg.Done()
-				for i := 0; i < 10; i++ {
+				for i := 0; ; i++ {
 					sealed, err := s.Seal(context.Background(), aad, []byte("digest"))
-					if err != nil {
-						continue // a seal after Close may fail; it must never be wrong
+					if i == 0 {
+						started.Done()
 					}
-					pt, err := envelope.Open(ft.dek(sealed.WrappedDEK), sealed, aad)
-					if assert.NoError(t, err, "sealed under a zeroed data key") {
-						assert.Equal(t, "digest", string(pt))
+					if err == nil {
+						pt, err := envelope.Open(ft.dek(sealed.WrappedDEK), sealed, aad)
+						if assert.NoError(t, err, "sealed under a zeroed data key") {
+							assert.Equal(t, "digest", string(pt))
+						}
+					} // a seal after Close may fail; it must never be wrong
+					if closed.Load() {
+						return
 					}
 				}
 			}()
 		}
+		started.Wait() // seals are in flight
 		s.Close()
+		closed.Store(true)
 		wg.Wait()
 	}
 }
