@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -36,6 +35,14 @@ type Backend struct {
 	nameLocks []*locksutil.LockEntry
 	tidyMu    sync.Mutex
 
+	// entityInfo looks up a creating entity (System().EntityInfo; tests swap it).
+	entityInfo func(entityID string) (*logical.Entity, error)
+	// startedAt is when this node began serving (initialize: mount, unseal or
+	// leadership change); orphanSince is when each creating entity was first
+	// seen absent in the current streak of runs. Both guarded by tidyMu.
+	startedAt   time.Time
+	orphanSince map[string]time.Time
+
 	// sealerMu guards sealer and cfg, rebuilt when config is written.
 	sealerMu sync.RWMutex
 	sealer   Sealer
@@ -43,14 +50,18 @@ type Backend struct {
 
 	feed  *Feed
 	index *Index
-	roles *RoleCache
+	// roles caches roles by name (nil = known absent): lookups read one on every miss.
+	roles *readCache[*Role]
 	// records caches key records by key_id: verifier lookups read them on
 	// every miss, and this node is the only writer (putRecord keeps it current).
-	records *lru.Cache[string, *Record]
+	records *readCache[*Record]
 }
 
 // recordCacheSize bounds the record cache (~1 KiB a record).
 const recordCacheSize = 100000
+
+// roleCacheSize bounds the role cache; an evicted role is read again.
+const roleCacheSize = 10000
 
 // Factory is the logical.Factory of the plugin.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
@@ -64,14 +75,15 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 // New builds an unconfigured backend; call Setup before use.
 func New(newSealer SealerFactory) *Backend {
 	b := &Backend{
-		newSealer: newSealer,
-		now:       func() time.Time { return time.Now().UTC() },
-		nameLocks: locksutil.CreateLocks(),
-		feed:      NewFeed(),
-		index:     NewIndex(),
-		roles:     NewRoleCache(),
+		newSealer:   newSealer,
+		now:         func() time.Time { return time.Now().UTC() },
+		nameLocks:   locksutil.CreateLocks(),
+		feed:        NewFeed(),
+		index:       NewIndex(),
+		roles:       newReadCache[*Role](roleCacheSize),
+		orphanSince: map[string]time.Time{},
+		records:     newReadCache[*Record](recordCacheSize),
 	}
-	b.records, _ = lru.New[string, *Record](recordCacheSize)
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -114,6 +126,10 @@ func (b *Backend) Setup(ctx context.Context, conf *logical.BackendConfig) error 
 
 // initialize loads the feed position on the node that serves requests.
 func (b *Backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	b.tidyMu.Lock()
+	b.startedAt = b.now()
+	clear(b.orphanSince)
+	b.tidyMu.Unlock()
 	return b.feed.Load(ctx, req.Storage)
 }
 
@@ -135,7 +151,7 @@ func (b *Backend) invalidate(_ context.Context, key string) {
 		b.cfg = nil
 		b.sealerMu.Unlock()
 	case strings.HasPrefix(key, storageRolePrefix):
-		b.roles.Forget(strings.TrimPrefix(key, storageRolePrefix))
+		b.roles.Remove(strings.TrimPrefix(key, storageRolePrefix))
 	case strings.HasPrefix(key, storageKeyPrefix):
 		b.records.Remove(strings.TrimPrefix(key, storageKeyPrefix))
 	}

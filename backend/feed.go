@@ -2,6 +2,8 @@ package backend
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,9 @@ const (
 	feedPage = 1000
 	// feedCheckpointEvery bounds how far Load must probe forward after a restart.
 	feedCheckpointEvery = 256
+	// feedPurgeBatch is how many entries Purge reads and deletes between two
+	// takes of the feed lock, so appends and polls are never held up for long.
+	feedPurgeBatch = 100
 )
 
 // feedMeta is the persisted position of the feed. Head is a checkpoint: entries
@@ -117,7 +122,11 @@ func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op st
 	if err := f.loadLocked(ctx, s); err != nil {
 		return 0, err
 	}
-	ch := wire.Change{Seq: f.head + 1, KeyID: keyID, Role: role, Op: op, Time: now}
+	id, err := newChangeID()
+	if err != nil {
+		return 0, err
+	}
+	ch := wire.Change{Seq: f.head + 1, ID: id, KeyID: keyID, Role: role, Op: op, Time: now}
 	entry, err := logical.StorageEntryJSON(feedKey(ch.Seq), ch)
 	if err != nil {
 		return 0, err
@@ -174,9 +183,22 @@ func (f *Feed) Wait(ctx context.Context, after uint64, wait time.Duration) {
 	}
 }
 
-// Since returns up to feedPage changes after `after`. Reset is true when after
-// is older than the retained tail or ahead of the head (another history).
-func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (wire.Changes, error) {
+// newChangeID is the random id of one feed entry (16 hex characters).
+func newChangeID() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("feed entry id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Since returns up to feedPage changes after `after`. Reset is true when the
+// follower cannot go on from after: it is older than the retained tail, ahead
+// of the head, the entry at after is not afterID (another history: the mount
+// was recreated or storage restored; empty afterID skips this check), or an
+// entry in between is gone (purged while we read). On reset the follower
+// flushes and continues from Head.
+func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64, afterID string) (wire.Changes, error) {
 	f.mu.Lock()
 	if err := f.loadLocked(ctx, s); err != nil {
 		f.mu.Unlock()
@@ -185,31 +207,52 @@ func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (wire
 	head, tail := f.head, f.tail
 	out := wire.Changes{Head: head, Changes: []wire.Change{}}
 	if after+1 < tail || after > head {
+		// The page from the tail comes along; the follower flushes either way.
 		out.Reset = true
-		after = tail - 1
-		if after > head {
-			after = head
-		}
+		after, afterID = min(tail-1, head), ""
 	}
-	if n := len(f.recent); n > 0 && f.recent[0].Seq <= after+1 {
-		if start := int(after + 1 - f.recent[0].Seq); start < n {
+	// The entry at after (to check its id) and the page after it, from memory
+	// when they are recent enough.
+	need := after
+	if afterID == "" || after == 0 {
+		need = after + 1
+	}
+	if n := len(f.recent); n > 0 && f.recent[0].Seq <= need {
+		start := int(need - f.recent[0].Seq)
+		if need == after {
+			if f.recent[start].ID != afterID {
+				f.mu.Unlock()
+				out.Reset = true
+				return out, nil
+			}
+			start++
+		}
+		if start < n {
 			out.Changes = append(out.Changes, f.recent[start:min(n, start+feedPage)]...)
 		}
 		f.mu.Unlock()
 		return out, nil
 	}
 	f.mu.Unlock()
-	for seq := after + 1; seq <= head && len(out.Changes) < feedPage; seq++ {
+	for seq := need; seq <= head && len(out.Changes) < feedPage; seq++ {
 		entry, err := s.Get(ctx, feedKey(seq))
 		if err != nil {
 			return wire.Changes{}, fmt.Errorf("read change %d: %w", seq, err)
 		}
 		if entry == nil {
-			continue // purged while we read
+			// Purged while we read (or lost): never skip silently, the follower
+			// would miss a revocation.
+			return wire.Changes{Head: head, Changes: []wire.Change{}, Reset: true}, nil
 		}
 		var ch wire.Change
 		if err := entry.DecodeJSON(&ch); err != nil {
 			return wire.Changes{}, fmt.Errorf("decode change %d: %w", seq, err)
+		}
+		if seq == after {
+			if ch.ID != afterID {
+				return wire.Changes{Head: head, Changes: []wire.Change{}, Reset: true}, nil
+			}
+			continue
 		}
 		out.Changes = append(out.Changes, ch)
 	}
@@ -217,39 +260,74 @@ func (f *Feed) Since(ctx context.Context, s logical.Storage, after uint64) (wire
 }
 
 // Purge deletes entries older than cutoff from the tail forward and returns
-// how many it removed.
+// how many it removed. It reads and deletes in batches without the feed lock
+// (a large purge must not stall appends and polls: 3,000 deletes under it once
+// held a poll for 3.3 s), then takes the lock only to move the tail. A reader
+// that meets an entry deleted before the tail moved answers reset.
 func (f *Feed) Purge(ctx context.Context, s logical.Storage, cutoff time.Time) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.loadLocked(ctx, s); err != nil {
-		return 0, err
-	}
 	purged := 0
-	for f.tail <= f.head {
-		entry, err := s.Get(ctx, feedKey(f.tail))
-		if err != nil {
+	for {
+		f.mu.Lock()
+		if err := f.loadLocked(ctx, s); err != nil {
+			f.mu.Unlock()
 			return purged, err
+		}
+		from, head := f.tail, f.head
+		f.mu.Unlock()
+		if from > head {
+			return purged, nil
+		}
+		next, n, more, err := purgeBatch(ctx, s, from, min(head, from+feedPurgeBatch-1), cutoff)
+		purged += n
+		if next > from {
+			if serr := f.advanceTail(ctx, s, next); serr != nil && err == nil {
+				err = serr
+			}
+		}
+		if err != nil || !more {
+			return purged, err
+		}
+	}
+}
+
+// purgeBatch deletes the entries from..to older than cutoff, in order. next is
+// the first seq it kept (the new tail); more is false once it met a younger one.
+func purgeBatch(ctx context.Context, s logical.Storage, from, to uint64, cutoff time.Time) (next uint64, n int, more bool, err error) {
+	for seq := from; seq <= to; seq++ {
+		entry, err := s.Get(ctx, feedKey(seq))
+		if err != nil {
+			return seq, n, false, fmt.Errorf("read change %d: %w", seq, err)
 		}
 		if entry != nil {
 			var ch wire.Change
 			if err := entry.DecodeJSON(&ch); err != nil {
-				return purged, err
+				return seq, n, false, fmt.Errorf("decode change %d: %w", seq, err)
 			}
 			if !ch.Time.Before(cutoff) {
-				break
+				return seq, n, false, nil
 			}
-			if err := s.Delete(ctx, feedKey(f.tail)); err != nil {
-				return purged, err
+			if err := s.Delete(ctx, feedKey(seq)); err != nil {
+				return seq, n, false, fmt.Errorf("delete change %d: %w", seq, err)
 			}
-			purged++
+			n++
 		}
-		f.tail++
 	}
-	for len(f.recent) > 0 && f.recent[0].Seq < f.tail {
-		f.recent = f.recent[1:]
+	return to + 1, n, true, nil
+}
+
+// advanceTail moves the tail to next (entries before it are gone) and stores
+// it. The one small write is under the lock, as every append's is.
+func (f *Feed) advanceTail(ctx context.Context, s logical.Storage, next uint64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if next <= f.tail {
+		return nil
 	}
-	if purged > 0 {
-		return purged, f.saveMetaLocked(ctx, s)
+	f.tail = next
+	drop := 0
+	for drop < len(f.recent) && f.recent[drop].Seq < next {
+		drop++
 	}
-	return 0, nil
+	f.recent = f.recent[drop:]
+	return f.saveMetaLocked(ctx, s)
 }

@@ -19,8 +19,9 @@ func pathChanges(b *Backend) []*framework.Path {
 		Pattern:      "changes",
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "changes"},
 		Fields: map[string]*framework.FieldSchema{
-			"after": {Type: framework.TypeString, Default: "0", Query: true, Description: "Return changes with seq greater than this (the last seq the follower applied)."},
-			"wait":  {Type: framework.TypeString, Default: "0s", Query: true, Description: "Long-poll: when nothing is newer than after, wait up to this long (e.g. 2s; at most 5s)."},
+			"after":    {Type: framework.TypeString, Default: "0", Query: true, Description: "Return changes with seq greater than this (the last seq the follower applied)."},
+			"after_id": {Type: framework.TypeString, Query: true, Description: "id of the entry at after, as this feed answered it. When the entry at after is not that one (the mount was recreated or its storage restored), the answer is reset=true. Empty skips the check."},
+			"wait":     {Type: framework.TypeString, Default: "0s", Query: true, Description: "Long-poll: when nothing is newer than after, wait up to this long (e.g. 2s; at most 5s)."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{Callback: b.pathChangesRead},
@@ -39,17 +40,21 @@ func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return badRequest(fmt.Errorf("after must be a sequence number (0 or more)"))
 	}
+	afterID := d.Get("after_id").(string)
+	if len(afterID) > 64 {
+		return badRequest(fmt.Errorf("after_id must be the id of a feed entry (16 hex characters); got %d characters", len(afterID)))
+	}
 	wait, err := parseWait(d.Get("wait").(string))
 	if err != nil {
 		return badRequest(err)
 	}
-	out, err := b.feed.Since(ctx, req.Storage, after)
+	out, err := b.feed.Since(ctx, req.Storage, after, afterID)
 	if err != nil {
 		return nil, err
 	}
 	if len(out.Changes) == 0 && !out.Reset && wait > 0 {
 		b.feed.Wait(ctx, after, wait)
-		if out, err = b.feed.Since(ctx, req.Storage, after); err != nil {
+		if out, err = b.feed.Since(ctx, req.Storage, after, afterID); err != nil {
 			return nil, err
 		}
 	}
@@ -78,8 +83,11 @@ func parseWait(s string) (time.Duration, error) {
 const pathChangesHelpSyn = `Follow the change feed: every mutation in order, with long-poll.`
 
 const pathChangesHelpDesc = `
-Returns {"changes": [{seq, key_id, role, op, time}…], "head": N, "reset": bool}.
+Returns {"changes": [{seq, id, key_id, role, op, time}…], "head": N, "reset": bool}.
 Each entry is published only after its record was written. Followers pass the
-last seq they applied as after, and wait (≤ 5s) to long-poll. reset=true means
-after fell behind feed_retention: drop every cached answer and go on from head.
+last seq they applied as after and its id as after_id, and wait (≤ 5s) to
+long-poll. reset=true means the follower cannot go on from after: it fell behind
+feed_retention, is beyond the head, the entry at after is not after_id (mount
+recreated, storage restored), or entries were purged while it read. Drop every
+cached answer and go on from head.
 `

@@ -29,6 +29,10 @@ type Config struct {
 	FeedRetention      time.Duration `json:"feed_retention"`
 	DEKMaxUses         int           `json:"dek_max_uses"`
 	DEKTTL             time.Duration `json:"dek_ttl"`
+	// OrphanGrace is how long a creating entity must be seen absent, in
+	// consecutive runs of the job and after this node took over, before its
+	// keys are revoked: identities load after periodic work starts.
+	OrphanGrace time.Duration `json:"orphan_grace"`
 	// MountID binds sealed records to this mount (envelope.AAD); set once.
 	MountID string `json:"mount_id"`
 }
@@ -43,6 +47,7 @@ func defaultConfig() *Config {
 		FeedRetention:      72 * time.Hour,
 		DEKMaxUses:         10000,
 		DEKTTL:             time.Hour,
+		OrphanGrace:        15 * time.Minute,
 	}
 }
 
@@ -67,6 +72,7 @@ func pathConfig(b *Backend) []*framework.Path {
 			"feed_retention":      {Type: framework.TypeDurationSecond, Default: "72h", Description: "How long change-feed entries are kept; followers further behind get reset=true."},
 			"dek_max_uses":        {Type: framework.TypeInt, Default: 10000, Description: "Most records sealed under one data key before a fresh one is used."},
 			"dek_ttl":             {Type: framework.TypeDurationSecond, Default: "1h", Description: "Longest time one data key seals new records."},
+			"orphan_grace":        {Type: framework.TypeDurationSecond, Default: "15m", Description: "How long a key's creating entity must be absent (in consecutive runs of the periodic job, and after an unseal or leadership change) before the key is revoked. 0 revokes at the first run that finds it absent."},
 		},
 		ExistenceCheck: b.configExists,
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -127,6 +133,7 @@ func (b *Backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"feed_retention":      int64(cfg.FeedRetention.Seconds()),
 		"dek_max_uses":        cfg.DEKMaxUses,
 		"dek_ttl":             int64(cfg.DEKTTL.Seconds()),
+		"orphan_grace":        int64(cfg.OrphanGrace.Seconds()),
 		"mount_id":            cfg.MountID,
 	}}, nil
 }
@@ -168,6 +175,7 @@ func (b *Backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	dur("tombstone_retention", &cfg.TombstoneRetention)
 	dur("feed_retention", &cfg.FeedRetention)
 	dur("dek_ttl", &cfg.DEKTTL)
+	dur("orphan_grace", &cfg.OrphanGrace)
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
@@ -215,7 +223,7 @@ func (c *Config) validate() string {
 		return "max_keys must be 0 (unlimited) or positive"
 	case c.DEKMaxUses < 1:
 		return "dek_max_uses must be at least 1"
-	case c.DefaultTTL < 0 || c.MaxTTL < 0 || c.TombstoneRetention < 0 || c.FeedRetention < 0 || c.DEKTTL < 0:
+	case c.DefaultTTL < 0 || c.MaxTTL < 0 || c.TombstoneRetention < 0 || c.FeedRetention < 0 || c.DEKTTL < 0 || c.OrphanGrace < 0:
 		return "durations must not be negative"
 	case c.MaxTTL > 0 && c.DefaultTTL > c.MaxTTL:
 		return fmt.Sprintf("default_ttl %s is longer than max_ttl %s", c.DefaultTTL, c.MaxTTL)

@@ -43,7 +43,7 @@ func pathLookup(b *Backend) []*framework.Path {
 func (b *Backend) pathLookupRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	keyID := d.Get("key_id").(string)
 	if !token.ValidKeyID(keyID) {
-		return badRequest(fmt.Errorf("key_id %q is not a key_id: 16 letters and digits", printable(keyID)))
+		return badRequest(keyIDError("key_id", keyID))
 	}
 	seq, err := b.feed.Head(ctx, req.Storage)
 	if err != nil {
@@ -64,9 +64,9 @@ func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *
 	if len(ids) == 0 || len(ids) > wire.MaxBatch {
 		return badRequest(fmt.Errorf("key_ids must list 1 to %d key_ids", wire.MaxBatch))
 	}
-	for _, id := range ids {
+	for i, id := range ids {
 		if !token.ValidKeyID(id) {
-			return badRequest(fmt.Errorf("key_id %q is not a key_id: 16 letters and digits", printable(id)))
+			return badRequest(keyIDError(fmt.Sprintf("key_ids[%d]", i), id))
 		}
 	}
 	// The head is read before any record: every change up to it is reflected.

@@ -44,7 +44,7 @@ func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *
 	case keyID == "":
 		return badRequest(errors.New("key_id or key is required"))
 	case !token.ValidKeyID(keyID):
-		return badRequest(fmt.Errorf("key_id %q is not a key_id: 16 letters and digits", printable(keyID)))
+		return badRequest(keyIDError("key_id", keyID))
 	}
 	rec, err := b.getRecord(ctx, req.Storage, keyID)
 	if err != nil {

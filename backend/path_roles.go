@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -25,35 +24,12 @@ type Role struct {
 	MaxKeys           int           `json:"max_keys"`
 }
 
-// RoleCache keeps roles in memory: lookups read a role on every miss.
-type RoleCache struct {
-	mu    sync.RWMutex
-	roles map[string]*Role // nil value = known absent
-}
-
-// NewRoleCache returns an empty cache.
-func NewRoleCache() *RoleCache { return &RoleCache{roles: map[string]*Role{}} }
-
-// Forget drops one role so the next read goes to storage.
-func (c *RoleCache) Forget(name string) {
-	c.mu.Lock()
-	delete(c.roles, name)
-	c.mu.Unlock()
-}
-
-func (c *RoleCache) put(name string, r *Role) {
-	c.mu.Lock()
-	c.roles[name] = r
-	c.mu.Unlock()
-}
-
 func (b *Backend) getRole(ctx context.Context, s logical.Storage, name string) (*Role, error) {
-	b.roles.mu.RLock()
-	r, ok := b.roles.roles[name]
-	b.roles.mu.RUnlock()
-	if ok {
+	if r, ok := b.roles.Get(name); ok {
 		return r, nil
 	}
+	gen := b.roles.Begin(name)
+	var r *Role
 	var role Role
 	found, err := getJSON(ctx, s, storageRolePrefix+name, &role)
 	if err != nil {
@@ -62,7 +38,7 @@ func (b *Backend) getRole(ctx context.Context, s logical.Storage, name string) (
 	if found {
 		r = &role
 	}
-	b.roles.put(name, r)
+	b.roles.AddRead(name, r, gen)
 	return r, nil
 }
 
@@ -179,9 +155,10 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
 	}
 	if err := putJSON(ctx, req.Storage, storageRolePrefix+name, r); err != nil {
+		b.roles.Remove(name) // unknown state: read it back next time
 		return nil, err
 	}
-	b.roles.put(name, r)
+	b.roles.Set(name, r)
 	// Verifiers drop every cached key of the role: permissions, workspaces or
 	// CIDRs may have narrowed.
 	if old != nil {
@@ -239,9 +216,10 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		}
 	}
 	if err := req.Storage.Delete(ctx, storageRolePrefix+name); err != nil {
+		b.roles.Remove(name)
 		return nil, fmt.Errorf("delete role %s: %w", name, err)
 	}
-	b.roles.put(name, nil)
+	b.roles.Set(name, nil)
 	if _, err := b.feed.Append(ctx, req.Storage, "", name, wire.OpRoleDeleted, b.now()); err != nil {
 		return nil, err
 	}

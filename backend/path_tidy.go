@@ -51,7 +51,7 @@ func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, erro
 	if res.ExpiredAnnounced, res.GraceRevoked, err = b.processExpiries(ctx, s); err != nil {
 		return res, err
 	}
-	if res.OrphansRevoked, err = b.revokeOrphans(ctx, s); err != nil {
+	if res.OrphansRevoked, err = b.revokeOrphans(ctx, s, cfg.OrphanGrace); err != nil {
 		return res, err
 	}
 	now := b.now()

@@ -52,7 +52,8 @@ func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *f
 		var in usageInput
 		dec, _ := mapstructure.NewDecoder(&mapstructure.DecoderConfig{Result: &in, WeaklyTypedInput: true, ErrorUnused: true})
 		if err := dec.Decode(item); err != nil {
-			return badRequest(fmt.Errorf("usage[%d] is malformed: %v", i, err))
+			// The decoder's message may quote the value (a pasted key): say what is expected instead.
+			return badRequest(fmt.Errorf(`usage[%d] is malformed: each entry is {"key_id": string, "count": number, "last_used_at": RFC 3339 time, "last_used_from": IP}`, i))
 		}
 		u, err := in.validate()
 		if err != nil {
@@ -78,7 +79,7 @@ func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *f
 func (in usageInput) validate() (wire.Usage, error) {
 	u := wire.Usage{KeyID: in.KeyID, Count: in.Count, LastUsedFrom: in.LastUsedFrom}
 	if !token.ValidKeyID(in.KeyID) {
-		return u, fmt.Errorf("key_id %q is not a key_id", printable(in.KeyID))
+		return u, keyIDError("key_id", in.KeyID)
 	}
 	t, err := time.Parse(time.RFC3339Nano, in.LastUsedAt)
 	if err != nil {

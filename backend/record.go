@@ -116,13 +116,14 @@ func (b *Backend) getRecord(ctx context.Context, s logical.Storage, keyID string
 		copied := *r
 		return &copied, nil
 	}
+	gen := b.records.Begin(keyID)
 	var r Record
 	ok, err := getJSON(ctx, s, storageKeyPrefix+keyID, &r)
 	if !ok {
 		return nil, err
 	}
 	cached := r
-	b.records.Add(keyID, &cached)
+	b.records.AddRead(keyID, &cached, gen)
 	return &r, nil
 }
 
@@ -133,7 +134,7 @@ func (b *Backend) putRecord(ctx context.Context, s logical.Storage, rec *Record)
 		return err
 	}
 	cached := *rec
-	b.records.Add(rec.KeyID, &cached)
+	b.records.Set(rec.KeyID, &cached)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -47,6 +48,12 @@ type TransitSealer struct {
 	mu   sync.Mutex
 	cur  *dataKey
 	next *dataKey
+	// gen counts Forget calls: a data key fetched before one may be wrapped
+	// under a KEK version rewrap has already moved past, so it is not installed.
+	gen    uint64
+	closed bool
+	// refills counts finished refill rounds (tests wait on it).
+	refills atomic.Uint64
 
 	wake chan struct{}
 	stop chan struct{}
@@ -91,18 +98,20 @@ func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Se
 	return s, nil
 }
 
-// Seal implements Sealer.
+// Seal implements Sealer. It seals with its own copy of the data key: Close
+// (a config write) zeroes the sealer's keys while seals may be in flight.
 func (s *TransitSealer) Seal(ctx context.Context, aad, plaintext []byte) (envelope.Sealed, error) {
-	dk, err := s.take(ctx)
+	dek, wrapped, err := s.take(ctx)
 	if err != nil {
 		return envelope.Sealed{}, err
 	}
-	return envelope.Seal(dk.plaintext, dk.wrapped, aad, plaintext)
+	defer clear(dek)
+	return envelope.Seal(dek, wrapped, aad, plaintext)
 }
 
-// take returns a usable data key, counting one use. It waits on transit only
-// when both the current and the prepared key are spent.
-func (s *TransitSealer) take(ctx context.Context) (*dataKey, error) {
+// take returns a copy of a usable data key, counting one use. It waits on
+// transit only when both the current and the prepared key are spent.
+func (s *TransitSealer) take(ctx context.Context) ([]byte, string, error) {
 	now := time.Now()
 	s.mu.Lock()
 	if !s.usable(s.cur, now) && s.usable(s.next, now) {
@@ -114,22 +123,39 @@ func (s *TransitSealer) take(ctx context.Context) (*dataKey, error) {
 		if s.next == nil && (dk.uses*4 >= s.maxUses*3 || now.Sub(dk.born)*4 >= s.ttl*3) {
 			s.signal()
 		}
-		s.mu.Unlock()
-		return dk, nil
+		defer s.mu.Unlock()
+		return bytes.Clone(dk.plaintext), dk.wrapped, nil
 	}
 	s.mu.Unlock()
-	dk, err := s.fetch(ctx)
-	if err != nil {
-		return nil, err
+	// A key fetched while Forget ran may predate a KEK rotation: fetch again.
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		gen := s.gen
+		s.mu.Unlock()
+		dk, err := s.fetch(ctx)
+		if err != nil {
+			return nil, "", err
+		}
+		s.mu.Lock()
+		if s.gen != gen {
+			s.mu.Unlock()
+			clear(dk.plaintext)
+			if attempt > 0 {
+				return nil, "", errors.New("data keys are being rotated out (rewrap): retry")
+			}
+			continue
+		}
+		dk.uses++
+		out := bytes.Clone(dk.plaintext)
+		if !s.closed && !s.usable(s.cur, now) {
+			s.cur = dk
+		} else {
+			clear(dk.plaintext)
+		}
+		s.signal()
+		s.mu.Unlock()
+		return out, dk.wrapped, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	dk.uses++
-	if !s.usable(s.cur, now) {
-		s.cur = dk
-	}
-	s.signal()
-	return dk, nil
 }
 
 func (s *TransitSealer) usable(dk *dataKey, now time.Time) bool {
@@ -157,21 +183,33 @@ func (s *TransitSealer) refillLoop() {
 		}
 		s.mu.Lock()
 		need := !s.usable(s.next, time.Now())
+		gen := s.gen
 		s.mu.Unlock()
-		if !need {
-			continue
+		if need {
+			s.refill(gen)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), transitTimeout)
-		dk, err := s.fetch(ctx)
-		cancel()
-		if err != nil {
-			s.logger.Warn("prepare data key", "error", err)
-			continue
-		}
-		s.mu.Lock()
-		s.next = dk
-		s.mu.Unlock()
+		s.refills.Add(1)
 	}
+}
+
+// refill fetches the next data key and installs it unless Forget ran since gen
+// was read: a key fetched across a KEK rotation may be wrapped under the old
+// version, which rewrap has already passed over.
+func (s *TransitSealer) refill(gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), transitTimeout)
+	dk, err := s.fetch(ctx)
+	cancel()
+	if err != nil {
+		s.logger.Warn("prepare data key", "error", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen || s.closed {
+		clear(dk.plaintext)
+		return
+	}
+	s.next = dk
 }
 
 func (s *TransitSealer) fetch(ctx context.Context) (*dataKey, error) {
@@ -290,6 +328,7 @@ func (s *TransitSealer) tokenTTL(ctx context.Context) (time.Duration, bool, erro
 // Forget implements Sealer.
 func (s *TransitSealer) Forget() {
 	s.mu.Lock()
+	s.gen++
 	s.cur, s.next = nil, nil
 	s.mu.Unlock()
 	s.signal()
@@ -334,6 +373,7 @@ func (s *TransitSealer) Close() {
 	s.done.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	for _, dk := range []*dataKey{s.cur, s.next} {
 		if dk != nil {
 			clear(dk.plaintext)

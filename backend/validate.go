@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
 // Limits on operator input. They keep records small and listings readable.
@@ -37,6 +40,11 @@ func validName(kind, name string) error {
 	}
 	if len(name) > maxNameLen {
 		return fmt.Errorf("%s name is %d characters long; the limit is %d", kind, len(name), maxNameLen)
+	}
+	if looksLikeKey(name) {
+		// Names are echoed in messages, listings and audit logs: a pasted key
+		// must not become one.
+		return fmt.Errorf("%s name looks like an API key; a name must not be a secret (revoke that key if it leaked)", kind)
 	}
 	if !nameRe.MatchString(name) {
 		return fmt.Errorf("%s name %q is invalid: use letters, digits, '.', '_' and '-', starting and ending with a letter or digit", kind, printable(name))
@@ -136,8 +144,33 @@ func validMetadata(m map[string]string) error {
 
 func isControl(r rune) bool { return unicode.IsControl(r) }
 
-// printable shortens and escapes user input quoted in an error message.
+// keyIDError says why id is not a key_id without quoting it: a full key pasted
+// where a key_id belongs would otherwise be echoed, secret included, into CLI
+// output and CI logs.
+func keyIDError(field, id string) error {
+	return fmt.Errorf("%s is not a key_id: a key_id is %d base62 characters (letters and digits); got %d characters", field, token.KeyIDLen, len(id))
+}
+
+// looksLikeKey reports whether s holds something shaped like an API key (any
+// prefix, checksum right or mistyped): such a value may carry a secret.
+func looksLikeKey(s string) bool {
+	const rest = 1 + token.KeyIDLen + 1 + token.SecretLen + token.ChecksumLen
+	for i := 0; i+2+rest <= len(s); i++ {
+		for p := 2; p <= 10 && i+p+rest <= len(s); p++ {
+			if _, err := token.Parse(s[i : i+p+rest]); err == nil || errors.Is(err, token.ErrChecksum) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// printable shortens and escapes user input quoted in an error message. A value
+// holding an API key is never quoted.
 func printable(s string) string {
+	if looksLikeKey(s) {
+		return "(a value that looks like an API key, not shown)"
+	}
 	if len(s) > 64 {
 		s = s[:64] + "…"
 	}

@@ -72,18 +72,23 @@ type Batch struct {
 	Seq     uint64  `json:"seq" mapstructure:"seq"`
 }
 
-// Change is one feed entry. KeyID is empty for role changes.
+// Change is one feed entry. KeyID is empty for role changes. ID is random per
+// entry: a follower sends the ID of the entry it applied last (after_id) so the
+// plugin can tell its feed from another history with the same seq (a mount
+// recreated, storage restored from a backup). Empty on entries written before IDs.
 type Change struct {
 	Seq   uint64    `json:"seq" mapstructure:"seq"`
-	ID    string    `json:"id"`
+	ID    string    `json:"id" mapstructure:"id"`
 	KeyID string    `json:"key_id,omitempty" mapstructure:"key_id"`
 	Role  string    `json:"role,omitempty" mapstructure:"role"`
 	Op    string    `json:"op" mapstructure:"op"`
 	Time  time.Time `json:"time" mapstructure:"time"`
 }
 
-// Changes is what `changes` returns. Reset means `after` fell behind retention:
-// the follower must flush everything it cached and continue from Head.
+// Changes is what `changes` returns. Reset means the follower cannot continue
+// from `after`: it fell behind retention, is beyond the head, the entry at
+// `after` is not `after_id`, or entries it needs are gone. The follower must
+// flush everything it cached and continue from Head.
 type Changes struct {
 	Changes []Change `json:"changes" mapstructure:"changes"`
 	Head    uint64   `json:"head" mapstructure:"head"`

@@ -64,14 +64,16 @@ func WorkspaceAllowed(globs []string, ws string) bool {
 	return false
 }
 
-// WorkspaceGrants reports whether a key (its own workspace, or the role's globs
-// when it has none) may act in ws. An empty ws asks for no workspace check.
+// WorkspaceGrants reports whether a key may act in ws: its effective workspaces
+// are its own workspace ∩ the role's current globs (the globs alone when it has
+// none), so narrowing a role's allowed_workspaces also caps keys pinned to a
+// workspace. An empty ws asks for no workspace check.
 func (e *Entry) WorkspaceGrants(ws string) bool {
 	if ws == "" {
 		return true
 	}
-	if e.Workspace != "" {
-		return e.Workspace == ws
+	if e.Workspace != "" && e.Workspace != ws {
+		return false
 	}
 	return WorkspaceAllowed(e.AllowedWorkspaces, ws)
 }

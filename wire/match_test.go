@@ -40,5 +40,11 @@ func TestWorkspaceGrants(t *testing.T) {
 	pinned := Entry{Workspace: "prod", AllowedWorkspaces: []string{"*"}}
 	assert.True(t, pinned.WorkspaceGrants("prod"))
 	assert.False(t, pinned.WorkspaceGrants("dev"))
+	// The role no longer allows the key's workspace: nothing is granted there.
+	narrowed := Entry{Workspace: "prod", AllowedWorkspaces: []string{"dev-*"}}
+	assert.False(t, narrowed.WorkspaceGrants("prod"))
+	assert.False(t, narrowed.WorkspaceGrants("dev-eu"))
+	roleGone := Entry{Workspace: "prod"}
+	assert.False(t, roleGone.WorkspaceGrants("prod"), "no role globs: fail closed")
 	assert.False(t, WorkspaceAllowed([]string{"[bad"}, "x"))
 }
