@@ -117,7 +117,12 @@ func (w *wrkRunner) run(name, url, script string, d time.Duration, conns int) (l
 
 func (w *wrkRunner) args(url, script string, d time.Duration, conns int) []string {
 	return []string{"-t", strconv.Itoa(min(w.o.threads, conns)), "-c", strconv.Itoa(conns),
-		"-d", d.String(), "--timeout", "5s", "--latency", "-s", script, url}
+		"-d", wrkDuration(d), "--timeout", "5s", "--latency", "-s", script, url}
+}
+
+// wrkDuration writes d the way wrk reads it: whole seconds (wrk rejects Go's "1h0m0s").
+func wrkDuration(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second))) + "s"
 }
 
 // start runs wrk in the background until stop, which interrupts it (wrk then
