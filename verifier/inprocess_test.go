@@ -44,7 +44,9 @@ func serveFrom(h http.Handler, remote, key string) *httptest.ResponseRecorder {
 }
 
 func TestInProcessMiddleware(t *testing.T) {
-	tv, c := startInProcess(t, func(cfg *verifier.Config) { cfg.StaleIfError = 300 * time.Millisecond })
+	// Short polls keep the feed fresh between changes, so only SetDown below
+	// lets stale-if-error run out (and the adapter answer 503).
+	tv, c := startInProcess(t, func(cfg *verifier.Config) { cfg.FeedWait, cfg.StaleIfError = 50*time.Millisecond, time.Second })
 	key, keyID := tv.Issue("web", "prod", map[string]string{"team": "infra"})
 	var seen middleware.Key
 	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
