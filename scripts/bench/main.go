@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +37,8 @@ type options struct {
 	out          string
 	verifierArg  string
 	scale        int
+	writeConns   int
+	memoryKeys   int
 }
 
 func main() {
@@ -53,6 +53,8 @@ func main() {
 	flag.IntVar(&o.revocations, "revocations", 200, "revocations measured under load")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (empty: stdout only)")
 	flag.StringVar(&o.verifierArg, "verifier-flags", "", "extra flags for the verifier, space-separated")
+	flag.IntVar(&o.writeConns, "write-connections", 16, "concurrent connections for the write loads (issuance, KV v2 write, plugin floor)")
+	flag.IntVar(&o.memoryKeys, "memory-keys", 1_000_000, "keys cached by the verifier memory benchmark (0 skips it)")
 	flag.IntVar(&o.scale, "scale", 0, "instead of the side-by-side loads: issuance and listing with this many keys stored (make bench-scale)")
 	flag.Parse()
 
@@ -88,16 +90,38 @@ func main() {
 type issued struct{ name, key string }
 
 type results struct {
-	machine                 string
-	loads                   []load
-	fillRate, measuredRate  float64
-	listFirstPage           time.Duration
-	propagation             []time.Duration
-	propagationFailures     int
-	propagationLoadRate     float64
-	propagationLoadAchieved float64
-	coldKeysUsed            int64
-	coldKeysTotal           int
+	machine                string
+	loads                  []load
+	fillRate, measuredRate float64
+	listFirstPage          time.Duration
+	propagation            propagationResult
+	coldKeysUsed           int64
+	coldKeysTotal          int
+	memory                 []memoryResult
+	memoryErr              error
+}
+
+// Names of the loads; the report's ratios and targets refer to them.
+const (
+	loadBare    = "bare Go handler (body scan + SHA-256 + sync.Map)"
+	loadHot     = "verifier, hot (cached)"
+	loadCold    = "verifier, cold (never-seen keys)"
+	loadToken   = "Vault auth/token/lookup-self"
+	loadTransit = "Vault transit/verify (HMAC)"
+	loadKVRead  = "Vault KV v2 read"
+	loadIssue   = "issuance: POST apikeys/keys/<new name>"
+	loadKVWrite = "Vault KV v2 write (new path each)"
+	loadFloor   = "plugin floor: bench/floor/<new name> (one storage put)"
+)
+
+// load returns the named load (zero if it did not run).
+func (r *results) load(name string) load {
+	for _, l := range r.loads {
+		if l.name == name {
+			return l
+		}
+	}
+	return load{name: name}
 }
 
 func run(s *vaulttest.Session, o options) (*results, error) {
@@ -105,6 +129,10 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	step := func(msg string) { fmt.Fprintf(os.Stderr, "bench: %s\n", msg) }
 	dir := s.TempDir()
 
+	step("building the plugin's bench-only floor build (-tags benchfloor)")
+	if err := buildFloorPlugin(s); err != nil {
+		return nil, err
+	}
 	step("starting a Vault dev server with transit and the plugin")
 	v := vaulttest.Start(s)
 	root := http.Header{"X-Vault-Token": {v.RootToken}}
@@ -115,6 +143,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	}
 	must(vaultDo(v.Addr, "POST", "apikeys/config", root, map[string]interface{}{"max_keys": 0}))
 	must(vaultDo(v.Addr, "POST", "apikeys/roles/bench", root, map[string]interface{}{"permissions": "clusters:read,clusters:write", "allowed_workspaces": "*"}))
+	must(vaultDo(v.Addr, "POST", "sys/mounts/"+floorMount, root, map[string]interface{}{"type": floorPlugin}))
 
 	step(fmt.Sprintf("issuing %d keys at concurrency 16 (fill)", o.fill))
 	cold, rate, err := issue(v.Addr, v.RootToken, "fill", o.fill, 16)
@@ -156,32 +185,49 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 
 	vaultToken := v.TokenFromFile(s, "policies/verifier.hcl")
 	hmacBody := prepareVaultEndpoints(s, v)
-	w := wrkRunner{dir: dir, o: o}
+	w := &wrkRunner{dir: dir, o: o}
+	// Reads first, then writes: the writes add keys and feed entries the
+	// verifier follows, which must not disturb the read loads.
 	runs := []struct {
 		name, url, script string
 		d                 time.Duration
+		conns             int
 	}{
-		{"bare Go handler (SHA-256 + map)", bareURL + "/v1/verify", w.postKeys(hotFile, false), o.duration},
-		{"verifier, hot (cached)", verifierURL + "/v1/verify", w.postKeys(hotFile, false), o.duration},
-		{"verifier, cold (never-seen keys)", verifierURL + "/v1/verify", w.postKeys(coldFile, true), o.coldDuration},
-		{"Vault auth/token/lookup-self", v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration},
-		{"Vault transit/verify (HMAC)", v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration},
-		{"Vault KV v2 read", v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration},
+		{loadBare, bareURL + "/v1/verify", w.postKeys(hotFile, false), o.duration, o.connections},
+		{loadHot, verifierURL + "/v1/verify", w.postKeys(hotFile, false), o.duration, o.connections},
+		{loadCold, verifierURL + "/v1/verify", w.postKeys(coldFile, true), o.coldDuration, o.connections},
+		{loadToken, v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration, o.connections},
+		{loadTransit, v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration, o.connections},
+		{loadKVRead, v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration, o.connections},
+		{loadIssue, v.Addr, w.postNew(v.RootToken, "/v1/apikeys/keys/w", `{"role":"bench"}`), o.duration, o.writeConns},
+		{loadKVWrite, v.Addr, w.postNew(v.RootToken, "/v1/secret/data/bench-w/", `{"data":{"k":"v"}}`), o.duration, o.writeConns},
+		{loadFloor, v.Addr, w.postNew(v.RootToken, "/v1/"+floorMount+"/bench/floor/f", `{}`), o.duration, o.writeConns},
 	}
 	for _, r := range runs {
 		step("wrk: " + r.name)
-		l, err := w.run(r.name, r.url, r.script, r.d)
+		l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 		if err != nil {
 			return nil, err
 		}
 		res.loads = append(res.loads, l)
 	}
 	res.coldKeysTotal = len(cold)
-	res.coldKeysUsed = res.loads[2].requests
+	res.coldKeysUsed = res.load(loadCold).requests
 
-	step(fmt.Sprintf("revoking %d cached keys under load at half the hot maximum", o.revocations))
-	res.propagationLoadRate = res.loads[1].rps / 2
-	res.propagation, res.propagationFailures, res.propagationLoadAchieved = propagation(v.Addr, v.RootToken, verifierURL, hot[:o.revocations], hot[o.revocations:], res.propagationLoadRate, o.connections)
+	hotLoad := res.load(loadHot)
+	step(fmt.Sprintf("revoking %d cached keys under a paced load at half the hot maximum (%.0f req/s)", o.revocations, hotLoad.rps/2))
+	res.propagation, err = propagation(w, v.Addr, v.RootToken, verifierURL, hot[:o.revocations], hotFile, hotLoad.rps/2)
+	if err != nil {
+		return nil, err
+	}
+
+	if o.memoryKeys > 0 {
+		step(fmt.Sprintf("verifier memory benchmark with %d cached keys (go test)", o.memoryKeys))
+		res.memory, res.memoryErr = memoryBench(o.memoryKeys)
+		if res.memoryErr != nil {
+			step("memory benchmark failed: " + res.memoryErr.Error())
+		}
+	}
 	return res, nil
 }
 
@@ -362,81 +408,6 @@ func prepareVaultEndpoints(s *vaulttest.Session, v *vaulttest.Vault) string {
 	}
 	raw, _ := json.Marshal(map[string]string{"input": input, "hmac": h.Data.HMAC})
 	return string(raw)
-}
-
-// propagation revokes each key (cached by the verifier) while a paced load of
-// other keys runs, and measures from the delete returning to the first REVOKED.
-func propagation(addr, token, verifierURL string, victims, background []issued, rate float64, conns int) ([]time.Duration, int, float64) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var sent atomic.Int64
-	var wg sync.WaitGroup
-	tokens := make(chan struct{}, conns)
-	wg.Add(1)
-	go func() { // pacer: rate tokens per second, in 1 ms ticks
-		defer wg.Done()
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		credit := 0.0
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				for credit += rate / 1000; credit >= 1; credit-- {
-					select {
-					case tokens <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	for c := 0; c < conns; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			for i := c; ; i += conns {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tokens:
-				}
-				_, _ = verifyCode(verifierURL, background[i%len(background)].key)
-				sent.Add(1)
-			}
-		}(c)
-	}
-	h := http.Header{"X-Vault-Token": {token}}
-	var lat []time.Duration
-	failures := 0
-	start := time.Now()
-	for _, k := range victims {
-		if code, _ := verifyCode(verifierURL, k.key); code != "VALID" {
-			failures++
-			continue
-		}
-		if _, err := vaultDo(addr, "DELETE", "apikeys/keys/"+k.name, h, nil); err != nil {
-			failures++
-			continue
-		}
-		t0 := time.Now()
-		seen := false
-		for time.Since(t0) < 2*time.Second {
-			if code, _ := verifyCode(verifierURL, k.key); code == "REVOKED" {
-				lat = append(lat, time.Since(t0))
-				seen = true
-				break
-			}
-		}
-		if !seen {
-			failures++
-		}
-	}
-	achieved := float64(sent.Load()) / time.Since(start).Seconds()
-	cancel()
-	wg.Wait()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	return lat, failures, achieved
 }
 
 func machineInfo() string {

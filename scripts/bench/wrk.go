@@ -17,7 +17,9 @@ type load struct {
 	rps      float64
 	p50, p99 time.Duration
 	requests int64
+	elapsed  time.Duration
 	errors   int64
+	conns    int
 }
 
 type wrkRunner struct {
@@ -63,6 +65,30 @@ end
 `, keysFile, w.o.threads, sequential))
 }
 
+// paced adds a fixed pause after each response on every connection: wrk has
+// no rate option, so the rate is set by the connection count (see pacedLoad).
+func (w *wrkRunner) paced(script string, delayMs int) string {
+	raw, _ := os.ReadFile(script)
+	return w.script(string(raw) + fmt.Sprintf("\nfunction delay() return %d end\n", delayMs))
+}
+
+// postNew POSTs body to a new path on every request: pathPrefix, the thread
+// number and a counter (writes that never overwrite, like issuance).
+func (w *wrkRunner) postNew(token, pathPrefix, body string) string {
+	return w.script(fmt.Sprintf(`
+local counter = 0
+function setup(thread) thread:set("tid", counter); counter = counter + 1 end
+local i = 0
+wrk.method = "POST"
+wrk.headers["X-Vault-Token"] = %q
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  i = i + 1
+  return wrk.format(nil, %q .. tid .. "-" .. i, nil, %q)
+end
+`, token, pathPrefix, body))
+}
+
 func (w *wrkRunner) get(token string) string {
 	return w.script(fmt.Sprintf("wrk.method = \"GET\"\nwrk.headers[\"X-Vault-Token\"] = %q\n", token))
 }
@@ -74,29 +100,62 @@ func (w *wrkRunner) postBody(token, body string) string {
 var (
 	reqsPerSec = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 	percentile = regexp.MustCompile(`(?m)^\s+(50|99)(?:\.000)?%\s+([0-9.]+)(us|ms|s)\s*$`)
-	totalReqs  = regexp.MustCompile(`(\d+) requests in`)
+	totalReqs  = regexp.MustCompile(`(\d+) requests in ([0-9.]+)(us|ms|s|m|h),`)
 	non2xx     = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)`)
 	sockErrs   = regexp.MustCompile(`Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
-func (w *wrkRunner) run(name, url, script string, d time.Duration) (load, error) {
-	args := []string{"-t", strconv.Itoa(w.o.threads), "-c", strconv.Itoa(w.o.connections),
-		"-d", d.String(), "--timeout", "5s", "--latency", "-s", script, url}
-	out, err := exec.Command("wrk", args...).CombinedOutput()
+func (w *wrkRunner) run(name, url, script string, d time.Duration, conns int) (load, error) {
+	out, err := exec.Command("wrk", w.args(url, script, d, conns)...).CombinedOutput()
 	if err != nil {
 		return load{}, fmt.Errorf("wrk %s: %v\n%s", name, err, out)
 	}
-	text := string(out)
+	l, err := parseWrk(name, string(out))
+	l.conns = conns
+	return l, err
+}
+
+func (w *wrkRunner) args(url, script string, d time.Duration, conns int) []string {
+	return []string{"-t", strconv.Itoa(min(w.o.threads, conns)), "-c", strconv.Itoa(conns),
+		"-d", wrkDuration(d), "--timeout", "5s", "--latency", "-s", script, url}
+}
+
+// wrkDuration writes d the way wrk reads it: whole seconds (wrk rejects Go's "1h0m0s").
+func wrkDuration(d time.Duration) string {
+	return strconv.Itoa(max(1, int(d.Round(time.Second)/time.Second))) + "s"
+}
+
+// start runs wrk in the background until stop, which interrupts it (wrk then
+// prints its statistics for the time it ran).
+func (w *wrkRunner) start(name, url, script string, conns int) (stop func() (load, error), err error) {
+	cmd := exec.Command("wrk", w.args(url, script, time.Hour, conns)...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() (load, error) {
+		_ = cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			return load{}, fmt.Errorf("wrk %s: %v\n%s", name, err, out.String())
+		}
+		l, err := parseWrk(name, out.String())
+		l.conns = conns
+		return l, err
+	}, nil
+}
+
+func parseWrk(name, text string) (load, error) {
 	l := load{name: name}
 	m := reqsPerSec.FindStringSubmatch(text)
 	if m == nil {
 		return l, fmt.Errorf("wrk %s: no Requests/sec in output:\n%s", name, text)
 	}
 	l.rps, _ = strconv.ParseFloat(m[1], 64)
+	unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour}
 	for _, pm := range percentile.FindAllStringSubmatch(text, -1) {
 		v, _ := strconv.ParseFloat(pm[2], 64)
-		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[pm[3]]
-		d := time.Duration(v * float64(unit))
+		d := time.Duration(v * float64(unit[pm[3]]))
 		if pm[1] == "50" {
 			l.p50 = d
 		} else {
@@ -105,6 +164,8 @@ func (w *wrkRunner) run(name, url, script string, d time.Duration) (load, error)
 	}
 	if m := totalReqs.FindStringSubmatch(text); m != nil {
 		l.requests, _ = strconv.ParseInt(m[1], 10, 64)
+		v, _ := strconv.ParseFloat(m[2], 64)
+		l.elapsed = time.Duration(v * float64(unit[m[3]]))
 	}
 	if m := non2xx.FindStringSubmatch(text); m != nil {
 		l.errors, _ = strconv.ParseInt(m[1], 10, 64)
@@ -117,30 +178,4 @@ func (w *wrkRunner) run(name, url, script string, d time.Duration) (load, error)
 	}
 	fmt.Fprintf(os.Stderr, "bench:   %.0f req/s, p50 %s, p99 %s, %d errors\n", l.rps, l.p50, l.p99, l.errors)
 	return l, nil
-}
-
-func (r *results) markdown(o options) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` on %s, %s.\n", r.machine, time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "Every figure comes from this one run on this machine; compare only within it.\n")
-	fmt.Fprintf(&b, "wrk: %d threads, %d connections, %s per load, load generator on the same machine, loopback only.\n\n", o.threads, o.connections, o.duration)
-	bare, token := r.loads[0], r.loads[3]
-	fmt.Fprintf(&b, "| load | req/s | p50 | p99 | × bare handler | × Vault token lookup | errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, l := range r.loads {
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %.2f | %.2f | %d |\n", l.name, l.rps, ms(l.p50), ms(l.p99), l.rps/bare.rps, l.rps/token.rps, l.errors)
-	}
-	hot, cold, kv := r.loads[1], r.loads[2], r.loads[5]
-	fmt.Fprintf(&b, "\nHot p99 / bare p99: %.2f. Cold req/s / KV v2 read req/s: %.2f.\n", float64(hot.p99)/float64(max(bare.p99, 1)), cold.rps/kv.rps)
-	fmt.Fprintf(&b, "The cold load (%s) sent %d requests over %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
-	if r.coldKeysUsed > int64(r.coldKeysTotal) {
-		fmt.Fprintf(&b, " — more requests than keys, so some were repeats and hit the cache: this run overstates the cold rate")
-	}
-	fmt.Fprintf(&b, ".\n")
-	fmt.Fprintf(&b, "\n## Issuance (Vault HTTP API, concurrency 16)\n\n| phase | keys/s |\n|---|---:|\n")
-	fmt.Fprintf(&b, "| first %d keys (store empty → %d) | %.0f |\n| %d more with %d stored | %.0f |\n", o.fill, o.fill, r.fillRate, o.measured, o.fill, r.measuredRate)
-	fmt.Fprintf(&b, "\nFirst page of `LIST apikeys/keys` (limit 100) with %d keys stored: %s.\n", o.fill+o.measured, ms(r.listFirstPage))
-	fmt.Fprintf(&b, "\n## Revocation propagation under load\n\n")
-	fmt.Fprintf(&b, "%d cached keys revoked one by one with `DELETE apikeys/keys/<name>` while a paced load of other keys ran (target %.0f req/s = half the hot maximum, achieved %.0f req/s). Latency from the delete returning to the verifier's first REVOKED answer:\n\n", len(r.propagation)+r.propagationFailures, r.propagationLoadRate, r.propagationLoadAchieved)
-	fmt.Fprintf(&b, "| p50 | p99 | max | not seen within 2 s |\n|---:|---:|---:|---:|\n| %s | %s | %s | %d |\n", ms(pct(r.propagation, 0.50)), ms(pct(r.propagation, 0.99)), ms(pct(r.propagation, 1)), r.propagationFailures)
-	return b.String()
 }

@@ -47,9 +47,15 @@ func WithClientIP(fn func(*http.Request) string) Option {
 	return func(o *options) { o.clientIP = fn }
 }
 
-// Middleware checks the request's key with the verifier before next runs. The
-// key comes from "Authorization: Bearer" or X-API-Key.
-func Middleware(c *Client, opts ...Option) func(http.Handler) http.Handler {
+// Checker decides a Request: a *Client asks an apikeys-verifier over HTTP,
+// verifier/inprocess runs the verifier library in this process.
+type Checker interface {
+	Verify(ctx context.Context, req Request) (Result, error)
+}
+
+// Middleware checks the request's key with c before next runs. The key comes
+// from "Authorization: Bearer" or X-API-Key.
+func Middleware(c Checker, opts ...Option) func(http.Handler) http.Handler {
 	o := options{clientIP: peerIP}
 	for _, opt := range opts {
 		opt(&o)

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// target is one of issue 15's goals, checked against this run's figures.
+type target struct {
+	goal, measured string
+	ok             bool
+}
+
+func status(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+// ratio is a/b, or 0 when b did not run.
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// Propagation target (DESIGN §7) and how close the paced load must come to
+// its rate to count as having reached it.
+const (
+	propagationP99 = 25 * time.Millisecond
+	loadReached    = 0.95
+)
+
+func (r *results) targets() []target {
+	bare, hot, cold, tok := r.load(loadBare), r.load(loadHot), r.load(loadCold), r.load(loadToken)
+	kvRead, kvWrite, floor, iss := r.load(loadKVRead), r.load(loadKVWrite), r.load(loadFloor), r.load(loadIssue)
+	t := []target{
+		{"hot verify ≥ 0.8× bare handler", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(hot.rps, bare.rps), hot.rps, bare.rps), ratio(hot.rps, bare.rps) >= 0.8},
+		{"hot verify ≥ 5× Vault token lookup", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(hot.rps, tok.rps), hot.rps, tok.rps), ratio(hot.rps, tok.rps) >= 5},
+		{"hot p99 ≤ 2× bare p99", fmt.Sprintf("%.2f× (%s vs %s)", ratio(float64(hot.p99), float64(bare.p99)), ms(hot.p99), ms(bare.p99)), hot.p99 > 0 && hot.p99 <= 2*bare.p99},
+	}
+	// Vault's own per-write cost for an external plugin may be the floor: where
+	// the floor is below half a KV write, issuance is held to 0.8× the floor.
+	if floor.rps < 0.5*kvWrite.rps {
+		t = append(t, target{"issuance ≥ 0.8× plugin floor (the floor is below 0.5× KV v2 write)",
+			fmt.Sprintf("%.2f× floor (%.0f vs %.0f req/s); %.2f× KV v2 write", ratio(iss.rps, floor.rps), iss.rps, floor.rps, ratio(iss.rps, kvWrite.rps)), iss.rps >= 0.8*floor.rps && floor.rps > 0})
+	} else {
+		t = append(t, target{"issuance ≥ 0.5× KV v2 write",
+			fmt.Sprintf("%.2f× (%.0f vs %.0f req/s); floor %.2f× KV v2 write", ratio(iss.rps, kvWrite.rps), iss.rps, kvWrite.rps, ratio(floor.rps, kvWrite.rps)), iss.rps >= 0.5*kvWrite.rps && kvWrite.rps > 0})
+	}
+	t = append(t,
+		target{"issuance ≥ 1,000 keys/s", fmt.Sprintf("%.0f keys/s", iss.rps), iss.rps >= 1000},
+		target{"cold verify ≥ 1.0× KV v2 read", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps), cold.rps >= kvRead.rps && kvRead.rps > 0},
+	)
+	p := r.propagation
+	reached := p.background.rps >= loadReached*p.targetRate
+	t = append(t, target{fmt.Sprintf("revocation propagation p99 ≤ %s, under a load reaching half the hot maximum", ms(propagationP99)),
+		fmt.Sprintf("p99 %s, %d not seen; load %.0f of %.0f req/s (%.0f%%)", ms(pct(p.latencies, 0.99)), p.failures, p.background.rps, p.targetRate, 100*ratio(p.background.rps, p.targetRate)),
+		len(p.latencies) > 0 && p.failures == 0 && pct(p.latencies, 0.99) <= propagationP99 && reached})
+	if m := r.memoryShape(""); m != nil {
+		b := m.metrics["heap-bytes/key"]
+		t = append(t, target{"verifier memory ≤ 300 bytes per cached key (bench shape, heap)", fmt.Sprintf("%.0f bytes/key", b), b > 0 && b <= 300})
+	} else {
+		t = append(t, target{"verifier memory ≤ 300 bytes per cached key (bench shape, heap)", "not measured", false})
+	}
+	return t
+}
+
+// memoryShape returns the bench-shape memory result ("" picks the first).
+func (r *results) memoryShape(shape string) *memoryResult {
+	for i := range r.memory {
+		if shape == "" || r.memory[i].shape == shape {
+			return &r.memory[i]
+		}
+	}
+	return nil
+}
+
+func (r *results) markdown(o options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` on %s, %s.\n", r.machine, time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Every figure comes from this one run on this machine; compare only within it.\n")
+	fmt.Fprintf(&b, "wrk: %d threads, %s per load, load generator on the same machine, loopback only; reads at %d connections, writes at %d.\n\n",
+		o.threads, o.duration, o.connections, o.writeConns)
+
+	fmt.Fprintf(&b, "## Targets (issue 15)\n\n| target | this run | status |\n|---|---|---|\n")
+	for _, t := range r.targets() {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.goal, t.measured, status(t.ok))
+	}
+
+	bare, tok, kvWrite := r.load(loadBare), r.load(loadToken), r.load(loadKVWrite)
+	fmt.Fprintf(&b, "\n## Loads\n\n| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, l := range r.loads {
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %d |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
+			ratio(l.rps, bare.rps), ratio(l.rps, tok.rps), ratio(l.rps, kvWrite.rps), l.errors)
+	}
+	fmt.Fprintf(&b, "\nThe bare handler reads the body, takes the key out of the JSON with a byte scan, hashes it once and looks it up in a `sync.Map`, and writes a constant answer (scripts/bench/bare).\n")
+	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
+	fmt.Fprintf(&b, "The cold load (%s) sent %d requests over %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
+	if r.coldKeysUsed > int64(r.coldKeysTotal) {
+		fmt.Fprintf(&b, " — more requests than keys, so some were repeats and hit the cache: this run overstates the cold rate")
+	}
+	fmt.Fprintf(&b, ".\n")
+
+	fmt.Fprintf(&b, "\n## Issuance with the Go client (concurrency 16; these keys feed the verify loads)\n\n| phase | keys/s |\n|---|---:|\n")
+	fmt.Fprintf(&b, "| first %d keys (store empty → %d) | %.0f |\n| %d more with %d stored | %.0f |\n", o.fill, o.fill, r.fillRate, o.measured, o.fill, r.measuredRate)
+	fmt.Fprintf(&b, "\nFirst page of `LIST apikeys/keys` (limit 100) with %d keys stored: %s.\n", o.fill+o.measured, ms(r.listFirstPage))
+
+	p := r.propagation
+	fmt.Fprintf(&b, "\n## Revocation propagation under load\n\n")
+	fmt.Fprintf(&b, "%d cached keys revoked one by one with `DELETE apikeys/keys/<name>` while wrk sent a paced load of other keys (%d connections, %d ms pause after each answer): target %.0f req/s = half the hot maximum, achieved %.0f req/s (p99 %s). Latency from the delete returning to the verifier's first REVOKED answer:\n\n",
+		len(p.latencies)+p.failures, p.background.conns, p.delayMs, p.targetRate, p.background.rps, ms(p.background.p99))
+	fmt.Fprintf(&b, "| p50 | p99 | max | not seen within 2 s |\n|---:|---:|---:|---:|\n| %s | %s | %s | %d |\n", ms(pct(p.latencies, 0.50)), ms(pct(p.latencies, 0.99)), ms(pct(p.latencies, 1)), p.failures)
+
+	fmt.Fprintf(&b, "\n## Verifier memory per cached key\n\n")
+	switch {
+	case r.memoryErr != nil:
+		fmt.Fprintf(&b, "The memory benchmark failed: %v\n", r.memoryErr)
+	case len(r.memory) == 0:
+		fmt.Fprintf(&b, "Not measured in this run (-memory-keys 0).\n")
+	default:
+		fmt.Fprintf(&b, "`go test -run '^$' -bench '^BenchmarkCacheMillionKeys$' -benchtime 1x ./verifier/ -args -memory-keys %d`: each key goes through the real miss path (lookup answer decoded from JSON, sealed digest opened, record inserted).\n\n", o.memoryKeys)
+		fmt.Fprintf(&b, "| key shape | keys | heap bytes/key | RSS bytes/key | process RSS |\n|---|---:|---:|---:|---:|\n")
+		for _, m := range r.memory {
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f | %.0f MB |\n", memoryShapeName(m.shape), o.memoryKeys, m.metrics["heap-bytes/key"], m.metrics["rss-bytes/key"], m.metrics["MB-rss"])
+		}
+	}
+	return b.String()
+}
+
+func memoryShapeName(shape string) string {
+	switch shape {
+	case "shape=bench":
+		return "bench keys: 16-character names, no metadata, role values shared"
+	case "shape=metadata-200B":
+		return "the same with 200 bytes of metadata"
+	}
+	return shape
+}
