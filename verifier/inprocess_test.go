@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 	"github.com/vault-apikeys/vault-apikeys/verifier/inprocess"
 	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
@@ -73,17 +74,21 @@ func TestInProcessMiddleware(t *testing.T) {
 		name, remote, key string
 		h                 http.Handler
 		status            int
-		code              string
+		code              verdict.Code
 	}{
-		{"no key", "127.0.0.1:4000", "", read, http.StatusUnauthorized, "missing_key"},
-		{"not a key", "127.0.0.1:4000", "hello", read, http.StatusUnauthorized, middleware.CodeInvalidFormat},
-		{"outside the allowed addresses", "192.0.2.10:4000", key, read, http.StatusForbidden, middleware.CodeIPNotAllowed},
-		{"unparseable peer address", "not-an-address", key, read, http.StatusForbidden, middleware.CodeIPNotAllowed},
-		{"permission not granted", "127.0.0.1:4000", key, admin, http.StatusForbidden, middleware.CodeInsufficientPermissions},
+		{"no key", "127.0.0.1:4000", "", read, http.StatusUnauthorized, ""},
+		{"not a key", "127.0.0.1:4000", "hello", read, http.StatusUnauthorized, verdict.InvalidFormat},
+		{"outside the allowed addresses", "192.0.2.10:4000", key, read, http.StatusForbidden, verdict.IPNotAllowed},
+		{"unparseable peer address", "not-an-address", key, read, http.StatusForbidden, verdict.IPNotAllowed},
+		{"permission not granted", "127.0.0.1:4000", key, admin, http.StatusForbidden, verdict.InsufficientPermissions},
 	} {
 		w := serveFrom(tc.h, tc.remote, tc.key)
 		assert.Equal(t, tc.status, w.Code, tc.name)
-		assert.Contains(t, w.Body.String(), `"code":"`+tc.code+`"`, tc.name)
+		if tc.code == "" { // no key at all: the middleware says how to send one, with no code
+			assert.Contains(t, w.Body.String(), "send the API key", tc.name)
+		} else {
+			assert.Contains(t, w.Body.String(), `"code":"`+string(tc.code)+`"`, tc.name)
+		}
 		if tc.key != "" {
 			assert.NotContains(t, w.Body.String(), tc.key, "%s: the answer never echoes the key", tc.name)
 		}
@@ -92,7 +97,7 @@ func TestInProcessMiddleware(t *testing.T) {
 	tv.Revoke(keyID)
 	require.Eventually(t, func() bool { return serveFrom(read, "127.0.0.1:4000", key).Code == http.StatusUnauthorized },
 		2*time.Second, time.Millisecond, "a revocation reaches the in-process verifier through the feed")
-	assert.Contains(t, serveFrom(read, "127.0.0.1:4000", key).Body.String(), middleware.CodeRevoked)
+	assert.Contains(t, serveFrom(read, "127.0.0.1:4000", key).Body.String(), string(verdict.Revoked))
 
 	other, _ := tv.Issue("other", "prod", nil)
 	require.Equal(t, http.StatusNoContent, serveFrom(read, "127.0.0.1:4000", other).Code)

@@ -60,7 +60,7 @@ func (c *Checker) Verify(ctx context.Context, req middleware.Request) (middlewar
 	}
 	return middleware.Result{
 		Valid: v.Valid(),
-		Code:  string(v.Code),
+		Code:  v.Code,
 		Key: middleware.Key{
 			ID: v.KeyID, Name: v.Name, Role: v.Role, Workspace: v.Workspace,
 			Permissions: v.Permissions, ExpiresAt: v.ExpiresAt, Metadata: v.Metadata,

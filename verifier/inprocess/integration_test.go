@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/verdict"
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 	"github.com/vault-apikeys/vault-apikeys/verifier/inprocess"
 	"github.com/vault-apikeys/vault-apikeys/verifier/middleware"
@@ -68,11 +69,11 @@ func TestIntegrationInProcessAgainstVault(t *testing.T) {
 
 	res, err := c.Verify(context.Background(), middleware.Request{Key: key, Workspace: "staging"})
 	require.NoError(t, err)
-	assert.Equal(t, middleware.CodeWorkspaceMismatch, res.Code)
+	assert.Equal(t, verdict.WorkspaceMismatch, res.Code)
 
 	_, err = vt.Client.Logical().Delete("apikeys/keys/web")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return serve(key).Code == http.StatusUnauthorized }, 2*time.Second, 5*time.Millisecond,
 		"a revocation through Vault reaches the in-process verifier")
-	assert.Contains(t, serve(key).Body.String(), middleware.CodeRevoked)
+	assert.Contains(t, serve(key).Body.String(), string(verdict.Revoked))
 }
