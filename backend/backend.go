@@ -34,6 +34,8 @@ type Backend struct {
 	now       func() time.Time
 
 	nameLocks []*locksutil.LockEntry
+	// roleLocks order issuance against role updates and deletes (lifecycle.go).
+	roleLocks []*locksutil.LockEntry
 	tidyMu    sync.Mutex
 
 	// sealerMu guards sealer and cfg, rebuilt when config is written.
@@ -67,6 +69,7 @@ func New(newSealer SealerFactory) *Backend {
 		newSealer: newSealer,
 		now:       func() time.Time { return time.Now().UTC() },
 		nameLocks: locksutil.CreateLocks(),
+		roleLocks: locksutil.CreateLocks(),
 		feed:      NewFeed(),
 		index:     NewIndex(),
 		roles:     NewRoleCache(),
