@@ -177,15 +177,17 @@ func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string
 				return err
 			}
 		}
-		if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
-			return fmt.Errorf("free name %s: %w", name, err)
-		}
-		b.index.Remove(name)
 		return nil
 	}, events...)
 	if err != nil {
 		return 0, err
 	}
+	// The name is freed only once its keys are published, so a retry of a
+	// failed delete still finds them.
+	if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
+		return 0, fmt.Errorf("free name %s: %w", name, err)
+	}
+	b.index.Remove(name)
 	return b.seqOrHead(ctx, s, max(seq, published))
 }
 
