@@ -9,10 +9,16 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
+# VERSION is stamped into the plugin (reported to Vault as its running version):
+# the git tag when there is one, else a dev version naming the commit.
+VERSION ?= $(shell v=$$(git describe --tags --always --dirty 2>/dev/null); \
+	case "$$v" in (v[0-9]*) echo "$$v";; ("") echo v0.0.0-dev;; (*) echo "v0.0.0-dev+$$v";; esac)
+LDFLAGS := -X github.com/vault-apikeys/vault-apikeys/plugin.Version=$(VERSION)
+
 ## build: compile the plugin and the verifier into bin/
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
 	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
 
 ## vault: make sure a Vault >= 1.15 is available (builds the pinned 1.19.0 once)
@@ -35,9 +41,9 @@ lint:
 	$(GO) vet $(PKGS)
 	GOFLAGS= $(GO) run $(STATICCHECK) $(PKGS)
 
-## unit: the fast tests only (no Vault)
+## unit: every package's unit tests, without Vault (integration tests skip under -short)
 unit:
-	$(GO) test -race -count=1 -short ./token/ ./envelope/ ./wire/
+	$(GO) test -race -count=1 -short $(PKGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s

@@ -54,13 +54,17 @@ type Backend struct {
 // recordCacheSize bounds the record cache (~1 KiB a record).
 const recordCacheSize = 100000
 
-// Factory is the logical.Factory of the plugin.
-func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := New(NewTransitSealer)
-	if err := b.Setup(ctx, conf); err != nil {
-		return nil, err
+// Factory returns the logical.Factory of the plugin. version is reported to
+// Vault as the mount's running version; the plugin owns it (plugin.Version).
+func Factory(version string) logical.Factory {
+	return func(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+		b := New(NewTransitSealer)
+		b.Backend.RunningVersion = version
+		if err := b.Setup(ctx, conf); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
-	return b, nil
 }
 
 // New builds an unconfigured backend; call Setup before use.
@@ -98,7 +102,6 @@ func New(newSealer SealerFactory) *Backend {
 		PeriodicFunc:   b.periodic,
 		Clean:          b.clean,
 		Invalidate:     b.invalidate,
-		RunningVersion: Version,
 	}
 	return b
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/plugin"
 	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
@@ -66,7 +67,7 @@ func TestReadmeFlowThroughCLI(t *testing.T) {
 	for _, c := range changes["changes"].([]interface{}) {
 		ops = append(ops, c.(map[string]interface{})["op"].(string))
 	}
-	assert.Equal(t, []string{"created", "revoked"}, ops)
+	assert.Equal(t, []string{"role-updated", "created", "revoked"}, ops)
 
 	help := cli(t, v, "path-help", "apikeys/keys/x")
 	assert.Contains(t, help, "workspace")
@@ -76,7 +77,7 @@ func TestReadmeFlowThroughCLI(t *testing.T) {
 	var mounts map[string]interface{}
 	require.NoError(t, json.Unmarshal([]byte(cli(t, v, "secrets", "list", "-detailed", "-format=json")), &mounts))
 	mount := mounts["apikeys/"].(map[string]interface{})
-	assert.Equal(t, "v0.1.0", mount["running_plugin_version"])
+	assert.Equal(t, plugin.Version, mount["running_plugin_version"], "the plugin reports its own version")
 }
 
 // mountStorage returns the apikeys mount's raw storage: what bad input must not change.
