@@ -54,35 +54,6 @@ func TestFeedOrdersEveryMutation(t *testing.T) {
 	assert.Equal(t, base+4, mid.Changes[0].Seq)
 }
 
-func TestFeedPublishesAfterRecordIsWritten(t *testing.T) {
-	e := configured(t)
-	id := e.issue("a", nil)["key_id"].(string)
-	next := e.changes(0, "").Head + 1
-	// Wrap storage so that, at the moment the feed entry for the revocation is
-	// written, we can check the record already says revoked.
-	checked := false
-	e.s = &watchStorage{Storage: e.s, onPut: func(key string) {
-		if key == feedKey(next) {
-			rec, err := e.b.getRecord(context.Background(), e.s, id)
-			require.NoError(t, err)
-			assert.Equal(t, wire.StatusRevoked, rec.Status)
-			checked = true
-		}
-	}}
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
-	assert.True(t, checked)
-}
-
-type watchStorage struct {
-	logical.Storage
-	onPut func(key string)
-}
-
-func (w *watchStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
-	w.onPut(entry.Key)
-	return w.Storage.Put(ctx, entry)
-}
-
 func TestLongPollWakesOnChange(t *testing.T) {
 	e := configured(t)
 	head := e.changes(0, "").Head
@@ -151,19 +122,6 @@ func TestFeedSurvivesRestart(t *testing.T) {
 	seq, err := f.Append(context.Background(), e.s, "", "dev", wire.OpRoleUpdated, time.Now())
 	require.NoError(t, err)
 	assert.Equal(t, e.b.feed.head+1, seq)
-}
-
-func TestTombstonesPurgedAfterRetention(t *testing.T) {
-	e := configured(t)
-	clock := time.Now().UTC()
-	e.b.now = func() time.Time { return clock }
-	id := e.issue("a", nil)["key_id"].(string)
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
-	assert.Equal(t, 0, toInt(e.mustOK(logical.UpdateOperation, "tidy", nil).Data["tombstones_purged"]))
-	assert.Equal(t, "revoked", e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data["status"])
-	clock = clock.Add(721 * time.Hour)
-	assert.Equal(t, 1, toInt(e.mustOK(logical.UpdateOperation, "tidy", nil).Data["tombstones_purged"]))
-	assert.Nil(t, e.mustOK(logical.ReadOperation, "lookup/"+id, nil))
 }
 
 func toInt(v interface{}) int {
