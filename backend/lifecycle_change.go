@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -194,8 +195,12 @@ func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string
 // revokeLiveName revokes a name by its name (`vault delete keys/<name>`).
 func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, name string) (*revoked, error) {
 	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
-	if err != nil {
+	var missing *inputError
+	if errors.As(err, &missing) {
 		return nil, invalid("no live key named %q: nothing was revoked (list keys with `vault list apikeys/keys`)", printable(name))
+	}
+	if err != nil {
+		return nil, err
 	}
 	defer unlock()
 	seq, err := b.revokeName(ctx, s, name, n)
@@ -219,8 +224,11 @@ func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string)
 	lock.Lock()
 	defer lock.Unlock()
 	// Re-read under the lock: another writer may have changed it meanwhile.
-	if rec, err = b.getRecord(ctx, s, keyID); err != nil || rec == nil {
+	if rec, err = b.getRecord(ctx, s, keyID); err != nil {
 		return nil, err
+	}
+	if rec == nil { // purged meanwhile
+		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
 	}
 	if rec.Status == wire.StatusRevoked {
 		seq, err := b.republishKey(ctx, s, rec)
