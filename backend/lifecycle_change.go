@@ -16,6 +16,59 @@ import (
 // done to a name applies to every key of it, the current one and those still
 // in rotation grace (DESIGN §4).
 
+func errNoLiveKey(name string) error {
+	return invalid("no live key named %q (list keys with `vault list apikeys/keys`)", printable(name))
+}
+
+// lockLiveKey takes a name's lock and reads its entry and current record. The
+// caller releases the lock with the returned func.
+func (b *Backend) lockLiveKey(ctx context.Context, s logical.Storage, name string) (*NameEntry, *Record, func(), error) {
+	lock := b.nameLock(name)
+	lock.Lock()
+	n, err := b.getName(ctx, s, name)
+	if err == nil && n == nil {
+		err = errNoLiveKey(name)
+	}
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, nil, err
+	}
+	rec, err := b.getRecord(ctx, s, n.KeyID)
+	if err == nil && rec == nil {
+		err = fmt.Errorf("key %s: name entry without record %s", name, n.KeyID)
+	}
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, nil, err
+	}
+	return n, rec, lock.Unlock, nil
+}
+
+// nameRecords reads every key of a name: the current one, then those in grace.
+func (b *Backend) nameRecords(ctx context.Context, s logical.Storage, n *NameEntry) ([]*Record, error) {
+	var out []*Record
+	for _, id := range append([]string{n.KeyID}, n.Previous...) {
+		rec, err := b.getRecord(ctx, s, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// seqOrHead is seq, or the feed head when a mutation had nothing to publish
+// (already in the state asked for): every change that led there is at or
+// before the head.
+func (b *Backend) seqOrHead(ctx context.Context, s logical.Storage, seq uint64) (uint64, error) {
+	if seq > 0 {
+		return seq, nil
+	}
+	return b.feed.Head(ctx, s)
+}
+
 // statusChanged is what disable and enable return.
 type statusChanged struct {
 	name, keyID, status string
