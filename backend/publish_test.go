@@ -177,3 +177,35 @@ func TestRepairPassPublishesRoleChange(t *testing.T) {
 	}
 	assert.Equal(t, []string{"dev role-updated"}, ops)
 }
+
+// ctxStorage honours cancellation like Vault's real storage, and cancels the
+// request (a client disconnecting) right after the first record write.
+type ctxStorage struct {
+	logical.Storage
+	cancel context.CancelFunc
+}
+
+func (c *ctxStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := c.Storage.Put(ctx, entry)
+	if strings.HasPrefix(entry.Key, storageKeyPrefix) {
+		c.cancel()
+	}
+	return err
+}
+
+// Defect 1 (issue 14), the disconnect case: once the record is written, the
+// client going away does not stop its publish.
+func TestDisconnectAfterRecordWriteStillPublishes(t *testing.T) {
+	e := configured(t)
+	id := e.issue("k", nil)["key_id"].(string)
+	head := e.changes(0, "").Head
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _ = e.b.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "revoke",
+		Data: map[string]interface{}{"key_id": id}, Storage: &ctxStorage{Storage: e.s, cancel: cancel}})
+	require.Equal(t, wire.StatusRevoked, e.lookupStatus(id), "the record was written")
+	assert.True(t, e.published(head, id, wire.OpRevoked), "and published despite the disconnect")
+}
