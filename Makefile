@@ -9,11 +9,19 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 all: build
 
+# VERSION is stamped into every binary (the plugin reports it to Vault as its
+# running version; the verifier shows it in -version and build_info):
+# the git tag when there is one, else a dev version naming the commit.
+VERSION ?= $(shell v=$$(git describe --tags --always --dirty 2>/dev/null); \
+	case "$$v" in (v[0-9]*) echo "$$v";; ("") echo v0.0.0-dev;; (*) echo "v0.0.0-dev+$$v";; esac)
+LDFLAGS := -X github.com/vault-apikeys/vault-apikeys/plugin.Version=$(VERSION) \
+	-X github.com/vault-apikeys/vault-apikeys/verifier.Version=$(VERSION)
+
 ## build: compile the plugin and the verifier into bin/
 build:
 	@mkdir -p bin
-	$(GO) build -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
-	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -ldflags "-X github.com/vault-apikeys/vault-apikeys/verifier.Version=$$(git describe --tags --always --dirty)" -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
+	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -ldflags "$(LDFLAGS)" -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
 
 ## vault: make sure a Vault >= 1.15 is available (builds the pinned 1.19.0 once)
 vault:
@@ -35,9 +43,9 @@ lint:
 	$(GO) vet $(PKGS)
 	GOFLAGS= $(GO) run $(STATICCHECK) $(PKGS)
 
-## unit: the fast tests only (no Vault)
+## unit: every package's unit tests, without Vault (integration tests skip under -short)
 unit:
-	$(GO) test -race -count=1 -short ./token/ ./envelope/ ./wire/
+	$(GO) test -race -count=1 -short $(PKGS)
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s

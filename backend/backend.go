@@ -33,6 +33,8 @@ type Backend struct {
 	now       func() time.Time
 
 	nameLocks []*locksutil.LockEntry
+	// roleLocks order issuance against role updates and deletes (lifecycle.go).
+	roleLocks []*locksutil.LockEntry
 	tidyMu    sync.Mutex
 
 	// entityInfo looks up a creating entity (System().EntityInfo; tests swap it).
@@ -63,13 +65,17 @@ const recordCacheSize = 100000
 // roleCacheSize bounds the role cache; an evicted role is read again.
 const roleCacheSize = 10000
 
-// Factory is the logical.Factory of the plugin.
-func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
-	b := New(NewTransitSealer)
-	if err := b.Setup(ctx, conf); err != nil {
-		return nil, err
+// Factory returns the logical.Factory of the plugin. version is reported to
+// Vault as the mount's running version; the plugin owns it (plugin.Version).
+func Factory(version string) logical.Factory {
+	return func(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+		b := New(NewTransitSealer)
+		b.Backend.RunningVersion = version
+		if err := b.Setup(ctx, conf); err != nil {
+			return nil, err
+		}
+		return b, nil
 	}
-	return b, nil
 }
 
 // New builds an unconfigured backend; call Setup before use.
@@ -78,6 +84,7 @@ func New(newSealer SealerFactory) *Backend {
 		newSealer:   newSealer,
 		now:         func() time.Time { return time.Now().UTC() },
 		nameLocks:   locksutil.CreateLocks(),
+		roleLocks:   locksutil.CreateLocks(),
 		feed:        NewFeed(),
 		index:       NewIndex(),
 		roles:       newReadCache[*Role](roleCacheSize),
@@ -107,7 +114,6 @@ func New(newSealer SealerFactory) *Backend {
 		PeriodicFunc:   b.periodic,
 		Clean:          b.clean,
 		Invalidate:     b.invalidate,
-		RunningVersion: Version,
 	}
 	return b
 }

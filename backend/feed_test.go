@@ -158,7 +158,7 @@ func TestChangesPathAfterID(t *testing.T) {
 	e.issue("a", nil)
 	e.issue("b", nil)
 	page := e.changes(0, "")
-	require.Len(t, page.Changes, 2)
+	require.Len(t, page.Changes, 3, "the role's creation, then the two keys")
 	require.NotEmpty(t, page.Changes[0].ID)
 	ok := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": "1", "after_id": page.Changes[0].ID}).Data
 	assert.Equal(t, false, ok["reset"])

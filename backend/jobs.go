@@ -41,11 +41,13 @@ func (b *Backend) processExpiries(ctx context.Context, s logical.Storage) (expir
 				}
 				graceRevoked++
 			} else {
-				if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, wire.OpExpired, now); err != nil {
+				announced, err := b.announceExpired(ctx, s, rec.KeyID)
+				if err != nil {
 					return expired, graceRevoked, err
 				}
-				b.sendEvent(ctx, "key-expired", "key_id", rec.KeyID, "name", rec.Name)
-				expired++
+				if announced {
+					expired++
+				}
 			}
 		}
 		if err := s.Delete(ctx, storageExpPrefix+k); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/vaultaddr"
 )
 
 const storageConfig = "config"
@@ -230,7 +231,7 @@ func (c *Config) validate() string {
 	case c.DEKTTL == 0:
 		return "dek_ttl must be positive"
 	}
-	for _, addr := range splitAddrs(c.VaultAddr) {
+	for _, addr := range vaultaddr.Split(c.VaultAddr) {
 		u, err := url.Parse(addr)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Sprintf("vault_addr %q is not an http(s) URL (or a comma-separated list of them)", addr)

@@ -9,8 +9,6 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/vault-apikeys/vault-apikeys/envelope"
-	"github.com/vault-apikeys/vault-apikeys/token"
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
@@ -78,184 +76,71 @@ func (b *Backend) keyExists(ctx context.Context, req *logical.Request, d *framew
 	return b.index.Has(ctx, req.Storage, name)
 }
 
-// badRequest renders an operator mistake as a clean 400.
-func badRequest(err error) (*logical.Response, error) {
-	return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
-}
-
-// keyRequest is a validated create request.
-type keyRequest struct {
-	name, workspace, description string
-	role                         *Role
-	ttl                          time.Duration
-	cidrs, permissions           []string
-	metadata                     map[string]string
-}
-
-func (b *Backend) parseKeyRequest(ctx context.Context, s logical.Storage, d *framework.FieldData, cfg *Config) (*keyRequest, error) {
-	kr := &keyRequest{name: d.Get("name").(string)}
-	if err := validName("key", kr.name); err != nil {
+// parseKeyRequest reads a create request. Checks that need the role (it may
+// change meanwhile) are made by issue, under the role's lock.
+func parseKeyRequest(d *framework.FieldData) (*keyRequest, error) {
+	kr := &keyRequest{KeySpec: KeySpec{Name: d.Get("name").(string), Role: d.Get("role").(string)}}
+	if err := validName("key", kr.Name); err != nil {
 		return nil, err
 	}
-	roleName := d.Get("role").(string)
-	if roleName == "" {
+	if kr.Role == "" {
 		return nil, errors.New("role is required: issue keys under a role, e.g. role=developer (list roles with `vault list apikeys/roles`)")
 	}
-	role, err := b.getRole(ctx, s, roleName)
-	if err != nil {
-		return nil, err
-	}
-	if role == nil {
-		return nil, fmt.Errorf("unknown role %q: create it first with `vault write apikeys/roles/%s permissions=…`", printable(roleName), printable(roleName))
-	}
-	kr.role = role
 	if ws, ok := d.GetOk("workspace"); ok && ws.(string) != "" {
-		kr.workspace = ws.(string)
-		if err := validWorkspace(kr.workspace); err != nil {
+		kr.Workspace = ws.(string)
+		if err := validWorkspace(kr.Workspace); err != nil {
 			return nil, err
 		}
-		if !wire.WorkspaceAllowed(role.AllowedWorkspaces, kr.workspace) {
-			return nil, fmt.Errorf("workspace %q is not allowed by role %q (allowed: %v)", kr.workspace, role.Name, role.AllowedWorkspaces)
-		}
 	}
-	if kr.ttl, err = resolveTTL(d, role, cfg); err != nil {
-		return nil, err
-	}
+	kr.ttl, kr.ttlGiven = ttlField(d)
+	var err error
 	if v, ok := d.GetOk("allowed_cidrs"); ok {
-		if kr.cidrs, err = normalizeCIDRs(v.([]string)); err != nil {
+		if kr.AllowedCIDRs, err = normalizeCIDRs(v.([]string)); err != nil {
 			return nil, err
 		}
 	}
-	kr.permissions = []string{"*"}
+	kr.Permissions = []string{"*"}
 	if v, ok := d.GetOk("permissions"); ok {
-		kr.permissions = v.([]string)
-		if err := validPermissions(kr.permissions); err != nil {
+		kr.Permissions = v.([]string)
+		if err := validPermissions(kr.Permissions); err != nil {
 			return nil, err
 		}
 	}
-	kr.description = d.Get("description").(string)
-	if err := validDescription(kr.description); err != nil {
+	kr.Description = d.Get("description").(string)
+	if err := validDescription(kr.Description); err != nil {
 		return nil, err
 	}
 	if v, ok := d.GetOk("metadata"); ok {
-		kr.metadata = v.(map[string]string)
-		if err := validMetadata(kr.metadata); err != nil {
+		kr.Metadata = v.(map[string]string)
+		if err := validMetadata(kr.Metadata); err != nil {
 			return nil, err
 		}
 	}
 	return kr, nil
 }
 
-// resolveTTL picks a key's lifetime: the request's, else the role's, else the
-// mount's default, else the tightest max; 0 means never expires.
-func resolveTTL(d *framework.FieldData, role *Role, cfg *Config) (time.Duration, error) {
-	limit := role.MaxTTL
-	if cfg.MaxTTL > 0 && (limit == 0 || cfg.MaxTTL < limit) {
-		limit = cfg.MaxTTL
-	}
+// ttlField reads the optional ttl field of create and rotate.
+func ttlField(d *framework.FieldData) (time.Duration, bool) {
 	raw, given := d.GetOk("ttl")
 	if !given {
-		for _, ttl := range []time.Duration{role.TTL, cfg.DefaultTTL, limit} {
-			if ttl > 0 {
-				if limit > 0 && ttl > limit {
-					return limit, nil
-				}
-				return ttl, nil
-			}
-		}
-		return 0, nil
+		return 0, false
 	}
-	ttl := time.Duration(raw.(int)) * time.Second
-	switch {
-	case ttl < 0:
-		return 0, fmt.Errorf("ttl must not be negative")
-	case ttl == 0 && limit > 0:
-		return 0, fmt.Errorf("ttl=0 (never expires) is not allowed: role %q or the mount sets max_ttl %s; give a ttl up to that", role.Name, limit)
-	case limit > 0 && ttl > limit:
-		return 0, fmt.Errorf("ttl %s exceeds the max_ttl %s of role %q (or the mount); ask for less", ttl, limit, role.Name)
-	}
-	return ttl, nil
+	return time.Duration(raw.(int)) * time.Second, true
 }
 
 func (b *Backend) pathKeyCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	sealer, cfg, err := b.sealerFor(ctx, req.Storage)
+	kr, err := parseKeyRequest(d)
 	if err != nil {
 		return badRequest(err)
 	}
-	kr, err := b.parseKeyRequest(ctx, req.Storage, d, cfg)
+	out, err := b.issue(ctx, req, kr)
 	if err != nil {
-		return badRequest(err)
+		return failed(err)
 	}
-	lock := b.nameLock(kr.name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	why, err := b.index.Reserve(ctx, req.Storage, kr.name, kr.role.Name, cfg.MaxKeys, kr.role.MaxKeys)
-	if err != nil {
-		return nil, err
-	}
-	if why != "" {
-		return logical.ErrorResponse(why), logical.ErrInvalidRequest
-	}
-	var committed *NameEntry
-	defer func() { b.index.Commit(kr.name, committed) }()
-
-	tok, err := token.Generate(cfg.Prefix)
-	if err != nil {
-		return nil, err
-	}
-	rec, err := b.newRecord(ctx, req, sealer, cfg, tok, kr)
-	if err != nil {
-		return nil, err
-	}
-	entry := nameEntryOf(rec, nil)
-	if err := b.putIndexes(ctx, req.Storage, rec); err != nil {
-		return nil, err
-	}
-	if err := b.putNamed(ctx, req.Storage, rec, entry); err != nil {
-		return nil, err
-	}
-	committed = &entry
-	if _, err := b.feed.Append(ctx, req.Storage, rec.KeyID, rec.Role, wire.OpCreated, rec.CreatedAt); err != nil {
-		return nil, err
-	}
-	b.sendEvent(ctx, "key-created", "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
-
-	data := b.recordView(rec, nil, rec.CreatedAt)
-	data["key"] = tok.String()
+	data := b.recordView(out.rec, nil, out.rec.CreatedAt)
+	data["key"] = out.key.String()
+	data["seq"] = out.seq
 	return &logical.Response{Data: data}, nil
-}
-
-// newRecord builds and seals the record of a freshly generated token.
-func (b *Backend) newRecord(ctx context.Context, req *logical.Request, sealer Sealer, cfg *Config, tok token.Token, kr *keyRequest) (*Record, error) {
-	now := b.now()
-	digest := tok.Digest()
-	sealed, err := sealer.Seal(ctx, envelope.AAD(cfg.MountID, tok.KeyID), digest[:])
-	clear(digest[:])
-	if err != nil {
-		return nil, fmt.Errorf("seal key %s: %w", tok.KeyID, err)
-	}
-	rec := &Record{
-		KeyID: tok.KeyID, Name: kr.name, Role: kr.role.Name, Workspace: kr.workspace,
-		Description: kr.description, Permissions: kr.permissions, AllowedCIDRs: kr.cidrs,
-		Metadata: kr.metadata, Status: wire.StatusActive, CreatedAt: now,
-		CreatedBy: b.creator(req), Sealed: sealed,
-	}
-	if kr.ttl > 0 {
-		exp := now.Add(kr.ttl)
-		rec.ExpiresAt = &exp
-	}
-	return rec, nil
-}
-
-func (b *Backend) creator(req *logical.Request) Creator {
-	c := Creator{EntityID: req.EntityID, DisplayName: req.DisplayName}
-	if req.EntityID != "" && b.System() != nil {
-		if ent, err := b.System().EntityInfo(req.EntityID); err == nil && ent != nil && ent.Name != "" {
-			c.DisplayName = ent.Name
-		}
-	}
-	return c
 }
 
 func (b *Backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -296,47 +181,6 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	}
 	data["previous_keys"] = previous
 	return &logical.Response{Data: data}, nil
-}
-
-// recordView is what read, list and create show: never the key or its digest.
-func (b *Backend) recordView(rec *Record, u *wire.Usage, now time.Time) map[string]interface{} {
-	data := map[string]interface{}{
-		"name":           rec.Name,
-		"key_id":         rec.KeyID,
-		"role":           rec.Role,
-		"workspace":      rec.Workspace,
-		"permissions":    rec.Permissions,
-		"allowed_cidrs":  nonNil(rec.AllowedCIDRs),
-		"description":    rec.Description,
-		"status":         rec.status(now),
-		"created_at":     rec.CreatedAt.Format(time.RFC3339),
-		"created_by":     map[string]interface{}{"entity_id": rec.CreatedBy.EntityID, "display_name": rec.CreatedBy.DisplayName},
-		"expires_at":     formatTime(rec.ExpiresAt),
-		"metadata":       nonNilMap(rec.Metadata),
-		"use_count":      uint64(0),
-		"last_used_at":   "",
-		"last_used_from": "",
-	}
-	if u != nil {
-		data["use_count"] = u.Count
-		data["last_used_at"] = u.LastUsedAt.Format(time.RFC3339)
-		data["last_used_from"] = u.LastUsedFrom
-	}
-	return data
-}
-
-func formatTime(t *time.Time) string {
-	if t == nil {
-		return ""
-	}
-	return t.Format(time.RFC3339)
-}
-
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
 }
 
 func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -383,91 +227,13 @@ func (b *Backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *fr
 	if err := validName("key", name); err != nil {
 		return badRequest(err)
 	}
-	lock := b.nameLock(name)
-	lock.Lock()
-	defer lock.Unlock()
-	n, err := b.getName(ctx, req.Storage, name)
+	out, err := b.revokeLiveName(ctx, req.Storage, name)
 	if err != nil {
-		return nil, err
+		return failed(err)
 	}
-	if n == nil {
-		return badRequest(fmt.Errorf("no live key named %q: nothing was revoked (list keys with `vault list apikeys/keys`)", name))
-	}
-	return nil, b.revokeName(ctx, req.Storage, name, n)
-}
-
-// revokeName revokes the name's key (and any key still in rotation grace) and
-// frees the name. The caller holds the name lock.
-func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string, n *NameEntry) error {
-	for _, id := range append([]string{n.KeyID}, n.Previous...) {
-		rec, err := b.getRecord(ctx, s, id)
-		if err != nil {
-			return err
-		}
-		if rec != nil {
-			if err := b.revokeRecord(ctx, s, rec); err != nil {
-				return err
-			}
-		}
-	}
-	if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
-		return fmt.Errorf("free name %s: %w", name, err)
-	}
-	b.index.Remove(name)
-	return nil
-}
-
-// revokeRecord turns a record into its tombstone, then publishes the change:
-// the record is written first so a verifier re-reading after the eviction
-// sees the revocation.
-func (b *Backend) revokeRecord(ctx context.Context, s logical.Storage, rec *Record) error {
-	if rec.Status == wire.StatusRevoked {
-		return nil
-	}
-	now := b.now()
-	rec.Status, rec.RevokedAt = wire.StatusRevoked, &now
-	if err := b.putRecord(ctx, s, rec); err != nil {
-		return err
-	}
-	if err := putJSON(ctx, s, tombKey(now, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
-		return err
-	}
-	if rec.CreatedBy.EntityID != "" {
-		if err := s.Delete(ctx, ownerKey(rec.CreatedBy.EntityID, rec.KeyID)); err != nil {
-			return fmt.Errorf("drop owner index of %s: %w", rec.KeyID, err)
-		}
-	}
-	if _, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, wire.OpRevoked, now); err != nil {
-		return err
-	}
-	b.sendEvent(ctx, "key-revoked", "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
-	return nil
-}
-
-// revokeRoleKeys revokes every live key of a role (role delete with revoke_keys).
-func (b *Backend) revokeRoleKeys(ctx context.Context, req *logical.Request, role string) error {
-	for {
-		names, entries, err := b.index.Page(ctx, req.Storage, ListFilter{Role: role, Limit: 500})
-		if err != nil || len(names) == 0 {
-			return err
-		}
-		for _, name := range names {
-			n := entries[name]
-			lock := b.nameLock(name)
-			lock.Lock()
-			err := b.revokeName(ctx, req.Storage, name, &n)
-			lock.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-	}
-}
-
-func (b *Backend) sendEvent(ctx context.Context, kind string, kv ...string) {
-	if err := logical.SendEvent(ctx, b, "apikeys/"+kind, kv...); err != nil && !errors.Is(err, framework.ErrNoEvents) {
-		b.logger.Debug("send event", "type", kind, "error", err)
-	}
+	return &logical.Response{Data: map[string]interface{}{
+		"name": name, "key_id": out.rec.KeyID, "status": wire.StatusRevoked, "seq": out.seq,
+	}}, nil
 }
 
 const pathKeysHelpSyn = `Issue, read and revoke API keys.`

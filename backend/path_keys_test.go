@@ -6,15 +6,31 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/vault-apikeys/vault-apikeys/envelope"
 	"github.com/vault-apikeys/vault-apikeys/token"
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
+
+func TestTTLRules(t *testing.T) {
+	e := configured(t)
+	e.mustOK(logical.CreateOperation, "roles/forever", map[string]interface{}{"permissions": "*"})
+	e.mustOK(logical.CreateOperation, "roles/short", map[string]interface{}{"permissions": "*", "ttl": "1h", "max_ttl": "2h"})
+	assert.Equal(t, "", e.issue("a", map[string]interface{}{"role": "forever", "ttl": "0"})["expires_at"], "never expires where allowed")
+	assert.Equal(t, "", e.issue("b", map[string]interface{}{"role": "forever"})["expires_at"])
+	exp := e.issue("c", map[string]interface{}{"role": "short"})["expires_at"].(string)
+	at, err := time.Parse(time.RFC3339, exp)
+	require.NoError(t, err)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), at, time.Minute, "role ttl is the default")
+	e.mustFail(logical.CreateOperation, "keys/d", map[string]interface{}{"role": "short", "ttl": "3h"}, "exceeds")
+	// A mount max_ttl caps roles without one.
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_ttl": "10h"})
+	e.mustFail(logical.CreateOperation, "keys/e", map[string]interface{}{"role": "forever", "ttl": "0"}, "never expires")
+}
 
 func TestIssueReadListRevoke(t *testing.T) {
 	e := configured(t)
@@ -48,24 +64,6 @@ func TestIssueReadListRevoke(t *testing.T) {
 	// The name can be issued again.
 	again := e.issue("ci-deploy", map[string]interface{}{"workspace": "prod"})
 	assert.NotEqual(t, tok.KeyID, again["key_id"])
-}
-
-func TestSealedDigestOpensOnlyForItsKey(t *testing.T) {
-	e := configured(t)
-	data := e.issue("k", nil)
-	tok, err := token.Parse(data["key"].(string))
-	require.NoError(t, err)
-	rec, err := e.b.getRecord(context.Background(), e.s, tok.KeyID)
-	require.NoError(t, err)
-	dek, err := e.sealer.unwrap(rec.Sealed.WrappedDEK)
-	require.NoError(t, err)
-	cfg, _ := e.b.loadConfig(context.Background(), e.s)
-	got, err := envelope.Open(dek, rec.Sealed, envelope.AAD(cfg.MountID, tok.KeyID))
-	require.NoError(t, err)
-	want := tok.Digest()
-	assert.True(t, token.Equal(got, want[:]))
-	_, err = envelope.Open(dek, rec.Sealed, envelope.AAD("other-mount", tok.KeyID))
-	assert.Error(t, err)
 }
 
 func TestNoSecretInStorage(t *testing.T) {
@@ -154,27 +152,6 @@ func TestBadInputChangesNothing(t *testing.T) {
 	assert.Equal(t, before, e.snapshot(), "bad input must not change storage")
 }
 
-func TestMissingConfig(t *testing.T) {
-	e := newTestEnv(t)
-	e.mustFail(logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev"}, "not configured")
-	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"token": "t"}, "vault_addr is required")
-	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://a"}, "token is required")
-	assert.Empty(t, e.snapshot())
-}
-
-func TestConfigTokenIsWriteOnly(t *testing.T) {
-	e := configured(t)
-	data := e.mustOK(logical.ReadOperation, "config", nil).Data
-	assert.NotContains(t, data, "token")
-	assert.Equal(t, true, data["token_set"])
-	assert.Equal(t, "transit", data["transit_mount"])
-	assert.Equal(t, 10000, data["max_keys"])
-	assert.NotEmpty(t, data["mount_id"])
-	// A second write keeps the mount id (records stay bound to it).
-	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_keys": 5})
-	assert.Equal(t, data["mount_id"], e.mustOK(logical.ReadOperation, "config", nil).Data["mount_id"])
-}
-
 func TestListPagesAndFilters(t *testing.T) {
 	e := configured(t)
 	e.mustOK(logical.CreateOperation, "roles/ops", map[string]interface{}{"permissions": "*"})
@@ -261,60 +238,4 @@ func TestIndexSurvivesRestart(t *testing.T) {
 	e2.mustFail(logical.CreateOperation, "keys/c", map[string]interface{}{"role": "dev"}, "key limit exceeded")
 	keys := e2.mustOK(logical.ListOperation, "keys/", map[string]interface{}{}).Data["keys"]
 	assert.Equal(t, []string{"a", "b"}, keys)
-}
-
-func TestRevokeByIDAndLeakedKey(t *testing.T) {
-	e := configured(t)
-	a := e.issue("a", nil)
-	bKey := e.issue("b", nil)["key"].(string)
-	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": a["key_id"]})
-	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key": bKey})
-	keys := e.mustOK(logical.ListOperation, "keys/", map[string]interface{}{}).Data["keys"]
-	assert.Empty(t, keys)
-	again := e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key": bKey}).Data
-	assert.Equal(t, true, again["already_revoked"])
-	// A well-formed key with a bad checksum is rejected before any lookup.
-	bad := bKey[:len(bKey)-6] + "000000"
-	e.mustFail(logical.UpdateOperation, "revoke", map[string]interface{}{"key": bad}, "checksum")
-}
-
-func TestEffectivePermissionsFollowRole(t *testing.T) {
-	e := configured(t)
-	id := e.issue("k", map[string]interface{}{"workspace": "prod"})["key_id"].(string)
-	lk := e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data
-	assert.ElementsMatch(t, []interface{}{"clusters:read", "clusters:write"}, lk["permissions"])
-	head := e.b.feed.head
-	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
-	lk = e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data
-	assert.Equal(t, []interface{}{"clusters:read"}, lk["permissions"])
-	ch := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": fmt.Sprint(head)}).Data["changes"].([]interface{})
-	require.Len(t, ch, 1)
-	assert.Equal(t, wire.OpRoleUpdated, ch[0].(map[string]interface{})["op"])
-	assert.Equal(t, "dev", ch[0].(map[string]interface{})["role"])
-}
-
-func TestRoleDeleteWithKeys(t *testing.T) {
-	e := configured(t)
-	id := e.issue("k", nil)["key_id"].(string)
-	e.mustFail(logical.DeleteOperation, "roles/dev", nil, "still has 1 live keys")
-	e.mustOK(logical.DeleteOperation, "roles/dev", map[string]interface{}{"revoke_keys": true})
-	lk := e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data
-	assert.Equal(t, wire.StatusRevoked, lk["status"])
-	assert.Nil(t, e.mustOK(logical.ReadOperation, "roles/dev", nil))
-}
-
-func TestBatchLookup(t *testing.T) {
-	e := configured(t)
-	a := e.issue("a", nil)["key_id"].(string)
-	b := e.issue("b", nil)["key_id"].(string)
-	e.mustOK(logical.DeleteOperation, "keys/b", nil)
-	data := e.mustOK(logical.UpdateOperation, "lookup", map[string]interface{}{"key_ids": []string{a, b, "ZZZZZZZZZZZZZZZZ"}}).Data
-	entries := data["entries"].([]interface{})
-	require.Len(t, entries, 3)
-	status := func(i int) string { return entries[i].(map[string]interface{})["status"].(string) }
-	assert.Equal(t, "active", status(0))
-	assert.Equal(t, "revoked", status(1))
-	assert.Equal(t, "not_found", status(2))
-	assert.NotEmpty(t, data["seq"])
-	assert.Nil(t, e.mustOK(logical.ReadOperation, "lookup/ZZZZZZZZZZZZZZZZ", nil))
 }

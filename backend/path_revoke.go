@@ -46,18 +46,13 @@ func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *
 	case !token.ValidKeyID(keyID):
 		return badRequest(keyIDError("key_id", keyID))
 	}
-	rec, err := b.getRecord(ctx, req.Storage, keyID)
+	out, err := b.revokeID(ctx, req.Storage, keyID)
 	if err != nil {
-		return nil, err
+		return failed(err)
 	}
-	if rec == nil {
-		return badRequest(fmt.Errorf("no key with key_id %s on this mount: nothing was revoked", keyID))
+	data := map[string]interface{}{"key_id": keyID, "name": out.rec.Name, "status": wire.StatusRevoked, "seq": out.seq}
+	if out.already {
+		data["already_revoked"] = true
 	}
-	if rec.Status == wire.StatusRevoked {
-		return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": wire.StatusRevoked, "already_revoked": true}}, nil
-	}
-	if err := b.revokeKeyID(ctx, req.Storage, rec); err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"key_id": keyID, "name": rec.Name, "status": wire.StatusRevoked}}, nil
+	return &logical.Response{Data: data}, nil
 }

@@ -122,6 +122,10 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := validName("role", name); err != nil {
 		return logical.ErrorResponse(err.Error()), logical.ErrInvalidRequest
 	}
+	// Exclusive: issuance under this role waits, so it sees the role as written.
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
 	old, err := b.getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -154,20 +158,20 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if msg := r.validate(); msg != "" {
 		return logical.ErrorResponse(msg), logical.ErrInvalidRequest
 	}
-	if err := putJSON(ctx, req.Storage, storageRolePrefix+name, r); err != nil {
-		b.roles.Remove(name) // unknown state: read it back next time
+	// Every write publishes, creation included: a role deleted and created
+	// again must reach verifiers that still hold keys of the old one.
+	seq, err := b.commitRole(ctx, req.Storage, name, wire.OpRoleUpdated, func(ctx context.Context) error {
+		if err := putJSON(ctx, req.Storage, storageRolePrefix+name, r); err != nil {
+			b.roles.Remove(name) // unknown state: read it back next time
+			return err
+		}
+		b.roles.Set(name, r)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.roles.Set(name, r)
-	// Verifiers drop every cached key of the role: permissions, workspaces or
-	// CIDRs may have narrowed.
-	if old != nil {
-		if _, err := b.feed.Append(ctx, req.Storage, "", name, wire.OpRoleUpdated, b.now()); err != nil {
-			return nil, err
-		}
-		b.sendEvent(ctx, "role-updated", "role", name)
-	}
-	return nil, nil
+	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
 }
 
 func (r *Role) validate() string {
@@ -196,6 +200,10 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err := validName("role", name); err != nil {
 		return badRequest(err)
 	}
+	// Exclusive: no key of the role is issued while it is counted and removed.
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
 	r, err := b.getRole(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -211,20 +219,22 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		if !d.Get("revoke_keys").(bool) {
 			return logical.ErrorResponse("role %q still has %d live keys: revoke them first, or delete with revoke_keys=true to revoke them all", name, count), logical.ErrInvalidRequest
 		}
-		if err := b.revokeRoleKeys(ctx, req, name); err != nil {
+		if _, err := b.revokeRoleKeys(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
 	}
-	if err := req.Storage.Delete(ctx, storageRolePrefix+name); err != nil {
-		b.roles.Remove(name)
-		return nil, fmt.Errorf("delete role %s: %w", name, err)
-	}
-	b.roles.Set(name, nil)
-	if _, err := b.feed.Append(ctx, req.Storage, "", name, wire.OpRoleDeleted, b.now()); err != nil {
+	seq, err := b.commitRole(ctx, req.Storage, name, wire.OpRoleDeleted, func(ctx context.Context) error {
+		if err := req.Storage.Delete(ctx, storageRolePrefix+name); err != nil {
+			b.roles.Remove(name)
+			return fmt.Errorf("delete role %s: %w", name, err)
+		}
+		b.roles.Set(name, nil)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.sendEvent(ctx, "role-deleted", "role", name)
-	return nil, nil
+	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
 }
 
 func (b *Backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -233,13 +243,6 @@ func (b *Backend) pathRoleList(ctx context.Context, req *logical.Request, _ *fra
 		return nil, err
 	}
 	return logical.ListResponse(names), nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 const pathRolesHelpSyn = `Manage roles: the permissions, workspaces, network limits and lifetimes keys are issued under.`

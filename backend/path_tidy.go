@@ -17,6 +17,8 @@ type TidyResult struct {
 	ExpiredAnnounced  int `json:"expired_announced"`
 	GraceRevoked      int `json:"grace_revoked"`
 	OrphansRevoked    int `json:"orphans_revoked"`
+	// Republished counts written changes whose publish had failed.
+	Republished int `json:"republished"`
 }
 
 func pathTidy(b *Backend) []*framework.Path {
@@ -27,7 +29,7 @@ func pathTidy(b *Backend) []*framework.Path {
 			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidyWrite},
 		},
 		HelpSynopsis:    "Run the periodic housekeeping now (the active node also runs it every minute).",
-		HelpDescription: "Revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, removes tombstones older than tombstone_retention and feed entries older than feed_retention, and returns what it did. Safe to run concurrently with everything else.",
+		HelpDescription: "Revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, publishes any written change whose publish had failed, removes tombstones older than tombstone_retention and feed entries older than feed_retention, and returns what it did. Safe to run concurrently with everything else.",
 	}}
 }
 
@@ -46,6 +48,10 @@ func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, erro
 	var res TidyResult
 	cfg, err := b.loadConfig(ctx, s)
 	if err != nil || cfg == nil {
+		return res, err
+	}
+	// Repair first: a revocation whose publish failed must not wait behind the rest.
+	if res.Republished, err = b.republish(ctx, s); err != nil {
 		return res, err
 	}
 	if res.ExpiredAnnounced, res.GraceRevoked, err = b.processExpiries(ctx, s); err != nil {

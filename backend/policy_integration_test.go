@@ -53,8 +53,8 @@ func checkCapabilities(t *testing.T, c *api.Client, caps []capability) {
 	}
 }
 
-// TestLeastPrivilegePolicies proves each shipped policy allows its job and no more.
-func TestLeastPrivilegePolicies(t *testing.T) {
+// TestIntegrationLeastPrivilegePolicies proves each shipped policy allows its job and no more.
+func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=*")
 	sec, err := v.Client.Logical().Write("apikeys/keys/existing", map[string]interface{}{"role": "dev"})

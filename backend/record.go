@@ -26,11 +26,9 @@ type Creator struct {
 	DisplayName string `json:"display_name,omitempty"`
 }
 
-// Record is one key_id's durable state, stored at key/<key_id>. A revoked record
-// is its own tombstone: it keeps the sealed digest so verifiers can tell a
-// revoked key from a forged one.
-type Record struct {
-	KeyID        string            `json:"key_id"`
+// KeySpec is what the caller chose for a key at issuance. Rotation copies it
+// whole, so a field added here is carried to the new key without another edit.
+type KeySpec struct {
 	Name         string            `json:"name"`
 	Role         string            `json:"role"`
 	Workspace    string            `json:"workspace,omitempty"`
@@ -38,16 +36,27 @@ type Record struct {
 	Permissions  []string          `json:"permissions"`
 	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
-	Status       string            `json:"status"`
-	CreatedAt    time.Time         `json:"created_at"`
-	CreatedBy    Creator           `json:"created_by"`
-	ExpiresAt    *time.Time        `json:"expires_at,omitempty"`
-	RevokedAt    *time.Time        `json:"revoked_at,omitempty"`
+}
+
+// Record is one key_id's durable state, stored at key/<key_id>. A revoked record
+// is its own tombstone: it keeps the sealed digest so verifiers can tell a
+// revoked key from a forged one. KeySpec is embedded, so the stored JSON is flat.
+type Record struct {
+	KeyID string `json:"key_id"`
+	KeySpec
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy Creator    `json:"created_by"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	// GraceUntil is set on a key replaced by rotation: it stays valid until then
 	// (ExpiresAt is capped to it) and is revoked afterwards.
 	GraceUntil *time.Time      `json:"grace_until,omitempty"`
 	RotatedTo  string          `json:"rotated_to,omitempty"`
 	Sealed     envelope.Sealed `json:"sealed"`
+	// LastOp is the feed op of the newest change written to this record; a
+	// repair pass republishes it when that change may not have reached the feed.
+	LastOp string `json:"last_op,omitempty"`
 }
 
 // NameEntry maps a name to its live key_id (stored at name/<name>). Role,

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/vaultaddr"
 )
 
 // transitTimeout bounds every call to transit. Vault's seal and step-down wait
@@ -38,7 +38,7 @@ type TransitSealer struct {
 	// clients reach each configured Vault address; in an HA cluster any node
 	// forwards to the active one, so a dead node is skipped.
 	clients []*api.Client
-	good    atomic.Int32 // index of the last client that answered
+	ring    *vaultaddr.Ring // starts calls at the client that answered last
 	dekPath string
 	rewrap  string
 	maxUses int
@@ -64,7 +64,7 @@ type TransitSealer struct {
 // wrong address, token, mount or key name fails here with a clear message.
 func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Sealer, error) {
 	var clients []*api.Client
-	for _, addr := range splitAddrs(cfg.VaultAddr) {
+	for _, addr := range vaultaddr.Split(cfg.VaultAddr) {
 		conf := api.DefaultConfig()
 		conf.Address = addr
 		conf.Timeout = transitTimeout
@@ -79,6 +79,7 @@ func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Se
 	}
 	s := &TransitSealer{
 		clients: clients,
+		ring:    vaultaddr.NewRing(len(clients)),
 		dekPath: fmt.Sprintf("%s/datakey/plaintext/%s", cfg.TransitMount, cfg.TransitKey),
 		rewrap:  fmt.Sprintf("%s/rewrap/%s", cfg.TransitMount, cfg.TransitKey),
 		maxUses: cfg.DEKMaxUses,
@@ -337,29 +338,7 @@ func (s *TransitSealer) Forget() {
 // call runs fn against the last good address first, then the others, moving on
 // only when an address cannot be reached (a Vault answer, even an error, stops).
 func (s *TransitSealer) call(fn func(*api.Client) error) error {
-	start := int(s.good.Load())
-	var err error
-	for i := range s.clients {
-		idx := (start + i) % len(s.clients)
-		err = fn(s.clients[idx])
-		var re *api.ResponseError
-		if err == nil || errors.As(err, &re) && re.StatusCode != http.StatusServiceUnavailable && re.StatusCode != http.StatusBadGateway {
-			s.good.Store(int32(idx))
-			return err
-		}
-	}
-	return err
-}
-
-// splitAddrs reads vault_addr: one address or a comma-separated list.
-func splitAddrs(s string) []string {
-	var out []string
-	for _, a := range strings.Split(s, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
+	return s.ring.Do(0, func(i int) error { return fn(s.clients[i]) })
 }
 
 // Close implements Sealer.

@@ -53,6 +53,9 @@ func freeBase(t *testing.T, n int) int {
 
 func startCluster(t *testing.T, nodes int) *cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts a Raft cluster of real Vault servers (skipped by -short)")
+	}
 	c := &cluster{dir: t.TempDir()}
 	script := filepath.Join(vaulttest.Root(), "scripts", "raft-cluster")
 	cmd := exec.Command(script, "start", c.dir)

@@ -22,7 +22,7 @@ func Serve(args []string, logger hclog.Logger) error {
 		return err
 	}
 	return plugin.ServeMultiplex(&plugin.ServeOpts{
-		BackendFactoryFunc: backend.Factory,
+		BackendFactoryFunc: backend.Factory(Version),
 		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
 		Logger:             logger,
 	})

@@ -8,13 +8,12 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/vault-apikeys/vault-apikeys/backend"
 	"github.com/vault-apikeys/vault-apikeys/plugin"
 )
 
 func main() {
 	if len(os.Args) == 2 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
-		fmt.Println(plugin.Name, backend.Version)
+		fmt.Println(plugin.Name, plugin.Version)
 		return
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: plugin.Name})

@@ -11,7 +11,7 @@ import (
 const module = "github.com/vault-apikeys/vault-apikeys"
 
 // neutral are the packages every program may import; they import nothing of ours.
-var neutral = []string{"token", "envelope", "wire", "verdict"}
+var neutral = []string{"token", "envelope", "wire", "verdict", "vaultaddr"}
 
 // deps lists the packages of this module that pkgs depend on (themselves included),
 // as `go list -deps` sees them.

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -133,8 +134,12 @@ func FreePort(t T) int {
 }
 
 // Start runs a dev server on a free loopback port and stops it when the test ends.
+// Under -short (make unit) it skips the test: integration tests need no other guard.
 func Start(t T, opts ...Option) *Vault {
 	t.Helper()
+	if sk, ok := t.(interface{ Skip(args ...any) }); ok && testing.Testing() && testing.Short() {
+		sk.Skip("integration test: starts a Vault dev server (skipped by -short)")
+	}
 	o := options{engine: true}
 	for _, opt := range opts {
 		opt(&o)

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/plugin"
 	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
@@ -36,8 +37,8 @@ func cliJSON(t *testing.T, v *vaulttest.Vault, args ...string) map[string]interf
 	return m
 }
 
-// TestReadmeFlowThroughCLI is the README's walk-through on a real Vault.
-func TestReadmeFlowThroughCLI(t *testing.T) {
+// TestIntegrationReadmeFlowThroughCLI is the README's walk-through on a real Vault.
+func TestIntegrationReadmeFlowThroughCLI(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/developer", "permissions=clusters:read,clusters:write", "allowed_workspaces=*", "max_ttl=2160h")
 	created := cliJSON(t, v, "write", "apikeys/keys/ci-deploy", "role=developer", "workspace=prod", "description=CI deploys", "ttl=720h")
@@ -66,7 +67,7 @@ func TestReadmeFlowThroughCLI(t *testing.T) {
 	for _, c := range changes["changes"].([]interface{}) {
 		ops = append(ops, c.(map[string]interface{})["op"].(string))
 	}
-	assert.Equal(t, []string{"created", "revoked"}, ops)
+	assert.Equal(t, []string{"role-updated", "created", "revoked"}, ops)
 
 	help := cli(t, v, "path-help", "apikeys/keys/x")
 	assert.Contains(t, help, "workspace")
@@ -76,7 +77,7 @@ func TestReadmeFlowThroughCLI(t *testing.T) {
 	var mounts map[string]interface{}
 	require.NoError(t, json.Unmarshal([]byte(cli(t, v, "secrets", "list", "-detailed", "-format=json")), &mounts))
 	mount := mounts["apikeys/"].(map[string]interface{})
-	assert.Equal(t, "v0.1.0", mount["running_plugin_version"])
+	assert.Equal(t, plugin.Version, mount["running_plugin_version"], "the plugin reports its own version")
 }
 
 // mountStorage returns the apikeys mount's raw storage: what bad input must not change.
@@ -121,7 +122,7 @@ func call(t *testing.T, v *vaulttest.Vault, c apiCase) (int, string) {
 	return resp.StatusCode, strings.Join(out.Errors, "; ")
 }
 
-func TestBadInputOnRealVault(t *testing.T) {
+func TestIntegrationBadInput(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/developer", "permissions=clusters:read", "allowed_workspaces=prod,dev-*", "max_ttl=2160h")
 	cli(t, v, "write", "apikeys/keys/taken", "role=developer", "workspace=prod")
@@ -185,7 +186,7 @@ func TestBadInputOnRealVault(t *testing.T) {
 	assert.Equal(t, []interface{}{"taken"}, keys.Data["keys"])
 }
 
-func TestNoPlaintextInRawStorage(t *testing.T) {
+func TestIntegrationNoPlaintextInRawStorage(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
 	var secrets []string
@@ -208,7 +209,7 @@ func TestNoPlaintextInRawStorage(t *testing.T) {
 	}
 }
 
-func TestLongPollAndResetOnRealVault(t *testing.T) {
+func TestIntegrationLongPollAndReset(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
 	type polled struct {
@@ -251,7 +252,7 @@ func TestLongPollAndResetOnRealVault(t *testing.T) {
 	assert.Equal(t, true, sec.Data["reset"])
 }
 
-func TestConcurrentCreatesRespectLimitOnRealVault(t *testing.T) {
+func TestIntegrationConcurrentCreatesRespectLimit(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/config", "max_keys=15")
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*", "max_keys=12")
@@ -282,7 +283,7 @@ func TestConcurrentCreatesRespectLimitOnRealVault(t *testing.T) {
 
 // TestSealWhileRequestsInFlight: seal must not wait on parked polls or on
 // issuances that call back into transit for longer than the poll cap.
-func TestSealWhileRequestsInFlight(t *testing.T) {
+func TestIntegrationSealWhileRequestsInFlight(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
 	var issued atomic.Int32
@@ -309,7 +310,7 @@ func TestSealWhileRequestsInFlight(t *testing.T) {
 	assert.True(t, st.Sealed)
 }
 
-func TestOpenAPIDocumentsFields(t *testing.T) {
+func TestIntegrationOpenAPIDocumentsFields(t *testing.T) {
 	v := vaulttest.Start(t)
 	resp, err := v.Get("sys/internal/specs/openapi")
 	require.NoError(t, err)

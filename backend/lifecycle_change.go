@@ -1,0 +1,404 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
+)
+
+// Changes to issued keys: disable, enable, patch, revoke and expiry. What is
+// done to a name applies to every key of it, the current one and those still
+// in rotation grace (DESIGN §4).
+
+func errNoLiveKey(name string) error {
+	return invalid("no live key named %q (list keys with `vault list apikeys/keys`)", printable(name))
+}
+
+// lockLiveKey takes a name's lock and reads its entry and current record. The
+// caller releases the lock with the returned func.
+func (b *Backend) lockLiveKey(ctx context.Context, s logical.Storage, name string) (*NameEntry, *Record, func(), error) {
+	lock := b.nameLock(name)
+	lock.Lock()
+	n, err := b.getName(ctx, s, name)
+	if err == nil && n == nil {
+		err = errNoLiveKey(name)
+	}
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, nil, err
+	}
+	rec, err := b.getRecord(ctx, s, n.KeyID)
+	if err == nil && rec == nil {
+		err = fmt.Errorf("key %s: name entry without record %s", name, n.KeyID)
+	}
+	if err != nil {
+		lock.Unlock()
+		return nil, nil, nil, err
+	}
+	return n, rec, lock.Unlock, nil
+}
+
+// nameRecords reads every key of a name: the current one, then those in grace.
+func (b *Backend) nameRecords(ctx context.Context, s logical.Storage, n *NameEntry) ([]*Record, error) {
+	var out []*Record
+	for _, id := range append([]string{n.KeyID}, n.Previous...) {
+		rec, err := b.getRecord(ctx, s, id)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// seqOrHead is seq, or the feed head when a mutation had nothing to publish
+// (already in the state asked for): every change that led there is at or
+// before the head.
+func (b *Backend) seqOrHead(ctx context.Context, s logical.Storage, seq uint64) (uint64, error) {
+	if seq > 0 {
+		return seq, nil
+	}
+	return b.feed.Head(ctx, s)
+}
+
+// statusChanged is what disable and enable return.
+type statusChanged struct {
+	name, keyID, status string
+	seq                 uint64
+}
+
+// setStatus disables or enables every key of a name. A key already in that
+// state changes nothing, but a change of it that never reached the feed is
+// published now (the retry of a request whose publish failed).
+func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status, op string) (*statusChanged, error) {
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	now := b.now()
+	if cur.status(now) == wire.StatusExpired {
+		return nil, invalid("key %q has expired: issue a new one instead", printable(name))
+	}
+	recs, err := b.nameRecords(ctx, s, n)
+	if err != nil {
+		return nil, err
+	}
+	var seq uint64
+	var changes []keyChange
+	var events []event
+	for _, rec := range recs {
+		if st := rec.status(now); st == wire.StatusRevoked || st == wire.StatusExpired {
+			continue // a key in grace that ended: the job revokes it
+		}
+		if rec.Status == status {
+			republished, err := b.republishKey(ctx, s, rec)
+			if err != nil {
+				return nil, err
+			}
+			seq = max(seq, republished)
+			continue
+		}
+		rec.Status = status
+		changes = append(changes, keyChange{rec, op})
+		events = append(events, event{"key-" + op, []string{"key_id", rec.KeyID, "name", name, "role", rec.Role}})
+	}
+	published, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
+		for _, c := range changes {
+			if c.rec.KeyID != cur.KeyID {
+				if err := b.putRecord(ctx, s, c.rec); err != nil {
+					return err
+				}
+				continue
+			}
+			// The name entry repeats the status for list filters.
+			entry := nameEntryOf(c.rec, n.Previous)
+			if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
+				return err
+			}
+			b.index.Set(name, entry)
+		}
+		return nil
+	}, events...)
+	if err != nil {
+		return nil, err
+	}
+	if seq, err = b.seqOrHead(ctx, s, max(seq, published)); err != nil {
+		return nil, err
+	}
+	return &statusChanged{name: name, keyID: cur.KeyID, status: status, seq: seq}, nil
+}
+
+// keyPatch holds the fields `vault patch` may change; nil means unchanged.
+type keyPatch struct {
+	description *string
+	metadata    *map[string]string
+	cidrs       *[]string
+}
+
+func (p keyPatch) apply(spec *KeySpec) {
+	if p.description != nil {
+		spec.Description = *p.description
+	}
+	if p.metadata != nil {
+		spec.Metadata = *p.metadata
+	}
+	if p.cidrs != nil {
+		spec.AllowedCIDRs = *p.cidrs
+	}
+}
+
+// patch changes every live key of a name and returns the current one.
+func (b *Backend) patch(ctx context.Context, s logical.Storage, name string, p keyPatch) (*Record, uint64, error) {
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unlock()
+	recs, err := b.nameRecords(ctx, s, n)
+	if err != nil {
+		return nil, 0, err
+	}
+	var changes []keyChange
+	var events []event
+	for _, rec := range recs {
+		if rec.Status == wire.StatusRevoked {
+			continue
+		}
+		p.apply(&rec.KeySpec)
+		if rec.KeyID == cur.KeyID {
+			cur = rec // render the patched copy
+		}
+		changes = append(changes, keyChange{rec, wire.OpUpdated})
+		events = append(events, event{"key-updated", []string{"key_id", rec.KeyID, "name", rec.Name}})
+	}
+	seq, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
+		for _, c := range changes {
+			if err := b.putRecord(ctx, s, c.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, events...)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cur, seq, nil
+}
+
+// revoked is what a revocation returns.
+type revoked struct {
+	rec     *Record // the key asked for (by id), or the name's current key
+	seq     uint64
+	already bool // it was revoked before this request
+}
+
+// revokeName revokes every key of a name and frees the name. The caller
+// holds the name lock.
+func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string, n *NameEntry) (uint64, error) {
+	recs, err := b.nameRecords(ctx, s, n)
+	if err != nil {
+		return 0, err
+	}
+	now := b.now()
+	var seq uint64
+	var changes []keyChange
+	var events []event
+	for _, rec := range recs {
+		if rec.Status == wire.StatusRevoked {
+			republished, err := b.republishKey(ctx, s, rec)
+			if err != nil {
+				return 0, err
+			}
+			seq = max(seq, republished)
+			continue
+		}
+		markRevoked(rec, now)
+		changes = append(changes, keyChange{rec, wire.OpRevoked})
+		events = append(events, revokedEvent(rec))
+	}
+	published, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
+		for _, c := range changes {
+			if err := b.writeRevoked(ctx, s, c.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, events...)
+	if err != nil {
+		return 0, err
+	}
+	// The name is freed only once its keys are published, so a retry of a
+	// failed delete still finds them.
+	if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
+		return 0, fmt.Errorf("free name %s: %w", name, err)
+	}
+	b.index.Remove(name)
+	return b.seqOrHead(ctx, s, max(seq, published))
+}
+
+// revokeLiveName revokes a name by its name (`vault delete keys/<name>`).
+func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, name string) (*revoked, error) {
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+	var missing *inputError
+	if errors.As(err, &missing) {
+		return nil, invalid("no live key named %q: nothing was revoked (list keys with `vault list apikeys/keys`)", printable(name))
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	seq, err := b.revokeName(ctx, s, name, n)
+	if err != nil {
+		return nil, err
+	}
+	return &revoked{rec: cur, seq: seq}, nil
+}
+
+// revokeID revokes one key_id wherever it stands: the current key of its name
+// (which revokes the name and frees it) or a rotated-out key in grace.
+func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string) (*revoked, error) {
+	rec, err := b.getRecord(ctx, s, keyID)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
+	}
+	lock := b.nameLock(rec.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	// Re-read under the lock: another writer may have changed it meanwhile.
+	if rec, err = b.getRecord(ctx, s, keyID); err != nil {
+		return nil, err
+	}
+	if rec == nil { // purged meanwhile
+		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
+	}
+	if rec.Status == wire.StatusRevoked {
+		seq, err := b.republishKey(ctx, s, rec)
+		if err == nil {
+			seq, err = b.seqOrHead(ctx, s, seq)
+		}
+		return &revoked{rec: rec, seq: seq, already: true}, err
+	}
+	n, err := b.getName(ctx, s, rec.Name)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil && n.KeyID == rec.KeyID {
+		seq, err := b.revokeName(ctx, s, rec.Name, n)
+		return &revoked{rec: rec, seq: seq}, err
+	}
+	markRevoked(rec, b.now())
+	seq, err := b.commitKeys(ctx, s, []keyChange{{rec, wire.OpRevoked}}, func(ctx context.Context) error {
+		if err := b.writeRevoked(ctx, s, rec); err != nil {
+			return err
+		}
+		return b.dropPrevious(ctx, s, rec.Name, n, rec.KeyID)
+	}, revokedEvent(rec))
+	return &revoked{rec: rec, seq: seq}, err
+}
+
+// revokeKeyID revokes a record's key_id (for the periodic jobs).
+func (b *Backend) revokeKeyID(ctx context.Context, s logical.Storage, rec *Record) error {
+	_, err := b.revokeID(ctx, s, rec.KeyID)
+	return err
+}
+
+// revokeRoleKeys revokes every live key of a role (role delete with
+// revoke_keys). The caller holds the role's write lock, so no key of the role
+// is issued meanwhile. It returns the seq of the last revocation.
+func (b *Backend) revokeRoleKeys(ctx context.Context, s logical.Storage, role string) (uint64, error) {
+	var last uint64
+	for {
+		names, entries, err := b.index.Page(ctx, s, ListFilter{Role: role, Limit: 500})
+		if err != nil || len(names) == 0 {
+			return last, err
+		}
+		for _, name := range names {
+			n := entries[name]
+			lock := b.nameLock(name)
+			lock.Lock()
+			seq, err := b.revokeName(ctx, s, name, &n)
+			lock.Unlock()
+			if err != nil {
+				return last, err
+			}
+			last = max(last, seq)
+		}
+	}
+}
+
+func markRevoked(rec *Record, now time.Time) {
+	rec.Status, rec.RevokedAt = wire.StatusRevoked, &now
+}
+
+func revokedEvent(rec *Record) event {
+	return event{"key-revoked", []string{"key_id", rec.KeyID, "name", rec.Name, "role", rec.Role}}
+}
+
+// writeRevoked stores a revoked record as its own tombstone, indexed by
+// revocation time for tidy, and drops it from its creator's index.
+func (b *Backend) writeRevoked(ctx context.Context, s logical.Storage, rec *Record) error {
+	if err := b.putRecord(ctx, s, rec); err != nil {
+		return err
+	}
+	if err := putJSON(ctx, s, tombKey(*rec.RevokedAt, rec.KeyID), map[string]string{"key_id": rec.KeyID}); err != nil {
+		return err
+	}
+	if rec.CreatedBy.EntityID != "" {
+		if err := s.Delete(ctx, ownerKey(rec.CreatedBy.EntityID, rec.KeyID)); err != nil {
+			return fmt.Errorf("drop owner index of %s: %w", rec.KeyID, err)
+		}
+	}
+	return nil
+}
+
+// dropPrevious removes a rotated-out key_id from its name's grace list. The
+// caller holds the name lock.
+func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, name string, n *NameEntry, keyID string) error {
+	if n == nil {
+		return nil
+	}
+	i := slices.Index(n.Previous, keyID)
+	if i < 0 {
+		return nil
+	}
+	n.Previous = slices.Delete(slices.Clone(n.Previous), i, i+1)
+	if err := putJSON(ctx, s, storageNamePrefix+name, n); err != nil {
+		return err
+	}
+	b.index.Set(name, *n)
+	return nil
+}
+
+// announceExpired publishes that a key reached its expiry. Verifiers enforce
+// expires_at themselves; the entry lets them drop the key at once.
+func (b *Backend) announceExpired(ctx context.Context, s logical.Storage, keyID string) (bool, error) {
+	rec, err := b.getRecord(ctx, s, keyID)
+	if err != nil || rec == nil {
+		return false, err
+	}
+	lock := b.nameLock(rec.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	if rec, err = b.getRecord(ctx, s, keyID); err != nil || rec == nil {
+		return false, err
+	}
+	if rec.Status == wire.StatusRevoked || rec.ExpiresAt == nil || b.now().Before(*rec.ExpiresAt) {
+		return false, nil
+	}
+	_, err = b.commitKeys(ctx, s, []keyChange{{rec, wire.OpExpired}}, func(ctx context.Context) error {
+		return b.putRecord(ctx, s, rec) // keeps LastOp for a repair
+	}, event{"key-expired", []string{"key_id", rec.KeyID, "name", rec.Name}})
+	return err == nil, err
+}

@@ -1,0 +1,105 @@
+package backend
+
+import (
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
+)
+
+func (e *testEnv) lastOps(n int) []string {
+	e.t.Helper()
+	all := e.changes(0, "").Changes
+	var ops []string
+	for _, c := range all[max(0, len(all)-n):] {
+		ops = append(ops, c.Op)
+	}
+	return ops
+}
+
+// Defect 7 (issue 14): what is done to a name applies to every key of it,
+// rotated-out keys still in grace included.
+func TestNameActionsReachKeysInGrace(t *testing.T) {
+	e := configured(t)
+	oldID := e.issue("k", nil)["key_id"].(string)
+	newID := e.mustOK(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "1h"}).Data["key_id"].(string)
+	require.Equal(t, wire.StatusActive, e.lookupStatus(oldID))
+
+	e.mustOK(logical.UpdateOperation, "keys/k/disable", nil)
+	assert.Equal(t, wire.StatusDisabled, e.lookupStatus(newID))
+	assert.Equal(t, wire.StatusDisabled, e.lookupStatus(oldID), "the key in grace is disabled too")
+
+	e.mustOK(logical.UpdateOperation, "keys/k/enable", nil)
+	assert.Equal(t, wire.StatusActive, e.lookupStatus(oldID), "and enabled again")
+
+	e.mustOK(logical.PatchOperation, "keys/k", map[string]interface{}{"allowed_cidrs": "10.1.0.0/16"})
+	for _, id := range []string{newID, oldID} {
+		resp := e.mustOK(logical.ReadOperation, "lookup/"+id, nil)
+		assert.Equal(t, []interface{}{"10.1.0.0/16"}, resp.Data["allowed_cidrs"], "key %s", id)
+	}
+
+	e.mustOK(logical.DeleteOperation, "keys/k", nil)
+	assert.Equal(t, wire.StatusRevoked, e.lookupStatus(oldID))
+	assert.Equal(t, wire.StatusRevoked, e.lookupStatus(newID))
+}
+
+// Every mutation answers the seq of its feed entry (DESIGN §4).
+func TestEveryMutationAnswersItsSeq(t *testing.T) {
+	e := configured(t)
+	entryAt := func(seq uint64) wire.Change {
+		t.Helper()
+		for _, c := range e.changes(seq-1, "").Changes {
+			if c.Seq == seq {
+				return c
+			}
+		}
+		t.Fatalf("no feed entry at seq %d", seq)
+		return wire.Change{}
+	}
+	seqOf := func(resp *logical.Response) uint64 {
+		t.Helper()
+		require.NotNil(t, resp)
+		seq, ok := resp.Data["seq"].(uint64)
+		require.True(t, ok, "seq is a uint64: %#v", resp.Data["seq"])
+		return seq
+	}
+	created := e.mustOK(logical.CreateOperation, "keys/k", map[string]interface{}{"role": "dev"})
+	id := created.Data["key_id"].(string)
+	assert.Equal(t, wire.Change{Seq: seqOf(created), KeyID: id, Role: "dev", Op: wire.OpCreated}, withoutTime(entryAt(seqOf(created))))
+
+	for _, step := range []struct {
+		op   logical.Operation
+		path string
+		data map[string]interface{}
+		want string
+	}{
+		{logical.UpdateOperation, "keys/k/disable", nil, wire.OpDisabled},
+		{logical.UpdateOperation, "keys/k/enable", nil, wire.OpEnabled},
+		{logical.PatchOperation, "keys/k", map[string]interface{}{"description": "x"}, wire.OpUpdated},
+		{logical.UpdateOperation, "keys/k/rotate", nil, wire.OpCreated},
+		{logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"}, wire.OpRoleUpdated},
+		{logical.DeleteOperation, "keys/k", nil, wire.OpRevoked},
+	} {
+		resp := e.mustOK(step.op, step.path, step.data)
+		seq := seqOf(resp)
+		assert.Equal(t, step.want, entryAt(seq).Op, "%s %s", step.op, step.path)
+		assert.Equal(t, e.changes(0, "").Head, seq, "%s %s: its entry is the newest", step.op, step.path)
+	}
+	id2 := e.issue("k2", nil)["key_id"].(string)
+	resp := e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": id2})
+	assert.Equal(t, id2, entryAt(seqOf(resp)).KeyID)
+	again := e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": id2})
+	assert.Equal(t, true, again.Data["already_revoked"])
+	assert.GreaterOrEqual(t, seqOf(again), seqOf(resp), "a no-op answers a seq at or after the change")
+	e.mustOK(logical.UpdateOperation, "roles/gone", map[string]interface{}{"permissions": "*"})
+	del := e.mustOK(logical.DeleteOperation, "roles/gone", nil)
+	assert.Equal(t, wire.OpRoleDeleted, entryAt(seqOf(del)).Op)
+}
+
+// withoutTime keeps what identifies an entry.
+func withoutTime(c wire.Change) wire.Change {
+	return wire.Change{Seq: c.Seq, KeyID: c.KeyID, Role: c.Role, Op: c.Op}
+}

@@ -1,0 +1,29 @@
+package backend
+
+import (
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestMissingConfig(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustFail(logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev"}, "not configured")
+	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"token": "t"}, "vault_addr is required")
+	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://a"}, "token is required")
+	assert.Empty(t, e.snapshot())
+}
+
+func TestConfigTokenIsWriteOnly(t *testing.T) {
+	e := configured(t)
+	data := e.mustOK(logical.ReadOperation, "config", nil).Data
+	assert.NotContains(t, data, "token")
+	assert.Equal(t, true, data["token_set"])
+	assert.Equal(t, "transit", data["transit_mount"])
+	assert.Equal(t, 10000, data["max_keys"])
+	assert.NotEmpty(t, data["mount_id"])
+	// A second write keeps the mount id (records stay bound to it).
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_keys": 5})
+	assert.Equal(t, data["mount_id"], e.mustOK(logical.ReadOperation, "config", nil).Data["mount_id"])
+}

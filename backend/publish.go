@@ -1,0 +1,244 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
+)
+
+// Publishing. Every change to a key or a role reaches the change feed through
+// this file, and only after the change itself is written (DESIGN §4: plugin
+// storage has no transactions, and publishing first would let a verifier
+// re-cache the old record after its eviction).
+//
+// A change is marked unpublished in storage before it is written and unmarked
+// once its feed entry is stored. When the append fails (a storage error, lost
+// leadership) the mark stays, and the next retry of the same mutation or the
+// repair pass (periodic job and tidy) publishes what was written. Publishing is
+// therefore at least once: a duplicate entry only makes verifiers re-read the
+// record, which is the truth.
+
+const (
+	storageUnpublishedKey  = "unpublished/key/"
+	storageUnpublishedRole = "unpublished/role/"
+)
+
+// unpublishedMark is the stored mark of a change not yet on the feed. The op is
+// informative: a repair publishes what the record or role says now.
+type unpublishedMark struct {
+	Op string `json:"op"`
+}
+
+// keyChange is one record's change within a mutation.
+type keyChange struct {
+	rec *Record
+	op  string
+}
+
+// event is a plugin event sent once the mutation is published.
+type event struct {
+	kind string
+	kv   []string
+}
+
+// commitKeys is the one place that orders a key mutation: mark each change
+// unpublished, write (records, names, indexes: the caller's write), publish
+// each change on the feed and unmark it, then send the events. It returns the
+// seq of the last feed entry (0 when changes is empty). The caller holds the
+// name lock of every record in changes.
+func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []keyChange, write func(context.Context) error, events ...event) (uint64, error) {
+	// A client that disconnects must not leave a written change unpublished.
+	ctx = context.WithoutCancel(ctx)
+	for _, c := range changes {
+		c.rec.LastOp = c.op
+		if err := putJSON(ctx, s, storageUnpublishedKey+c.rec.KeyID, unpublishedMark{Op: c.op}); err != nil {
+			return 0, err
+		}
+	}
+	if err := write(ctx); err != nil {
+		return 0, err
+	}
+	var seq uint64
+	for _, c := range changes {
+		var err error
+		if seq, err = b.publishKey(ctx, s, c.rec); err != nil {
+			return 0, err
+		}
+	}
+	for _, ev := range events {
+		b.sendEvent(ctx, ev.kind, ev.kv...)
+	}
+	return seq, nil
+}
+
+// publishKey appends the record's last change to the feed and drops its mark.
+func (b *Backend) publishKey(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
+	seq, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lastOp(rec), b.now())
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Delete(ctx, storageUnpublishedKey+rec.KeyID); err != nil {
+		// Published already; a stale mark only costs a duplicate entry later.
+		b.logger.Warn("drop publish mark", "key_id", rec.KeyID, "error", err)
+	}
+	return seq, nil
+}
+
+// lastOp is the feed op of the record's newest change; records written before
+// LastOp existed say it through their status.
+func lastOp(rec *Record) string {
+	switch {
+	case rec.LastOp != "":
+		return rec.LastOp
+	case rec.Status == wire.StatusRevoked:
+		return wire.OpRevoked
+	case rec.Status == wire.StatusDisabled:
+		return wire.OpDisabled
+	}
+	return wire.OpUpdated
+}
+
+// republishKey publishes the record's last change if it is still marked
+// unpublished: the retry of a mutation that finds its work already written.
+// The caller holds the record's name lock. It returns 0 when nothing was due.
+func (b *Backend) republishKey(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
+	var mark unpublishedMark
+	due, err := getJSON(ctx, s, storageUnpublishedKey+rec.KeyID, &mark)
+	if err != nil || !due {
+		return 0, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	seq, err := b.publishKey(ctx, s, rec)
+	if err != nil {
+		return 0, err
+	}
+	b.sendEvent(ctx, "key-"+lastOp(rec), "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
+	return seq, nil
+}
+
+// commitRole writes a role change and publishes it, in the order commitKeys
+// keeps. Every role write and delete publishes: verifiers drop the role's keys
+// and re-read them. The caller holds the role's write lock.
+func (b *Backend) commitRole(ctx context.Context, s logical.Storage, name, op string, write func(context.Context) error) (uint64, error) {
+	ctx = context.WithoutCancel(ctx)
+	if err := putJSON(ctx, s, storageUnpublishedRole+name, unpublishedMark{Op: op}); err != nil {
+		return 0, err
+	}
+	if err := write(ctx); err != nil {
+		return 0, err
+	}
+	seq, err := b.publishRole(ctx, s, name, op)
+	if err != nil {
+		return 0, err
+	}
+	b.sendEvent(ctx, op, "role", name)
+	return seq, nil
+}
+
+func (b *Backend) publishRole(ctx context.Context, s logical.Storage, name, op string) (uint64, error) {
+	seq, err := b.feed.Append(ctx, s, "", name, op, b.now())
+	if err != nil {
+		return 0, err
+	}
+	if err := s.Delete(ctx, storageUnpublishedRole+name); err != nil {
+		b.logger.Warn("drop publish mark", "role", name, "error", err)
+	}
+	return seq, nil
+}
+
+// republish is the repair pass: it publishes every change still marked
+// unpublished (its append failed, or the node stopped between the write and
+// the append). It runs in the periodic job and tidy, and returns how many it
+// published.
+func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error) {
+	done := 0
+	ids, err := s.List(ctx, storageUnpublishedKey)
+	if err != nil {
+		return 0, fmt.Errorf("list unpublished changes: %w", err)
+	}
+	for _, id := range ids {
+		rec, err := b.getRecord(ctx, s, id)
+		if err != nil {
+			return done, err
+		}
+		if rec == nil { // purged, or the write never happened: nothing to tell
+			if err := s.Delete(ctx, storageUnpublishedKey+id); err != nil {
+				return done, err
+			}
+			continue
+		}
+		seq, err := b.republishLocked(ctx, s, rec)
+		if err != nil {
+			return done, err
+		}
+		if seq > 0 {
+			done++
+		}
+	}
+	roles, err := s.List(ctx, storageUnpublishedRole)
+	if err != nil {
+		return done, fmt.Errorf("list unpublished role changes: %w", err)
+	}
+	for _, name := range roles {
+		ok, err := b.republishRole(ctx, s, name)
+		if err != nil {
+			return done, err
+		}
+		if ok {
+			done++
+		}
+	}
+	return done, nil
+}
+
+// republishLocked re-reads the record under its name lock, then republishes.
+func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
+	lock := b.nameLock(rec.Name)
+	lock.Lock()
+	defer lock.Unlock()
+	rec, err := b.getRecord(ctx, s, rec.KeyID)
+	if err != nil || rec == nil {
+		return 0, err
+	}
+	return b.republishKey(ctx, s, rec)
+}
+
+// republishRole publishes a marked role change as the role stands now:
+// updated while it exists, deleted once it is gone.
+func (b *Backend) republishRole(ctx context.Context, s logical.Storage, name string) (bool, error) {
+	lock := b.roleLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+	var mark unpublishedMark
+	due, err := getJSON(ctx, s, storageUnpublishedRole+name, &mark)
+	if err != nil || !due {
+		return false, err
+	}
+	var role Role
+	exists, err := getJSON(ctx, s, storageRolePrefix+name, &role)
+	if err != nil {
+		return false, err
+	}
+	op := wire.OpRoleDeleted
+	if exists {
+		op = wire.OpRoleUpdated
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := b.publishRole(ctx, s, name, op); err != nil {
+		return false, err
+	}
+	b.sendEvent(ctx, op, "role", name)
+	return true, nil
+}
+
+// sendEvent emits a plugin event; events are best effort and never fail a request.
+func (b *Backend) sendEvent(ctx context.Context, kind string, kv ...string) {
+	if err := logical.SendEvent(ctx, b, "apikeys/"+kind, kv...); err != nil && !errors.Is(err, framework.ErrNoEvents) {
+		b.logger.Debug("send event", "type", kind, "error", err)
+	}
+}

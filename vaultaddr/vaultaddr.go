@@ -1,0 +1,69 @@
+// Package vaultaddr reads a list of Vault addresses and runs calls against
+// them, moving on to the next address only when one cannot be reached. Every
+// program that talks to an HA Vault by address (the plugin's transit client,
+// the verifier) uses it; it imports nothing else of ours.
+package vaultaddr
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Split reads an address setting: one address or a comma-separated list.
+// Blanks around and between commas are dropped.
+func Split(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Unreachable reports whether err means that address cannot serve the call
+// right now (no answer, or a 502/503 from a node that is sealed or not
+// active), so another address may. Any other Vault answer, even an error, is
+// the answer.
+func Unreachable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode == http.StatusServiceUnavailable || re.StatusCode == http.StatusBadGateway
+	}
+	return true
+}
+
+// Ring remembers which of n addresses answered last, so calls start there.
+type Ring struct {
+	n    int
+	good atomic.Int32
+}
+
+// NewRing returns a ring over n addresses (n ≥ 1).
+func NewRing(n int) *Ring { return &Ring{n: max(n, 1)} }
+
+// Do runs call(i) for address i, starting with the last one that answered and
+// trying at most attempts addresses (≤ 0: all of them), moving on only while
+// the error is Unreachable. It returns the last error.
+func (r *Ring) Do(attempts int, call func(i int) error) error {
+	if attempts <= 0 || attempts > r.n {
+		attempts = r.n
+	}
+	start := int(r.good.Load())
+	var err error
+	for k := 0; k < attempts; k++ {
+		i := (start + k) % r.n
+		if err = call(i); !Unreachable(err) {
+			r.good.Store(int32(i))
+			return err
+		}
+	}
+	return err
+}
