@@ -38,7 +38,7 @@ type fakeVault struct {
 	keys       map[string]map[string]*Key
 	maxKeys    int
 	seq        int
-	caller     Creator // who is calling (set per request)
+	caller     Creator  // who is calling (set per request)
 	calls      []string // "<entity> METHOD path?query" of every request, for assertions
 	now        func() time.Time
 	srv        *httptest.Server
