@@ -62,7 +62,7 @@ func newBrowser(t *testing.T, base string) *browser {
 	exe := findChromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
-		chromedp.NoSandbox, // tests may run as root
+		chromedp.NoSandbox,                               // tests may run as root
 		chromedp.Flag("ignore-certificate-errors", true), // the console's test server has a self-signed certificate
 		chromedp.WindowSize(1280, 860),
 		chromedp.UserDataDir(t.TempDir()),
@@ -98,7 +98,7 @@ func (b *browser) saveShots() {
 	}
 	_ = os.MkdirAll(dir, 0o755)
 	for i, s := range b.shots {
-		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d-%s.png", i+1, s.name)), s.png, 0o644)
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%02d-%s.png", b.t.Name(), i+1, s.name)), s.png, 0o644)
 	}
 	b.t.Logf("screenshots of %s kept in %s", b.t.Name(), dir)
 }
