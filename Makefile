@@ -14,6 +14,7 @@ build:
 	@mkdir -p bin
 	$(GO) build -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
 	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
+	$(GO) build -o bin/apikeys-console ./cmd/apikeys-console
 
 ## vault: make sure a Vault >= 1.15 is available (builds the pinned 1.19.0 once)
 vault:

@@ -321,3 +321,16 @@ func TestRelativeTimes(t *testing.T) {
 	assert.False(t, momentOf("", "Never", now).Set)
 	assert.False(t, momentOf("garbage", "Never", now).Set)
 }
+
+func TestSessionsEndAtTheirAbsoluteLifetimeEvenWhenBusy(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.IdleTimeout, c.MaxLifetime = 10*time.Minute, 30*time.Minute })
+	a := h.agent(t)
+	a.mustSignIn("alice", "alice-pw")
+	for range 3 {
+		h.clock.add(9 * time.Minute)
+		require.Equal(t, http.StatusOK, a.get("/keys").status, "active within the idle timeout")
+	}
+	h.clock.add(4 * time.Minute) // 31 minutes after sign-in
+	assert.Equal(t, http.StatusSeeOther, a.get("/keys").status)
+	assert.Equal(t, 0, h.fv.tokenCount(), "the expired session's token is revoked")
+}
