@@ -211,6 +211,7 @@ func (b *browser) signIn(user, password string) {
 }
 
 func TestBrowserTenantAdminCreatesAndRevokesAKey(t *testing.T) {
+	findChromium(t)
 	h := newHarness(t, nil)
 	b := newBrowser(t, h.srv.URL)
 	start := time.Now()
@@ -317,6 +318,7 @@ func TestBrowserTenantAdminCreatesAndRevokesAKey(t *testing.T) {
 // screenshots the pages (kept with CONSOLE_SCREENSHOTS=dir, for the README and
 // for a human look); it checks what a screenshot cannot: badges and hovers.
 func TestBrowserPagesLookCalm(t *testing.T) {
+	findChromium(t)
 	h := newHarness(t, nil)
 	h.fv.maxKeys = 100
 	seed := h.agent(t)
