@@ -93,6 +93,7 @@ func TestCreateShowsTheKeyOnceAndNeverInAURLLogOrCache(t *testing.T) {
 	list := a.get("/keys")
 	assert.NotContains(t, list.body, key, "gone after Done")
 	assert.Contains(t, list.body, "ci-deploy")
+	assert.Contains(t, list.body, `href="/keys/ci-deploy/revoke" aria-label="Revoke ci-deploy"`, "revoke from the list")
 	details := a.get("/keys/ci-deploy")
 	assert.NotContains(t, details.body, key)
 	for _, call := range h.fv.callLog() {
