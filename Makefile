@@ -17,11 +17,12 @@ VERSION ?= $(shell v=$$(git describe --tags --always --dirty 2>/dev/null); \
 LDFLAGS := -X github.com/vault-apikeys/vault-apikeys/plugin.Version=$(VERSION) \
 	-X github.com/vault-apikeys/vault-apikeys/verifier.Version=$(VERSION)
 
-## build: compile the plugin and the verifier into bin/
+## build: compile the plugin, the verifier and the console into bin/
 build:
 	@mkdir -p bin
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/vault-plugin-secrets-apikeys ./cmd/vault-plugin-secrets-apikeys
-	@if [ -d cmd/apikeys-verifier ]; then $(GO) build -ldflags "$(LDFLAGS)" -o bin/apikeys-verifier ./cmd/apikeys-verifier; fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/apikeys-verifier ./cmd/apikeys-verifier
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/apikeys-console ./cmd/apikeys-console
 
 ## vault: make sure a Vault >= 1.15 is available (builds the pinned 1.19.0 once)
 vault:
