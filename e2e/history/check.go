@@ -67,7 +67,13 @@ const (
 type event struct {
 	seq   uint64
 	state string // key: a status; role: "narrow" or "widen"
+	// invoked is when the client sent the mutation behind it; zero when the
+	// event comes from the feed alone (then it may have been in effect at any time).
+	invoked time.Time
 }
+
+// permits reports whether an event lifts a block (an enable, a widening).
+func (e event) permits() bool { return e.state == stActive || e.state == string(Widen) }
 
 type checker struct {
 	h       *History
@@ -148,10 +154,36 @@ func (c *checker) buildKeyTimelines() {
 	}
 	for key, bySeq := range at {
 		for seq, st := range bySeq {
-			c.keys[key] = append(c.keys[key], event{seq, st})
+			c.keys[key] = append(c.keys[key], event{seq: seq, state: st})
 		}
 		evs := c.keys[key]
 		sort.Slice(evs, func(i, j int) bool { return evs[i].seq < evs[j].seq })
+		c.timeEnables(key, evs)
+	}
+}
+
+// timeEnables gives each enable of key the time its client invoked it, when
+// the k-th enable entry is certainly the k-th enable request (as many of
+// each); otherwise they stay untimed, which the rules read as "may have been
+// in effect at any time".
+func (c *checker) timeEnables(key string, evs []event) {
+	var enables []Mutation
+	for _, m := range c.muts[key] {
+		if m.Op == Enable && m.Outcome != Failed {
+			enables = append(enables, m)
+		}
+	}
+	var idx []int
+	for i, e := range evs {
+		if e.state == stActive && i > 0 {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) != len(enables) {
+		return
+	}
+	for k, i := range idx {
+		evs[i].invoked = enables[k].Invoke
 	}
 }
 
@@ -186,7 +218,7 @@ func (c *checker) buildRoleTimelines() {
 				seq = seqs[i]
 			}
 			if seq != 0 {
-				c.roles[role] = append(c.roles[role], event{seq, string(m.Op)})
+				c.roles[role] = append(c.roles[role], event{seq, string(m.Op), m.Invoke})
 			}
 		}
 		sort.Slice(c.roles[role], func(i, j int) bool { return c.roles[role][i].seq < c.roles[role][j].seq })
@@ -200,6 +232,23 @@ func stateAt(evs []event, seq uint64) (event, bool) {
 		return event{}, false
 	}
 	return evs[i-1], true
+}
+
+// blockedAt returns the blocking event in force at seq, unless a later
+// permitting event may already have been in effect when the answer left the
+// verifier (invoked before received): a feed position says which changes the
+// verifier had applied, and an answer by a fresh lookup may reflect more.
+func blockedAt(evs []event, seq uint64, received time.Time) (event, bool) {
+	e, ok := stateAt(evs, seq)
+	if !ok || e.permits() {
+		return event{}, false
+	}
+	for _, later := range evs {
+		if later.seq > seq && later.permits() && (later.invoked.IsZero() || later.invoked.Before(received)) {
+			return event{}, false
+		}
+	}
+	return e, true
 }
 
 // position is the verifier's feed position for v: the audited feed_seq, or a
@@ -228,13 +277,13 @@ func (c *checker) committed() []Violation {
 		if inferred {
 			how = "feed position ≥ (inferred from /metrics feed_cursor)"
 		}
-		if e, ok := stateAt(c.keys[v.KeyID], pos); ok && e.state != stActive {
+		if e, ok := blockedAt(c.keys[v.KeyID], pos, v.Received); ok {
 			out = append(out, Violation{Rule: RuleCommitted, KeyID: v.KeyID, Verifier: v.Verifier, At: v.Sent, Seq: pos,
 				Detail: fmt.Sprintf("VALID (request %s) at %s %d, but the key was %s at seq %d", v.RequestID, how, pos, e.state, e.seq)})
 			continue
 		}
 		if v.Permission != "" && v.Permission == c.h.NarrowPerm {
-			if e, ok := stateAt(c.roles[v.Role], pos); ok && e.state == string(Narrow) {
+			if e, ok := blockedAt(c.roles[v.Role], pos, v.Received); ok {
 				out = append(out, Violation{Rule: RuleCommitted, KeyID: v.KeyID, Verifier: v.Verifier, At: v.Sent, Seq: pos,
 					Detail: fmt.Sprintf("VALID for %s (request %s) at %s %d, but role %s lost it at seq %d", v.Permission, v.RequestID, how, pos, v.Role, e.seq)})
 			}
