@@ -77,16 +77,19 @@ type fleetVerifier struct {
 	tokenFile string
 	extra     []string
 
+	displayName string // of its Vault token, as Vault's audit log names it
+
 	mu          sync.Mutex
 	proc        *verifierProc
 	incarnation int
-	stopped     bool // SIGSTOPped
+	started     []time.Time // when each incarnation was launched
+	stopped     bool        // SIGSTOPped
 	scrapeEvery atomic.Int64
 }
 
-func newFleetVerifier(t *testing.T, addrs, token, name string, extra ...string) *fleetVerifier {
+func newFleetVerifier(t *testing.T, addrs, token, displayName, name string, extra ...string) *fleetVerifier {
 	t.Helper()
-	f := &fleetVerifier{name: name, dir: t.TempDir(), addrs: addrs, extra: extra}
+	f := &fleetVerifier{name: name, dir: t.TempDir(), addrs: addrs, extra: extra, displayName: displayName, started: []time.Time{time.Now()}}
 	f.tokenFile = filepath.Join(f.dir, "token")
 	require.NoError(t, os.WriteFile(f.tokenFile, []byte(token), 0o600))
 	f.proc = launchVerifier(t, f.dir, f.addrs, f.tokenFile, f.extra...)
@@ -117,10 +120,23 @@ func (f *fleetVerifier) restart(t *testing.T) {
 	f.mu.Unlock()
 	_ = old.cmd.Process.Signal(syscall.SIGCONT)
 	old.stop()
+	launched := time.Now()
 	p := launchVerifier(t, f.dir, f.addrs, f.tokenFile, f.extra...)
 	f.mu.Lock()
 	f.proc, f.incarnation, f.stopped = p, f.incarnation+1, false
+	f.started = append(f.started, launched)
 	f.mu.Unlock()
+}
+
+// incarnationAt names the incarnation running at t (they never overlap).
+func (f *fleetVerifier) incarnationAt(t time.Time) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	i := len(f.started) - 1
+	for i > 0 && f.started[i].After(t) {
+		i--
+	}
+	return fmt.Sprintf("%s.%d", f.name, i)
 }
 
 // scrape records the verifier's feed cursor and last contact until ctx ends.

@@ -17,6 +17,9 @@ import (
 const (
 	historyRole = "hr"
 	narrowPerm  = "r:write"
+	// backlogRole never changes, so nothing but the revocation in the
+	// backlog evicts the paused verifier's cached key.
+	backlogRole = "hb"
 )
 
 var (
@@ -257,8 +260,8 @@ func (r *run) faultLoop(rng *rand.Rand) {
 func (r *run) backlog(rng *rand.Rand, n int) {
 	f := r.fleet[rng.IntN(len(r.fleet))]
 	name := fmt.Sprintf("backlog-%d", n)
-	m, _ := r.timed(history.Mutation{Client: 100, Op: history.Issue, Name: name, Role: historyRole}, 0,
-		func(ctx context.Context) (answer, error) { return r.api.Issue(ctx, name, historyRole) })
+	m, _ := r.timed(history.Mutation{Client: 100, Op: history.Issue, Name: name, Role: backlogRole}, 0,
+		func(ctx context.Context) (answer, error) { return r.api.Issue(ctx, name, backlogRole) })
 	if m.Outcome != history.OK {
 		r.rec.fault("backlog %d: issue failed: %s", n, m.Err)
 		return
@@ -277,26 +280,28 @@ func (r *run) backlog(rng *rand.Rand, n int) {
 	var floodKeys []string
 	for w := 0; w < workers; w++ {
 		fname := fmt.Sprintf("flood-%d-%d", n, w)
-		m, _ := r.timed(history.Mutation{Client: 200 + w, Op: history.Issue, Name: fname, Role: historyRole}, 0,
-			func(ctx context.Context) (answer, error) { return r.api.Issue(ctx, fname, historyRole) })
+		m, _ := r.timed(history.Mutation{Client: 200 + w, Op: history.Issue, Name: fname, Role: backlogRole}, 0,
+			func(ctx context.Context) (answer, error) { return r.api.Issue(ctx, fname, backlogRole) })
 		floodKeys = append(floodKeys, m.NewKeyID)
 	}
 	r.rec.fault("backlog %d: SIGSTOP %s, then %d patches", n, f.name, r.cfg.Flood)
 	f.signal(syscall.SIGSTOP)
 	var wg sync.WaitGroup
+	stopFlood := time.Now().Add(r.cfg.FloodFor)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
 			fname := fmt.Sprintf("flood-%d-%d", n, w)
-			for i := w; i < r.cfg.Flood; i += workers {
-				r.timed(history.Mutation{Client: 200 + w, Op: history.Patch, Name: fname, KeyID: floodKeys[w], Role: historyRole}, 0,
+			for i := w; i < r.cfg.Flood && time.Now().Before(stopFlood); i += workers {
+				r.timed(history.Mutation{Client: 200 + w, Op: history.Patch, Name: fname, KeyID: floodKeys[w], Role: backlogRole}, 0,
 					func(ctx context.Context) (answer, error) { return r.api.Patch(ctx, fname, fmt.Sprintf("flood %d", i)) })
 			}
 		}(w)
 	}
 	wg.Wait()
-	r.timed(history.Mutation{Client: 100, Op: history.Revoke, Name: name, KeyID: id, Role: historyRole}, 0,
+	r.rec.fault("backlog %d: flood done", n)
+	r.timed(history.Mutation{Client: 100, Op: history.Revoke, Name: name, KeyID: id, Role: backlogRole}, 0,
 		func(ctx context.Context) (answer, error) { return r.api.Revoke(ctx, id) })
 	f.scrapeEvery.Store(int64(2 * time.Millisecond))
 	r.rec.fault("backlog %d: SIGCONT %s", n, f.name)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/e2e/history"
@@ -26,18 +27,20 @@ type historyConfig struct {
 	Verifiers     int
 	Clients       int
 	VerifyWorkers int
-	Flood         int // issuances while a verifier is paused (> one feed page of 1000)
-	CancelPercent int // share of disable/enable/patch/revoke requests cut off
+	Flood         int           // feed entries made while a verifier is paused (> two feed pages of 1000)
+	FloodFor      time.Duration // at most this long
+	CancelPercent int           // share of disable/enable/patch/revoke requests cut off
 	FeedRetention time.Duration
 	Soak          bool
 }
 
 func historyConfigFromEnv(t *testing.T) historyConfig {
 	cfg := historyConfig{Seed: 14, Load: 40 * time.Second, Verifiers: 3, Clients: 3, VerifyWorkers: 2,
-		Flood: 1500, CancelPercent: 15, FeedRetention: 20 * time.Second}
+		Flood: 1600, FloodFor: 20 * time.Second, CancelPercent: 15, FeedRetention: time.Minute}
 	if os.Getenv("HISTORY_SOAK") == "1" {
 		cfg.Soak = true
 		cfg.Seed = time.Now().UnixNano() // random by default in the soak
+		cfg.Flood, cfg.FloodFor = 3000, time.Minute
 	}
 	if s := os.Getenv("HISTORY_SEED"); s != "" {
 		seed, err := strconv.ParseInt(s, 10, 64)
@@ -74,7 +77,12 @@ func TestIntegrationHistory(t *testing.T) {
 	cfg := historyConfigFromEnv(t)
 	v := vaulttest.Start(t)
 	runHistory(t, cfg, historyTarget{addrs: []string{v.Addr}, token: v.RootToken,
-		verifierToken: func() string { return v.TokenFromFile(t, "policies/verifier.hcl") }})
+		verifierToken: func(display string) string {
+			pol, err := os.ReadFile(filepath.Join(vaulttest.Root(), "policies", "verifier.hcl"))
+			require.NoError(t, err)
+			require.NoError(t, v.Client.Sys().PutPolicy("history-verifier", string(pol)))
+			return namedToken(t, v.Client, "history-verifier", display)
+		}})
 }
 
 // historyTarget is the Vault a run drives: a dev server, or a Raft cluster
@@ -82,7 +90,7 @@ func TestIntegrationHistory(t *testing.T) {
 type historyTarget struct {
 	addrs         []string
 	token         string
-	verifierToken func() string
+	verifierToken func(display string) string // a token with the verifier policy, named display
 	// fault injects one target-specific fault (nil: none).
 	fault func(r *run, rng *rand.Rand)
 }
@@ -94,10 +102,16 @@ func runHistory(t *testing.T, cfg historyConfig, target historyTarget) {
 	r.rec.h.Seed, r.rec.h.NarrowPerm = cfg.Seed, narrowPerm
 	ctx := context.Background()
 	require.NoError(t, r.api.Config(ctx, map[string]any{"feed_retention": int(cfg.FeedRetention.Seconds()), "max_keys": 0}))
-	_, err := r.api.Downgrade(ctx, historyRole, widePerms)
+	for _, role := range []string{historyRole, backlogRole} {
+		_, err := r.api.Downgrade(ctx, role, widePerms)
+		require.NoError(t, err)
+	}
+	audit, err := enableVaultAudit(ctx, r.api, filepath.Join(t.TempDir(), "vault-audit.log"))
 	require.NoError(t, err)
 	for i := 0; i < cfg.Verifiers; i++ {
-		r.fleet = append(r.fleet, newFleetVerifier(t, strings.Join(target.addrs, ","), target.verifierToken(), "v"+strconv.Itoa(i+1)))
+		name := "v" + strconv.Itoa(i+1)
+		display := "history-" + name
+		r.fleet = append(r.fleet, newFleetVerifier(t, strings.Join(target.addrs, ","), target.verifierToken(display), "token-"+display, name))
 	}
 
 	bg, stopBG := context.WithCancel(ctx)
@@ -136,6 +150,9 @@ func runHistory(t *testing.T, cfg historyConfig, target historyTarget) {
 	for fl.poll(ctx, 0) > 0 {
 	}
 	r.rec.h.FeedComplete = fl.complete
+	r.rec.h.Begins, err = audit.begins("apikeys", r.fleet)
+	require.NoError(t, err, "read Vault's audit log")
+	t.Logf("history: %d verifier feed polls in Vault's audit log", len(r.rec.h.Begins))
 	r.check()
 }
 
@@ -232,7 +249,7 @@ func TestSoakHistoryRaft(t *testing.T) {
 	cfg := historyConfigFromEnv(t)
 	c := startCluster(t, 3)
 	runHistory(t, cfg, historyTarget{addrs: c.addrs, token: c.token,
-		verifierToken: func() string { return c.verifierToken(t) },
+		verifierToken: func(display string) string { return namedToken(t, c.clients[0], "apikeys-verifier", display) },
 		fault: func(r *run, rng *rand.Rand) {
 			active := c.activeNode(t)
 			if rng.IntN(2) == 0 {
@@ -250,4 +267,13 @@ func TestSoakHistoryRaft(t *testing.T) {
 			_, err = cl.Sys().Unseal(c.unsealKey)
 			r.rec.fault("unseal node %d (err: %v)", active, err)
 		}})
+}
+
+// namedToken creates a periodic token with one policy and a display name, so
+// Vault's audit log tells the verifiers apart.
+func namedToken(t *testing.T, cl *api.Client, policy, display string) string {
+	t.Helper()
+	sec, err := cl.Auth().Token().CreateOrphan(&api.TokenCreateRequest{Policies: []string{policy}, NoDefaultPolicy: true, Period: "1h", DisplayName: display})
+	require.NoError(t, err)
+	return sec.Auth.ClientToken
 }

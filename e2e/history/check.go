@@ -82,12 +82,13 @@ type checker struct {
 	muts    map[string][]Mutation // key_id -> its mutations, in order
 	roleMut map[string][]Mutation // role -> its writes, in order
 	polls   map[string][]Poll     // verifier -> polls, in order
-	heardAt map[string]time.Time  // memo of heardAfter
+	begins  map[string][]PollBegin
+	heardAt map[string]time.Time // memo of heardAfter
 }
 
 func newChecker(h *History) *checker {
 	c := &checker{h: h, keys: map[string][]event{}, roles: map[string][]event{}, muts: map[string][]Mutation{},
-		roleMut: map[string][]Mutation{}, polls: map[string][]Poll{}, heardAt: map[string]time.Time{}}
+		roleMut: map[string][]Mutation{}, polls: map[string][]Poll{}, begins: map[string][]PollBegin{}, heardAt: map[string]time.Time{}}
 	for _, m := range h.Mutations {
 		switch m.Op {
 		case Narrow, Widen:
@@ -111,6 +112,12 @@ func newChecker(h *History) *checker {
 	sortPolls(ps)
 	for _, p := range ps {
 		c.polls[p.Verifier] = append(c.polls[p.Verifier], p)
+	}
+	for _, b := range h.Begins {
+		c.begins[b.Verifier] = append(c.begins[b.Verifier], b)
+	}
+	for _, bs := range c.begins {
+		sort.SliceStable(bs, func(i, j int) bool { return bs[i].At.Before(bs[j].At) })
 	}
 	c.buildKeyTimelines()
 	c.buildRoleTimelines()
@@ -294,16 +301,43 @@ func (c *checker) committed() []Violation {
 
 // heardAfter is the earliest moment by which verifier ver had certainly
 // applied a successful poll that began after t; zero if the record never
-// shows one. Poll i shows a success after t (its lower bound is past t);
-// a later read j shows a success strictly after that one, so that poll began
-// after t and had been applied by j's upper bound.
+// shows one. Two records can prove it, and the earlier proof wins:
+//
+//   - Vault's view (Begins): the first poll that arrived after t and that
+//     Vault answered; the verifier applies an answer before it sends its next
+//     poll, so the next arrival is the moment.
+//   - The verifier's /metrics (Polls): read i shows a success after t (its
+//     lower bound is past t); a later read j shows a success strictly after
+//     that one, so that poll began after t and was applied by j's upper bound.
 func (c *checker) heardAfter(ver string, t time.Time) time.Time {
 	memo := ver + "\x00" + t.String()
 	if at, ok := c.heardAt[memo]; ok {
 		return at
 	}
+	at := c.heardFromBegins(ver, t)
+	if m := c.heardFromMetrics(ver, t); !m.IsZero() && (at.IsZero() || m.Before(at)) {
+		at = m
+	}
+	c.heardAt[memo] = at
+	return at
+}
+
+func (c *checker) heardFromBegins(ver string, t time.Time) time.Time {
+	bs := c.begins[ver]
+	i := sort.Search(len(bs), func(i int) bool { return bs[i].At.After(t) })
+	for ; i < len(bs); i++ {
+		if bs[i].OK {
+			break
+		}
+	}
+	if i+1 < len(bs) {
+		return bs[i+1].At
+	}
+	return time.Time{}
+}
+
+func (c *checker) heardFromMetrics(ver string, t time.Time) time.Time {
 	ps := c.polls[ver]
-	var at time.Time
 	i := sort.Search(len(ps), func(i int) bool { return ps[i].Sent.After(t) })
 	for ; i < len(ps); i++ {
 		if lo, _ := ps[i].lastOK(); ps[i].Contact && lo.After(t) {
@@ -314,13 +348,11 @@ func (c *checker) heardAfter(ver string, t time.Time) time.Time {
 		_, hiI := ps[i].lastOK()
 		for j := i + 1; j < len(ps); j++ {
 			if lo, hi := ps[j].lastOK(); ps[j].Contact && lo.After(hiI) {
-				at = hi
-				break
+				return hi
 			}
 		}
 	}
-	c.heardAt[memo] = at
-	return at
+	return time.Time{}
 }
 
 // blocker is an acknowledged mutation that forbids VALID for v, still in

@@ -104,6 +104,26 @@ func TestValidAfterHeardFromVault(t *testing.T) {
 	assert.Empty(t, Check(h), "another verifier's polls prove nothing about v2")
 }
 
+// Vault's audit log shows when each poll arrived: the poll after the first
+// one answered after the revocation proves the verifier had applied that one.
+func TestValidAfterHeardFromVaultAudit(t *testing.T) {
+	h := base()
+	h.Begins = []PollBegin{
+		{Verifier: "v1", At: at(50), OK: true},
+		{Verifier: "v1", At: at(110), OK: false}, // failed: proves nothing
+		{Verifier: "v1", At: at(120), OK: true},  // began after the revocation returned
+		{Verifier: "v1", At: at(130), OK: true},  // so by now its answer was applied
+	}
+	h.Verifies = []Verify{valid("v1", 125, 1, true)}
+	assert.Empty(t, Check(h))
+	h.Verifies = []Verify{valid("v1", 131, 1, true)}
+	vs := Check(h)
+	require.Equal(t, []string{RuleHeard}, rules(vs))
+
+	h.Begins[2].OK = false
+	assert.Empty(t, Check(h), "the poll after a failed one proves nothing")
+}
+
 func TestHeardNeedsDistinctPolls(t *testing.T) {
 	h := base()
 	// Two reads of the same poll (same last success) are not two polls.

@@ -83,6 +83,14 @@ type Poll struct {
 	ContactAge time.Duration // since the last successful poll
 }
 
+// PollBegin is a feed poll of a verifier as Vault saw it arrive (Vault's
+// audit log): when the request began and whether Vault answered it.
+type PollBegin struct {
+	Verifier string
+	At       time.Time
+	OK       bool
+}
+
 // lastOK bounds the moment of the last successful feed poll.
 func (p Poll) lastOK() (lo, hi time.Time) {
 	return p.Sent.Add(-p.ContactAge), p.Received.Add(-p.ContactAge)
@@ -112,6 +120,7 @@ type History struct {
 	Mutations []Mutation
 	Verifies  []Verify
 	Polls     []Poll
+	Begins    []PollBegin
 	Feed      []FeedEntry
 	// FeedComplete is true when the recorder followed the feed without a gap
 	// (no reset, no purge overtook it): only then is a missing entry a defect.

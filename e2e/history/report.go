@@ -86,6 +86,17 @@ func context(w io.Writer, h *History, v Violation) {
 		lo, hi := p.lastOK()
 		fmt.Fprintf(w, "  poll      %s %s cursor=%d last-ok in [%s, %s]\n", stamp(p.Sent), p.Verifier, p.Cursor, stamp(lo), stamp(hi))
 	}
+	shown = 0
+	for _, b := range h.Begins {
+		if b.Verifier != v.Verifier || !near(b.At, v.At) {
+			continue
+		}
+		if shown++; shown > 12 {
+			fmt.Fprintln(w, "  vault     …")
+			break
+		}
+		fmt.Fprintf(w, "  vault     %s %s feed poll arrived (answered: %v)\n", stamp(b.At), b.Verifier, b.OK)
+	}
 	for _, f := range h.Faults {
 		if near(f.At, v.At) || v.At.IsZero() {
 			fmt.Fprintf(w, "  fault     %s %s\n", stamp(f.At), f.What)
