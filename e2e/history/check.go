@@ -258,6 +258,26 @@ func blockedAt(evs []event, seq uint64, received time.Time) (event, bool) {
 	return e, true
 }
 
+// enabledSince reports whether an enable of key (acknowledged or not) was
+// invoked after the last disable sent before t: then the key may be active in
+// Vault even where the feed never said so (an enable written but unpublished
+// is its own violation, RuleUnpublished), and a VALID is no proof of a stale
+// answer.
+func (c *checker) enabledSince(key string, t time.Time) bool {
+	var since time.Time
+	for _, m := range c.muts[key] {
+		if m.Op == Disable && m.Outcome != Failed && m.Invoke.Before(t) {
+			since = m.Invoke
+		}
+	}
+	return undone(afterTime(c.muts[key], since), Enable, t)
+}
+
+func afterTime(ms []Mutation, t time.Time) []Mutation {
+	i := sort.Search(len(ms), func(i int) bool { return ms[i].Invoke.After(t) })
+	return ms[i:]
+}
+
 // position is the verifier's feed position for v: the audited feed_seq, or a
 // lower bound (the largest cursor it reported before v was sent).
 func (c *checker) position(v Verify) (seq uint64, inferred bool) {
@@ -284,7 +304,7 @@ func (c *checker) committed() []Violation {
 		if inferred {
 			how = "feed position ≥ (inferred from /metrics feed_cursor)"
 		}
-		if e, ok := blockedAt(c.keys[v.KeyID], pos, v.Received); ok {
+		if e, ok := blockedAt(c.keys[v.KeyID], pos, v.Received); ok && !(e.state == stDisabled && c.enabledSince(v.KeyID, v.Received)) {
 			out = append(out, Violation{Rule: RuleCommitted, KeyID: v.KeyID, Verifier: v.Verifier, At: v.Sent, Seq: pos,
 				Detail: fmt.Sprintf("VALID (request %s) at %s %d, but the key was %s at seq %d", v.RequestID, how, pos, e.state, e.seq)})
 			continue

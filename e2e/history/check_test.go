@@ -152,6 +152,25 @@ func TestDisableThenEnable(t *testing.T) {
 	assert.Empty(t, Check(h), "the enable was in flight: VALID may already be right")
 }
 
+// An enable written but never published (defect 1's shape) leaves the feed
+// saying "disabled" while Vault says active: a VALID then is not stale; the
+// missing entry is what is reported.
+func TestUnpublishedEnableIsNotAStaleValid(t *testing.T) {
+	h := base()
+	h.Mutations = []Mutation{
+		h.Mutations[0],
+		{Client: 1, Op: Disable, KeyID: "k", Role: "r", Invoke: at(90), Return: at(100), Outcome: OK},
+		{Client: 1, Op: Enable, KeyID: "k", Role: "r", Invoke: at(300), Return: at(310), Outcome: Unknown},
+		{Client: 1, Op: Enable, KeyID: "k", Role: "r", Invoke: at(310), Return: at(320), Outcome: OK},
+	}
+	h.Feed = []FeedEntry{{1, "k", "r", "created"}, {2, "k", "r", "disabled"}, {3, "x", "r", "created"}}
+	h.Final.Status["k"] = "active"
+	h.Verifies = []Verify{valid("v1", 500, 3, true)}
+	assert.Equal(t, []string{RuleUnpublished}, rules(Check(h)))
+	h.Verifies = []Verify{valid("v1", 200, 3, true)}
+	assert.Equal(t, []string{RuleCommitted, RuleUnpublished}, rules(Check(h)), "before the enable was sent, VALID was stale")
+}
+
 func TestNarrowing(t *testing.T) {
 	h := base()
 	h.Mutations = []Mutation{
