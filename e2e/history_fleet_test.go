@@ -23,7 +23,7 @@ import (
 )
 
 // recorder collects the history of a run; every method is safe for concurrent use.
-type recorder struct {
+type historyRecorder struct {
 	mu sync.Mutex
 	h  history.History
 	// keys known to be issued: key_id -> secret and role, for the verify load.
@@ -37,19 +37,19 @@ type keyRef struct {
 	role string
 }
 
-func (r *recorder) mutation(m history.Mutation) {
+func (r *historyRecorder) mutation(m history.Mutation) {
 	r.mu.Lock()
 	r.h.Mutations = append(r.h.Mutations, m)
 	r.mu.Unlock()
 }
 
-func (r *recorder) fault(format string, args ...any) {
+func (r *historyRecorder) fault(format string, args ...any) {
 	r.mu.Lock()
 	r.h.Faults = append(r.h.Faults, history.Fault{At: time.Now(), What: fmt.Sprintf(format, args...)})
 	r.mu.Unlock()
 }
 
-func (r *recorder) known(keyID, key, role string) {
+func (r *historyRecorder) known(keyID, key, role string) {
 	r.mu.Lock()
 	if _, ok := r.secrets[keyID]; !ok {
 		r.secrets[keyID] = keyRef{key, role}
@@ -58,7 +58,7 @@ func (r *recorder) known(keyID, key, role string) {
 	r.mu.Unlock()
 }
 
-func (r *recorder) pick(i uint64) (string, keyRef, bool) {
+func (r *historyRecorder) pick(i uint64) (string, keyRef, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.ids) == 0 {
@@ -140,7 +140,7 @@ func (f *fleetVerifier) incarnationAt(t time.Time) string {
 }
 
 // scrape records the verifier's feed cursor and last contact until ctx ends.
-func (f *fleetVerifier) scrape(ctx context.Context, rec *recorder) {
+func (f *fleetVerifier) scrape(ctx context.Context, rec *historyRecorder) {
 	cl := &http.Client{Timeout: time.Second}
 	for ctx.Err() == nil {
 		name, url := f.current()
@@ -156,7 +156,7 @@ func (f *fleetVerifier) scrape(ctx context.Context, rec *recorder) {
 				rec.mu.Unlock()
 			}
 		}
-		sleep(ctx, time.Duration(f.scrapeEvery.Load()))
+		sleepCtx(ctx, time.Duration(f.scrapeEvery.Load()))
 	}
 }
 
@@ -196,7 +196,7 @@ const scrapeEvery = 25 * time.Millisecond
 var verifyClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 // verify asks the current incarnation about keyID and records the answer.
-func (f *fleetVerifier) verify(ctx context.Context, rec *recorder, keyID string, ref keyRef, perm string) history.Verify {
+func (f *fleetVerifier) verify(ctx context.Context, rec *historyRecorder, keyID string, ref keyRef, perm string) history.Verify {
 	name, url := f.current()
 	body := map[string]any{"key": ref.key}
 	if perm != "" {
@@ -243,14 +243,14 @@ func (f *fleetVerifier) auditLines(into map[string]map[string]history.AuditLine)
 }
 
 // follower records Vault's feed as published, for the checker's ground truth.
-type follower struct {
+type feedFollower struct {
 	api      *apiClient
-	rec      *recorder
+	rec      *historyRecorder
 	cursor   uint64
 	complete bool
 }
 
-func (fl *follower) run(ctx context.Context) {
+func (fl *feedFollower) historyRun(ctx context.Context) {
 	for ctx.Err() == nil {
 		fl.poll(ctx, time.Second)
 	}
@@ -258,10 +258,10 @@ func (fl *follower) run(ctx context.Context) {
 
 // poll reads one page; a reset (retention overrun, a purge overtaking it)
 // makes the record incomplete.
-func (fl *follower) poll(ctx context.Context, wait time.Duration) int {
+func (fl *feedFollower) poll(ctx context.Context, wait time.Duration) int {
 	ch, err := fl.api.Changes(ctx, fl.cursor, wait)
 	if err != nil {
-		sleep(ctx, 50*time.Millisecond)
+		sleepCtx(ctx, 50*time.Millisecond)
 		return 0
 	}
 	fl.rec.mu.Lock()
@@ -281,7 +281,7 @@ func (fl *follower) poll(ctx context.Context, wait time.Duration) int {
 	return len(ch.Changes)
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -28,18 +28,18 @@ var (
 )
 
 // run is one live history run.
-type run struct {
+type historyRun struct {
 	t        *testing.T
 	cfg      historyConfig
 	api      *apiClient
-	rec      *recorder
+	rec      *historyRecorder
 	fleet    []*fleetVerifier
 	target   historyTarget
 	deadline time.Time
 }
 
 // timed records one mutation around call; cut > 0 cancels the request after cut.
-func (r *run) timed(m history.Mutation, cut time.Duration, call func(ctx context.Context) (answer, error)) (history.Mutation, answer) {
+func (r *historyRun) timed(m history.Mutation, cut time.Duration, call func(ctx context.Context) (answer, error)) (history.Mutation, answer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if cut > 0 {
@@ -70,8 +70,8 @@ type ownedKey struct {
 
 // client owns its keys: every mutation of one key comes from one client, one
 // at a time, so the history orders them without clocks.
-type client struct {
-	r       *run
+type historyClient struct {
+	r       *historyRun
 	id      int
 	rng     *rand.Rand
 	keys    []*ownedKey
@@ -79,7 +79,7 @@ type client struct {
 	latency map[history.Op]time.Duration // moving average, to aim cancellations
 }
 
-func (c *client) loop() {
+func (c *historyClient) loop() {
 	for time.Now().Before(c.r.deadline) {
 		if len(c.keys) < 6 || c.rng.IntN(10) == 0 {
 			c.issue()
@@ -104,7 +104,7 @@ func (c *client) loop() {
 	}
 }
 
-func (c *client) issue() {
+func (c *historyClient) issue() {
 	name := fmt.Sprintf("c%d-%04d", c.id, c.next)
 	c.next++
 	m, _ := c.r.timed(history.Mutation{Client: c.id, Op: history.Issue, Name: name, Role: historyRole}, 0,
@@ -117,7 +117,7 @@ func (c *client) issue() {
 // act performs op on k; some requests are cut off at a random point around
 // the op's usual latency (a client disconnecting) and then retried once, as a
 // client would. A key whose state stays unknown is left alone from then on.
-func (c *client) act(k *ownedKey, op history.Op) {
+func (c *historyClient) act(k *ownedKey, op history.Op) {
 	cut := time.Duration(0)
 	if op != history.Rotate && c.rng.IntN(100) < c.r.cfg.CancelPercent {
 		avg := max(c.latency[op], time.Millisecond)
@@ -160,7 +160,7 @@ func (c *client) act(k *ownedKey, op history.Op) {
 	}
 }
 
-func (c *client) drop(k *ownedKey) {
+func (c *historyClient) drop(k *ownedKey) {
 	for i, x := range c.keys {
 		if x == k {
 			c.keys = append(c.keys[:i], c.keys[i+1:]...)
@@ -170,7 +170,7 @@ func (c *client) drop(k *ownedKey) {
 }
 
 // roleLoop narrows and widens the role now and then (one writer: ordered).
-func (r *run) roleLoop(rng *rand.Rand) {
+func (r *historyRun) roleLoop(rng *rand.Rand) {
 	narrow := false
 	for time.Now().Before(r.deadline) {
 		time.Sleep(time.Duration(800+rng.IntN(1700)) * time.Millisecond)
@@ -185,7 +185,7 @@ func (r *run) roleLoop(rng *rand.Rand) {
 }
 
 // verifyLoop asks random verifiers about random known keys, mostly recent ones.
-func (r *run) verifyLoop(rng *rand.Rand) {
+func (r *historyRun) verifyLoop(rng *rand.Rand) {
 	perms := []string{"", "r:read", narrowPerm}
 	for time.Now().Before(r.deadline) {
 		f := r.fleet[rng.IntN(len(r.fleet))]
@@ -217,7 +217,7 @@ func (r *run) verifyLoop(rng *rand.Rand) {
 
 // faultLoop injects the seeded faults; the backlog scenario (defect 3's
 // shape) runs first, then random faults until the deadline.
-func (r *run) faultLoop(rng *rand.Rand) {
+func (r *historyRun) faultLoop(rng *rand.Rand) {
 	time.Sleep(2 * time.Second)
 	r.backlog(rng, 0)
 	for n := 1; time.Now().Before(r.deadline.Add(-3 * time.Second)); n++ {
@@ -246,8 +246,12 @@ func (r *run) faultLoop(rng *rand.Rand) {
 			err := r.api.Tidy(context.Background())
 			r.rec.fault("tidy: purge feed entries older than %s (err: %v)", r.cfg.FeedRetention, err)
 		case 4:
-			if r.cfg.Soak {
+			switch {
+			case !r.cfg.Soak:
+			case rng.IntN(2) == 0:
 				r.backlog(rng, n)
+			default:
+				r.overrun(f)
 			}
 		case 5:
 			r.target.fault(r, rng)
@@ -257,7 +261,7 @@ func (r *run) faultLoop(rng *rand.Rand) {
 
 // backlog pauses a verifier that has a key cached, publishes more than a page
 // of the feed, revokes the key, resumes the verifier and asks it about the key.
-func (r *run) backlog(rng *rand.Rand, n int) {
+func (r *historyRun) backlog(rng *rand.Rand, n int) {
 	f := r.fleet[rng.IntN(len(r.fleet))]
 	name := fmt.Sprintf("backlog-%d", n)
 	m, _ := r.timed(history.Mutation{Client: 100, Op: history.Issue, Name: name, Role: backlogRole}, 0,
@@ -312,9 +316,21 @@ func (r *run) backlog(rng *rand.Rand, n int) {
 	f.scrapeEvery.Store(int64(scrapeEvery))
 }
 
-func (r *run) keyRef(id string) (string, keyRef, bool) {
+func (r *historyRun) keyRef(id string) (string, keyRef, bool) {
 	r.rec.mu.Lock()
 	defer r.rec.mu.Unlock()
 	ref, ok := r.rec.secrets[id]
 	return id, ref, ok
+}
+
+// overrun pauses a verifier past feed_retention and purges the feed under it:
+// on resume its cursor is older than the tail, so it must be told to reset.
+func (r *historyRun) overrun(f *fleetVerifier) {
+	d := r.cfg.FeedRetention + 5*time.Second
+	r.rec.fault("overrun: SIGSTOP %s for %s, then tidy", f.name, d)
+	f.signal(syscall.SIGSTOP)
+	time.Sleep(d)
+	err := r.api.Tidy(context.Background())
+	f.signal(syscall.SIGCONT)
+	r.rec.fault("overrun: tidy (err: %v), SIGCONT %s", err, f.name)
 }

@@ -288,7 +288,7 @@ func TestReportShowsSeedAndContext(t *testing.T) {
 	Report(&buf, h, Check(h))
 	out := buf.String()
 	assert.Contains(t, out, "seed 42")
-	assert.Contains(t, out, "VIOLATION 1: valid-after-committed")
+	assert.Contains(t, out, "VIOLATION 1 (1 like it for this key): valid-after-committed")
 	assert.Contains(t, out, "SIGSTOP v1")
 	assert.Contains(t, out, "feed      seq=2 revoked")
 }

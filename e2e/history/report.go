@@ -31,12 +31,30 @@ func Report(w io.Writer, h *History, vs []Violation) {
 	for _, r := range rules {
 		fmt.Fprintf(w, "  %s: %d\n", r, byRule[r])
 	}
-	for i, v := range vs {
-		if i == reportMax {
-			fmt.Fprintf(w, "… %d more\n", len(vs)-reportMax)
+	// Detail the first violation of each rule and key; count the rest.
+	type ruleKey struct{ rule, key string }
+	first := map[ruleKey]int{}
+	var order []ruleKey
+	for _, v := range vs {
+		k := ruleKey{v.Rule, v.KeyID}
+		if first[k] == 0 {
+			order = append(order, k)
+		}
+		first[k]++
+	}
+	shown := 0
+	for _, v := range vs {
+		k := ruleKey{v.Rule, v.KeyID}
+		n, ok := first[k]
+		if !ok {
+			continue
+		}
+		delete(first, k)
+		if shown++; shown > reportMax {
+			fmt.Fprintf(w, "… and %d more rule/key pairs\n", len(order)-reportMax)
 			break
 		}
-		fmt.Fprintf(w, "\nVIOLATION %d: %s\n", i+1, v)
+		fmt.Fprintf(w, "\nVIOLATION %d (%d like it for this key): %s\n", shown, n, v)
 		context(w, h, v)
 	}
 }
