@@ -22,7 +22,7 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/e2e/history"
 )
 
-// recorder collects the history of a run; every method is safe for concurrent use.
+// historyRecorder collects the history of a run; every method is safe for concurrent use.
 type historyRecorder struct {
 	mu sync.Mutex
 	h  history.History
@@ -242,7 +242,7 @@ func (f *fleetVerifier) auditLines(into map[string]map[string]history.AuditLine)
 	return nil
 }
 
-// follower records Vault's feed as published, for the checker's ground truth.
+// feedFollower records Vault's feed as published, for the checker's ground truth.
 type feedFollower struct {
 	api      *apiClient
 	rec      *historyRecorder
@@ -250,7 +250,7 @@ type feedFollower struct {
 	complete bool
 }
 
-func (fl *feedFollower) historyRun(ctx context.Context) {
+func (fl *feedFollower) follow(ctx context.Context) {
 	for ctx.Err() == nil {
 		fl.poll(ctx, time.Second)
 	}

@@ -27,7 +27,7 @@ var (
 	narrowPerms = []string{"r:read"}
 )
 
-// run is one live history run.
+// historyRun is one live history run.
 type historyRun struct {
 	t        *testing.T
 	cfg      historyConfig
@@ -68,7 +68,7 @@ type ownedKey struct {
 	disabled    bool
 }
 
-// client owns its keys: every mutation of one key comes from one client, one
+// historyClient owns its keys: every mutation of one key comes from one client, one
 // at a time, so the history orders them without clocks.
 type historyClient struct {
 	r       *historyRun

@@ -118,7 +118,7 @@ func runHistory(t *testing.T, cfg historyConfig, target historyTarget) {
 	var bgWG sync.WaitGroup
 	fl := &feedFollower{api: r.api, rec: r.rec, complete: true}
 	bgWG.Add(1 + len(r.fleet))
-	go func() { defer bgWG.Done(); fl.historyRun(bg) }()
+	go func() { defer bgWG.Done(); fl.follow(bg) }()
 	for _, f := range r.fleet {
 		go func(f *fleetVerifier) { defer bgWG.Done(); f.scrape(bg, r.rec) }(f)
 	}
