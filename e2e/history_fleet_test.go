@@ -84,6 +84,7 @@ type fleetVerifier struct {
 	incarnation int
 	started     []time.Time // when each incarnation was launched
 	stopped     bool        // SIGSTOPped
+	pauses      []history.Pause
 	scrapeEvery atomic.Int64
 }
 
@@ -111,6 +112,13 @@ func (f *fleetVerifier) signal(sig syscall.Signal) {
 	if f.proc.cmd.Process != nil {
 		_ = f.proc.cmd.Process.Signal(sig)
 	}
+	now := time.Now()
+	switch {
+	case sig == syscall.SIGSTOP && !f.stopped:
+		f.pauses = append(f.pauses, history.Pause{Verifier: fmt.Sprintf("%s.%d", f.name, f.incarnation), From: now})
+	case sig == syscall.SIGCONT && f.stopped:
+		f.pauses[len(f.pauses)-1].To = now
+	}
 	f.stopped = sig == syscall.SIGSTOP
 }
 
@@ -118,7 +126,7 @@ func (f *fleetVerifier) restart(t *testing.T) {
 	f.mu.Lock()
 	old := f.proc
 	f.mu.Unlock()
-	_ = old.cmd.Process.Signal(syscall.SIGCONT)
+	f.signal(syscall.SIGCONT)
 	old.stop()
 	launched := time.Now()
 	p := launchVerifier(t, f.dir, f.addrs, f.tokenFile, f.extra...)

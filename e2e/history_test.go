@@ -150,6 +150,11 @@ func runHistory(t *testing.T, cfg historyConfig, target historyTarget) {
 	for fl.poll(ctx, 0) > 0 {
 	}
 	r.rec.h.FeedComplete = fl.complete
+	for _, f := range r.fleet {
+		f.mu.Lock()
+		r.rec.h.Pauses = append(r.rec.h.Pauses, f.pauses...)
+		f.mu.Unlock()
+	}
 	r.rec.h.Begins, err = audit.begins("apikeys", r.fleet)
 	require.NoError(t, err, "read Vault's audit log")
 	t.Logf("history: %d verifier feed polls in Vault's audit log", len(r.rec.h.Begins))

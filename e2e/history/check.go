@@ -325,7 +325,8 @@ func (c *checker) committed() []Violation {
 //
 //   - Vault's view (Begins): the first poll that arrived after t and that
 //     Vault answered; the verifier applies an answer before it sends its next
-//     poll, so the next arrival is the moment.
+//     poll, so the next arrival is the moment. A poll the verifier may have
+//     dropped (it was paused while waiting for the answer) proves nothing.
 //   - The verifier's /metrics (Polls): read i shows a success after t (its
 //     lower bound is past t); a later read j shows a success strictly after
 //     that one, so that poll began after t and was applied by j's upper bound.
@@ -346,7 +347,7 @@ func (c *checker) heardFromBegins(ver string, t time.Time) time.Time {
 	bs := c.begins[ver]
 	i := sort.Search(len(bs), func(i int) bool { return bs[i].At.After(t) })
 	for ; i < len(bs); i++ {
-		if bs[i].OK {
+		if bs[i].OK && !c.pausedWithin(ver, bs[i].At, bs[i].At.Add(PollTimeout)) {
 			break
 		}
 	}
@@ -354,6 +355,16 @@ func (c *checker) heardFromBegins(ver string, t time.Time) time.Time {
 		return bs[i+1].At
 	}
 	return time.Time{}
+}
+
+// pausedWithin reports whether ver was stopped at some time in [from, to].
+func (c *checker) pausedWithin(ver string, from, to time.Time) bool {
+	for _, p := range c.h.Pauses {
+		if p.Verifier == ver && !p.From.After(to) && !p.To.Before(from) {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *checker) heardFromMetrics(ver string, t time.Time) time.Time {

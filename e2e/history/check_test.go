@@ -120,6 +120,11 @@ func TestValidAfterHeardFromVaultAudit(t *testing.T) {
 	vs := Check(h)
 	require.Equal(t, []string{RuleHeard}, rules(vs))
 
+	h.Pauses = []Pause{{Verifier: "v1", From: at(125), To: at(6000)}}
+	assert.Empty(t, Check(h), "paused while the answer was due: it may have been dropped")
+	h.Pauses = []Pause{{Verifier: "v1", From: at(10), To: at(115)}}
+	assert.Equal(t, []string{RuleHeard}, rules(Check(h)), "a pause before the poll does not matter")
+
 	h.Begins[2].OK = false
 	assert.Empty(t, Check(h), "the poll after a failed one proves nothing")
 }

@@ -91,6 +91,17 @@ type PollBegin struct {
 	OK       bool
 }
 
+// Pause is an interval during which a verifier was stopped (SIGSTOP): an
+// answer Vault gave it then may have been dropped by the verifier's timeout.
+type Pause struct {
+	Verifier string
+	From, To time.Time
+}
+
+// PollTimeout is how long a verifier waits for a feed poll (its default
+// long-poll wait plus its Vault timeout): an answer it gets later is dropped.
+const PollTimeout = 5 * time.Second
+
 // lastOK bounds the moment of the last successful feed poll.
 func (p Poll) lastOK() (lo, hi time.Time) {
 	return p.Sent.Add(-p.ContactAge), p.Received.Add(-p.ContactAge)
@@ -121,6 +132,7 @@ type History struct {
 	Verifies  []Verify
 	Polls     []Poll
 	Begins    []PollBegin
+	Pauses    []Pause
 	Feed      []FeedEntry
 	// FeedComplete is true when the recorder followed the feed without a gap
 	// (no reset, no purge overtook it): only then is a missing entry a defect.
