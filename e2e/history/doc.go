@@ -17,5 +17,15 @@
 // (/metrics feed_last_contact_age_seconds), with the bounds taken the
 // conservative way round so that a violation it reports is certain.
 //
+// "Heard from Vault" has two proofs, the earlier wins: the arrival of the
+// verifier's feed polls in Vault's file audit log (auth.display_name,
+// request.path and id, type, error), and /metrics as above.
+//
+// Fields relied on: a mutation answer's `seq` (used when present); a
+// verifier audit line's `request_id` (the caller's X-Request-Id), `code` and
+// `feed_seq` (used when present); /metrics `apikeys_verifier_feed_cursor` and
+// `apikeys_verifier_feed_last_contact_age_seconds`; the `changes` feed's
+// seq, key_id, role, op and reset; `lookup` status for the read-back.
+//
 // The package never sees a key or a secret: histories hold key_ids only.
 package history
