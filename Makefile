@@ -5,7 +5,7 @@ PKGS  := ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test unit vault lint fuzz bench bench-scale clean
+.PHONY: all build run test unit vault lint fuzz bench bench-scale soak clean
 
 all: build
 
@@ -67,6 +67,15 @@ SCALE ?= 1000000
 bench-scale:
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 90m $(GO) run ./scripts/bench -scale $(SCALE) -out BENCHMARKS-scale.md
+
+## soak: the history checker for DURATION (default 10m) with a random seed (HISTORY_SEED=… to replay),
+## on a dev server and on a 3-node Raft cluster with active-node SIGKILL and seal/unseal
+DURATION ?= 10m
+soak:
+	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
+	  secs=$$(( $$(echo '$(DURATION)' | sed 's/h/*3600+/; s/m/*60+/; s/s/+/; s/+$$//') )) && \
+	  HISTORY_SOAK=1 HISTORY_DURATION='$(DURATION)' timeout $$(( 2 * secs + 900 ))s \
+	  $(GO) test -race -count=1 -timeout $$(( 2 * secs + 840 ))s -v -run '^(TestIntegrationHistory|TestSoakHistoryRaft)$$' ./e2e/
 
 clean:
 	rm -rf bin .run
