@@ -25,7 +25,7 @@ run:
 
 ## test: static checks, then every test, integration against the real Vault included (race detector on)
 test: lint
-	@scripts/ensure-packages nginx:nginx-light curl:curl
+	@scripts/ensure-packages nginx:nginx-light caddy:caddy curl:curl
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  echo "make test: using $$VAULT_BIN" && \
 	  $(GO) test -race -count=1 -timeout 30m $(PKGS)
