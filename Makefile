@@ -5,7 +5,7 @@ PKGS  := ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test unit vault lint fuzz bench bench-scale clean
+.PHONY: all build run test unit vault lint fuzz bench bench-scale dist clean
 
 all: build
 
@@ -59,5 +59,9 @@ bench-scale:
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 90m $(GO) run ./scripts/bench -scale $(SCALE) -out BENCHMARKS-scale.md
 
+## dist: static release binaries (linux/amd64, linux/arm64, darwin/arm64) in dist/ with SHA256SUMS (VERSION=v1.2.3 to stamp)
+dist:
+	@scripts/dist
+
 clean:
-	rm -rf bin .run
+	rm -rf bin .run dist
