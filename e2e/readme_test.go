@@ -135,7 +135,10 @@ func TestIntegrationREADMETour(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-c", prelude+script)
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "PATH="+filepath.Dir(vaultBin)+string(os.PathListSeparator)+os.Getenv("PATH"),
+	// The CLI as the user has it: `vault` on PATH (the cached build is vault-<version>).
+	binDir := t.TempDir()
+	require.NoError(t, os.Symlink(vaultBin, filepath.Join(binDir, "vault")))
+	cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"HOME="+cmd.Dir, "VAULT_ADDR=", "VAULT_TOKEN=")
 	raw, err := cmd.CombinedOutput()
 	output := secretPattern.ReplaceAllString(string(raw), "<redacted>")
