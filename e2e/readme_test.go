@@ -77,7 +77,7 @@ func devStackPorts(t *testing.T) (vaultPort, verifierPort int) {
 
 // startDevStack runs scripts/dev-stack (what `make run` runs) on free ports
 // with a private run directory, until the test ends.
-func startDevStack(t *testing.T, vaultBin string) (vaultAddr, verifierAddr string) {
+func startDevStack(t *testing.T, vaultBin string) (vaultAddr, verifierAddr, banner string) {
 	t.Helper()
 	vaultPort, verifierPort := devStackPorts(t)
 	dir := t.TempDir()
@@ -105,13 +105,41 @@ func startDevStack(t *testing.T, vaultBin string) (vaultAddr, verifierAddr strin
 		case <-time.After(200 * time.Millisecond):
 		}
 		raw, _ := os.ReadFile(logPath)
-		ready = strings.Contains(string(raw), "vault-apikeys is running")
+		ready = strings.Contains(string(raw), "Press Ctrl-C") // the end of its banner
 	}
 	if !ready {
 		raw, _ := os.ReadFile(logPath)
 		t.Fatalf("scripts/dev-stack did not come up:\n%s", secretPattern.ReplaceAllString(string(raw), "<redacted>"))
 	}
-	return fmt.Sprintf("127.0.0.1:%d", vaultPort), fmt.Sprintf("127.0.0.1:%d", verifierPort)
+	raw, err := os.ReadFile(logPath)
+	require.NoError(t, err)
+	return fmt.Sprintf("127.0.0.1:%d", vaultPort), fmt.Sprintf("127.0.0.1:%d", verifierPort), string(raw)
+}
+
+// bannerCommands are the copy-paste lines `make run` prints.
+func bannerCommands(t *testing.T, banner string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(banner, "copy and paste:\n")
+	require.True(t, ok, "make run printed no commands")
+	cmds, _, ok := strings.Cut(rest, "Press Ctrl-C")
+	require.True(t, ok)
+	return cmds
+}
+
+// runTour runs script in one bash, failing at the first command that fails;
+// the output, secrets redacted, is returned and shown on failure.
+func runTour(t *testing.T, what, script string, env ...string) string {
+	t.Helper()
+	prelude := "set -euo pipefail\ntrap 'echo \"failed at: $BASH_COMMAND\" >&2' ERR\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "-c", prelude+script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(append(os.Environ(), "HOME="+cmd.Dir, "VAULT_ADDR=", "VAULT_TOKEN="), env...)
+	raw, err := cmd.CombinedOutput()
+	output := secretPattern.ReplaceAllString(string(raw), "<redacted>")
+	require.NoError(t, err, "%s failed:\n%s", what, output)
+	return output
 }
 
 // TestIntegrationREADMETour runs every ```sh block of README.md in order, in one
@@ -127,22 +155,22 @@ func TestIntegrationREADMETour(t *testing.T) {
 		require.Contains(t, script, addr, "the tour no longer names %s", addr)
 	}
 
-	vaultAddr, verifierAddr := startDevStack(t, vaultBin)
-	script = strings.NewReplacer(readmeVaultAddr, vaultAddr, readmeVerifierAddr, verifierAddr).Replace(script)
-	prelude := "set -euo pipefail\ntrap 'echo \"README tour failed at: $BASH_COMMAND\" >&2' ERR\n"
+	vaultAddr, verifierAddr, banner := startDevStack(t, vaultBin)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", "-c", prelude+script)
-	cmd.Dir = t.TempDir()
+	// make run's own copy-paste lines first, as a user without vault on PATH
+	// would paste them (they export PATH when vault is not there).
+	demo := bannerCommands(t, banner)
+	if _, err := exec.LookPath("vault"); err != nil {
+		require.Contains(t, demo, "export PATH=", "make run must tell a user without vault how to reach it")
+	}
+	runTour(t, "make run's printed commands", demo)
+
+	script = strings.NewReplacer(readmeVaultAddr, vaultAddr, readmeVerifierAddr, verifierAddr).Replace(script)
 	// The CLI as the user has it: `vault` on PATH (the cached build is vault-<version>).
 	binDir := t.TempDir()
 	require.NoError(t, os.Symlink(vaultBin, filepath.Join(binDir, "vault")))
-	cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"),
-		"HOME="+cmd.Dir, "VAULT_ADDR=", "VAULT_TOKEN=")
-	raw, err := cmd.CombinedOutput()
-	output := secretPattern.ReplaceAllString(string(raw), "<redacted>")
-	require.NoError(t, err, "the README tour failed (%d blocks):\n%s", len(blocks), output)
+	output := runTour(t, fmt.Sprintf("the README tour (%d blocks)", len(blocks)), script,
+		"PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 
 	// The tour says what the verifier answers: hold it to that.
 	assert.Contains(t, output, `"code":"VALID"`, "the tour's first verify answers VALID")
