@@ -5,7 +5,7 @@ PKGS  := ./...
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test unit vault lint fuzz bench bench-scale soak clean
+.PHONY: all build run test unit vault lint fuzz bench bench-scale soak dist clean
 
 all: build
 
@@ -34,7 +34,7 @@ run:
 
 ## test: static checks, then every test, integration against the real Vault included (race detector on)
 test: lint
-	@scripts/ensure-packages nginx:nginx-light curl:curl
+	@scripts/ensure-packages nginx:nginx-light caddy:caddy curl:curl chromium:chromium
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  echo "make test: using $$VAULT_BIN" && \
 	  $(GO) test -race -count=1 -timeout 30m $(PKGS)
@@ -77,5 +77,9 @@ soak:
 	  HISTORY_SOAK=1 HISTORY_DURATION='$(DURATION)' timeout $$(( 2 * secs + 900 ))s \
 	  $(GO) test -race -count=1 -timeout $$(( 2 * secs + 840 ))s -v -run '^(TestIntegrationHistory|TestSoakHistoryRaft)$$' ./e2e/
 
+## dist: static release binaries (linux/amd64, linux/arm64, darwin/arm64) in dist/ with SHA256SUMS (VERSION=v1.2.3 to stamp)
+dist:
+	@scripts/dist
+
 clean:
-	rm -rf bin .run
+	rm -rf bin .run dist
