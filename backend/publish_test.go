@@ -149,7 +149,7 @@ func TestRepairPassPublishesUnpublishedChanges(t *testing.T) {
 			fs.failFeed.Store(0)
 
 			if pass == "tidy" {
-				e.mustOK(logical.UpdateOperation, "tidy", nil)
+				e.tidy()
 			} else {
 				require.NoError(t, e.b.periodic(context.Background(), &logical.Request{Storage: e.s}))
 			}
@@ -157,7 +157,7 @@ func TestRepairPassPublishesUnpublishedChanges(t *testing.T) {
 			assert.True(t, e.published(head, disabledID, wire.OpDisabled))
 			// A second pass has nothing left to publish.
 			head = e.changes(0, "").Head
-			e.mustOK(logical.UpdateOperation, "tidy", nil)
+			e.tidy()
 			assert.Equal(t, head, e.changes(0, "").Head)
 		})
 	}
@@ -170,7 +170,7 @@ func TestRepairPassPublishesRoleChange(t *testing.T) {
 	fs.failFeed.Store(1)
 	_, err := e.do(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
 	require.Error(t, err)
-	e.mustOK(logical.UpdateOperation, "tidy", nil)
+	e.tidy()
 	ops := []string{}
 	for _, c := range e.changes(head, "").Changes {
 		ops = append(ops, c.Role+" "+c.Op)
