@@ -206,6 +206,15 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 	if err != nil || rec == nil {
 		return 0, err
 	}
+	if lastOp(rec) == wire.OpCreated { // a create that never reached its name is undone, not announced
+		dropped, err := b.dropUnnamed(ctx, s, rec)
+		if err != nil || dropped {
+			if dropped {
+				b.logger.Warn("dropped the record of a create that failed before its name was written", "key_id", rec.KeyID)
+			}
+			return 0, err
+		}
+	}
 	return b.republishKey(ctx, s, rec)
 }
 

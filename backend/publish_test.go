@@ -86,10 +86,16 @@ type faultStorage struct {
 	failFeed atomic.Int32 // this many feed entry writes fail
 	onPut    func(key string)
 	onDelete func(key string)
+	// failPut and failDelete, when set, fail the writes they answer true for.
+	failPut    func(key string) bool
+	failDelete func(key string) bool
 }
 
 func (f *faultStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
 	if strings.HasPrefix(entry.Key, storageFeedPrefix) && f.failFeed.Add(-1) >= 0 {
+		return errStorageDown
+	}
+	if f.failPut != nil && f.failPut(entry.Key) {
 		return errStorageDown
 	}
 	if f.onPut != nil {
@@ -101,6 +107,9 @@ func (f *faultStorage) Put(ctx context.Context, entry *logical.StorageEntry) err
 func (f *faultStorage) Delete(ctx context.Context, key string) error {
 	if f.onDelete != nil {
 		f.onDelete(key)
+	}
+	if f.failDelete != nil && f.failDelete(key) {
+		return errStorageDown
 	}
 	return f.Storage.Delete(ctx, key)
 }
