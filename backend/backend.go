@@ -36,6 +36,12 @@ type Backend struct {
 	// roleLocks order issuance against role updates and deletes (lifecycle.go).
 	roleLocks []*locksutil.LockEntry
 	tidyMu    sync.Mutex
+	// tidyRuns tracks background and periodic tidy runs (tidy_run.go).
+	tidyRuns tidyRuns
+	// bgCtx is the context of background work, cancelled when the backend is
+	// torn down (Clean).
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	// entityInfo looks up a creating entity (System().EntityInfo; tests swap it).
 	entityInfo func(entityID string) (*logical.Entity, error)
@@ -91,6 +97,7 @@ func New(newSealer SealerFactory) *Backend {
 		orphanSince: map[string]time.Time{},
 		records:     newReadCache[*Record](recordCacheSize),
 	}
+	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
@@ -112,7 +119,7 @@ func New(newSealer SealerFactory) *Backend {
 		),
 		InitializeFunc: b.initialize,
 		PeriodicFunc:   b.periodic,
-		Clean:          b.clean,
+		Clean:          b.teardown,
 		Invalidate:     b.invalidate,
 	}
 	return b
@@ -139,6 +146,14 @@ func (b *Backend) initialize(ctx context.Context, req *logical.InitializationReq
 	return b.feed.Load(ctx, req.Storage)
 }
 
+// teardown stops background work and closes the sealer: the backend is
+// being unmounted, reloaded or sealed.
+func (b *Backend) teardown(ctx context.Context) {
+	b.stopTidy()
+	b.clean(ctx)
+}
+
+// clean closes the sealer; the next use builds it again from the config.
 func (b *Backend) clean(context.Context) {
 	b.sealerMu.Lock()
 	defer b.sealerMu.Unlock()
@@ -169,8 +184,11 @@ func (b *Backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.writeSafe() {
 		return nil
 	}
-	_, err := b.tidy(ctx, req.Storage)
-	return err
+	run, ok := b.claimTidy("periodic")
+	if !ok {
+		return nil // a run is already going
+	}
+	return b.finishTidy(ctx, req.Storage, run)
 }
 
 func (b *Backend) writeSafe() bool {

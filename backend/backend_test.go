@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -120,6 +121,7 @@ func newTestEnvWith(t *testing.T, tweak func(*logical.BackendConfig)) *testEnv {
 	}
 	require.NoError(t, b.Setup(context.Background(), conf))
 	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: conf.StorageView}))
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
 	return &testEnv{t: t, b: b, s: conf.StorageView, sealer: sealer}
 }
 
@@ -185,4 +187,25 @@ func (e *testEnv) issue(name string, data map[string]interface{}) map[string]int
 		data["role"] = "dev"
 	}
 	return e.mustOK(logical.CreateOperation, "keys/"+name, data).Data
+}
+
+// tidy starts a tidy run and waits (bounded) for that run to finish, as a
+// caller of the background tidy does: write, then read until the last run is
+// the one started. It returns the run's fields.
+func (e *testEnv) tidy() map[string]interface{} {
+	e.t.Helper()
+	var run interface{}
+	var last map[string]interface{}
+	require.Eventually(e.t, func() bool {
+		if run == nil { // another run may be going: start ours once it ends
+			if d := e.mustOK(logical.UpdateOperation, "tidy", nil).Data; d["started"] == true {
+				run = d["run"]
+			}
+			return false
+		}
+		last = e.mustOK(logical.ReadOperation, "tidy", nil).Data
+		return last["run"] == run
+	}, 10*time.Second, time.Millisecond, "tidy run did not finish")
+	require.Nil(e.t, last["error"], "tidy run failed")
+	return last
 }

@@ -76,7 +76,7 @@ func TestIntegrationRotationRunbook(t *testing.T) {
 	require.NoError(t, openWithTransit(t, v, newKey))
 
 	time.Sleep(time.Until(rotatedAt.Add(grace + 1500*time.Millisecond)))
-	res := cliJSON(t, v, "write", "-f", "apikeys/tidy")["data"].(map[string]interface{})
+	res := tidy(t, v)
 	assert.EqualValues(t, 1, res["grace_revoked"])
 	assert.Equal(t, "revoked", lookupEntry(t, v, oldTok.KeyID).Status)
 	assert.Equal(t, "active", lookupEntry(t, v, newTok.KeyID).Status)
@@ -105,7 +105,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 
 	// Root's key has no entity and is never revoked by the job.
 	cli(t, v, "write", "apikeys/keys/roots", "role=dev")
-	res := cliJSON(t, v, "write", "-f", "apikeys/tidy")["data"].(map[string]interface{})
+	res := tidy(t, v)
 	assert.EqualValues(t, 0, res["orphans_revoked"], "the entity still exists")
 
 	// Without a grace: the job revokes at the first run that finds the entity gone
@@ -113,7 +113,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 	cli(t, v, "write", "apikeys/config", "orphan_grace=0")
 	_, err = v.Client.Logical().Delete("identity/entity/id/" + entityID)
 	require.NoError(t, err)
-	res = cliJSON(t, v, "write", "-f", "apikeys/tidy")["data"].(map[string]interface{})
+	res = tidy(t, v)
 	assert.EqualValues(t, 1, res["orphans_revoked"])
 	assert.Equal(t, "revoked", lookupEntry(t, v, keyID).Status)
 	read, err := v.Client.Logical().Read("apikeys/keys/roots")

@@ -27,7 +27,7 @@ func (e *testEnv) issueAs(entityID, name string) string {
 
 func (e *testEnv) orphansRevoked() int {
 	e.t.Helper()
-	return toInt(e.mustOK(logical.UpdateOperation, "tidy", nil).Data["orphans_revoked"])
+	return toInt(e.tidy()["orphans_revoked"])
 }
 
 // Right after an unseal or a leadership change the identity store may not be
@@ -100,10 +100,10 @@ func TestExpiryIsEnforcedAndAnnounced(t *testing.T) {
 	clock = clock.Add(61 * time.Minute)
 	assert.Equal(t, "expired", e.lookupStatus(id))
 	assert.Equal(t, "expired", e.mustOK(logical.ReadOperation, "keys/k", nil).Data["status"])
-	res := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
+	res := e.tidy()
 	assert.Equal(t, 1, toInt(res["expired_announced"]))
 	assert.Equal(t, []string{"expired"}, e.lastOps(1))
-	again := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
+	again := e.tidy()
 	assert.Equal(t, 0, toInt(again["expired_announced"]), "announced once")
 	e.mustFail(logical.UpdateOperation, "keys/k/enable", nil, "expired")
 }

@@ -150,10 +150,17 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 	rec := out.rec
 	entry := nameEntryOf(rec, nil)
 	out.seq, err = b.commitKeys(ctx, s, []keyChange{{rec, wire.OpCreated}}, func(ctx context.Context) error {
-		if err := b.putIndexes(ctx, s, rec); err != nil {
-			return err
+		err := b.putIndexes(ctx, s, rec)
+		if err == nil {
+			err = b.putNamed(ctx, s, rec, entry)
 		}
-		if err := b.putNamed(ctx, s, rec, entry); err != nil {
+		if err != nil {
+			// The key is never shown: no active record may outlive the failure
+			// without its name. If this cleanup fails too, the repair pass
+			// (republishLocked) finishes it.
+			if _, derr := b.dropUnnamed(ctx, s, rec); derr != nil {
+				b.logger.Warn("drop the record of a failed create (tidy retries)", "key_id", rec.KeyID, "error", derr)
+			}
 			return err
 		}
 		committed = &entry
@@ -295,4 +302,37 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 		return nil, err
 	}
 	return out, nil
+}
+
+// dropUnnamed deletes a created record its name never came to point at (the
+// create or rotate failed after writing it, so its key was never shown), with
+// its index entries and its publish mark, and reports whether it did. A record
+// the name does point at, or whose name cannot be read, is kept: a write that
+// reported failure may still have landed. The caller holds the name lock.
+func (b *Backend) dropUnnamed(ctx context.Context, s logical.Storage, rec *Record) (bool, error) {
+	n, err := b.getName(ctx, s, rec.Name)
+	if err != nil {
+		return false, err
+	}
+	if n != nil && (n.KeyID == rec.KeyID || slices.Contains(n.Previous, rec.KeyID)) {
+		return false, nil
+	}
+	var keys []string
+	if rec.ExpiresAt != nil {
+		keys = append(keys, expKey(*rec.ExpiresAt, rec.KeyID))
+	}
+	if rec.CreatedBy.EntityID != "" {
+		keys = append(keys, ownerKey(rec.CreatedBy.EntityID, rec.KeyID))
+	}
+	// The mark goes last: while it stays, the repair pass comes back here.
+	keys = append(keys, storageKeyPrefix+rec.KeyID, storageUnpublishedKey+rec.KeyID)
+	for _, k := range keys {
+		if err := s.Delete(ctx, k); err != nil {
+			return false, fmt.Errorf("drop unfinished key %s: %w", rec.KeyID, err)
+		}
+		if k == storageKeyPrefix+rec.KeyID {
+			b.records.Remove(rec.KeyID)
+		}
+	}
+	return true, nil
 }

@@ -1,6 +1,9 @@
 package backend
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -102,4 +105,41 @@ func TestEveryMutationAnswersItsSeq(t *testing.T) {
 // withoutTime keeps what identifies an entry.
 func withoutTime(c wire.Change) wire.Change {
 	return wire.Change{Seq: c.Seq, KeyID: c.KeyID, Role: c.Role, Op: c.Op}
+}
+
+// storedKeys lists the storage keys under prefix.
+func (e *testEnv) storedKeys(prefix string) []string {
+	e.t.Helper()
+	keys, err := e.s.List(context.Background(), prefix)
+	require.NoError(e.t, err)
+	return keys
+}
+
+// A create whose record is written but whose name write fails leaves no
+// active record behind: the create drops it at once, or, when that cleanup
+// fails too, the repair pass (tidy) does, and nothing is announced for it.
+func TestFailedNameWriteLeavesNoActiveRecord(t *testing.T) {
+	for _, cleanupFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cleanup fails=%v", cleanupFails), func(t *testing.T) {
+			e := configured(t)
+			fs := withFaults(e)
+			head := e.changes(0, "").Head
+			fs.failPut = func(key string) bool { return key == storageNamePrefix+"x" }
+			if cleanupFails {
+				fs.failDelete = func(key string) bool { return strings.HasPrefix(key, storageKeyPrefix) }
+			}
+			_, err := e.do(logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "ttl": "1h"})
+			require.Error(t, err)
+			fs.failPut, fs.failDelete = nil, nil
+			if cleanupFails {
+				require.Len(t, e.storedKeys(storageKeyPrefix), 1, "the cleanup failed: the record is still there")
+			}
+			e.tidy()
+			assert.Empty(t, e.storedKeys(storageKeyPrefix), "no record without its name")
+			assert.Empty(t, e.storedKeys(storageExpPrefix), "nor its expiry entry")
+			assert.Empty(t, e.storedKeys(storageUnpublishedKey), "nor its publish mark")
+			assert.Empty(t, e.changes(head, "").Changes, "a key never shown is never announced")
+			e.issue("x", nil) // the name is free
+		})
+	}
 }

@@ -97,7 +97,7 @@ func TestFeedResetAfterRetention(t *testing.T) {
 	e.issue("b", nil)
 	clock = clock.Add(2 * time.Hour)
 	e.issue("c", nil)
-	res := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
+	res := e.tidy()
 	assert.EqualValues(t, 3, toInt(res["feed_entries_purged"]), "the role's entry and two keys'")
 
 	got := e.changes(0, "")
@@ -131,6 +131,8 @@ func toInt(v interface{}) int {
 		return int(i)
 	case int:
 		return n
+	case uint64:
+		return int(n)
 	case float64:
 		return int(n)
 	}

@@ -1,10 +1,14 @@
 package backend
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -34,6 +38,9 @@ type Config struct {
 	// consecutive runs of the job and after this node took over, before its
 	// keys are revoked: identities load after periodic work starts.
 	OrphanGrace time.Duration `json:"orphan_grace"`
+	// CACert is the PEM CA bundle trusted for transit over https (not a
+	// secret; empty = the system roots, or VAULT_CACERT in the plugin's environment).
+	CACert string `json:"ca_cert"`
 	// MountID binds sealed records to this mount (envelope.AAD); set once.
 	MountID string `json:"mount_id"`
 }
@@ -62,6 +69,7 @@ func pathConfig(b *Backend) []*framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "configuration"},
 		Fields: map[string]*framework.FieldSchema{
 			"vault_addr":          {Type: framework.TypeString, Description: "Address of this Vault's API, used to reach transit (e.g. https://127.0.0.1:8200); in an HA cluster, a comma-separated list of every node."},
+			"ca_cert":             {Type: framework.TypeString, Description: "PEM CA certificate(s) the plugin trusts when it reaches transit over https (vault_addr https://…). Empty: the system roots, or VAULT_CACERT in the plugin's environment. Not secret: read shows it."},
 			"transit_mount":       {Type: framework.TypeString, Default: "transit", Description: "Mount path of the transit engine that wraps data keys."},
 			"transit_key":         {Type: framework.TypeString, Default: "apikeys", Description: "Name of the transit key (KEK) that wraps data keys."},
 			"token":               {Type: framework.TypeString, Description: "Write-only. Vault token for transit: datakey/plaintext and rewrap on the KEK, renew-self. Renewed by the plugin; never returned.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
@@ -126,6 +134,7 @@ func (b *Backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"transit_mount":       cfg.TransitMount,
 		"transit_key":         cfg.TransitKey,
 		"token_set":           cfg.Token != "",
+		"ca_cert":             cfg.CACert,
 		"prefix":              cfg.Prefix,
 		"max_keys":            cfg.MaxKeys,
 		"default_ttl":         int64(cfg.DefaultTTL.Seconds()),
@@ -159,6 +168,7 @@ func (b *Backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	str("transit_key", &cfg.TransitKey)
 	str("token", &cfg.Token)
 	str("prefix", &cfg.Prefix)
+	str("ca_cert", &cfg.CACert)
 	num := func(field string, dst *int) {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(int)
@@ -207,6 +217,9 @@ func (b *Backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	}
 	b.sealer, b.cfg = sealer, cfg
 	b.sealerMu.Unlock()
+	// Never the token: only where transit is and what was set.
+	b.logger.Info("config written", "vault_addr", cfg.VaultAddr, "transit", cfg.TransitMount+"/"+cfg.TransitKey,
+		"ca_cert_set", cfg.CACert != "", "prefix", cfg.Prefix, "mount_id", cfg.MountID)
 	return nil, nil
 }
 
@@ -231,6 +244,11 @@ func (c *Config) validate() string {
 	case c.DEKTTL == 0:
 		return "dek_ttl must be positive"
 	}
+	if c.CACert != "" {
+		if err := checkPEMCerts(c.CACert); err != nil {
+			return "ca_cert " + err.Error()
+		}
+	}
 	for _, addr := range vaultaddr.Split(c.VaultAddr) {
 		u, err := url.Parse(addr)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -238,6 +256,33 @@ func (c *Config) validate() string {
 		}
 	}
 	return ""
+}
+
+// checkPEMCerts accepts one or more PEM CERTIFICATE blocks, each a parsable
+// X.509 certificate, and nothing else (a private key pasted by mistake is
+// refused, and never quoted back).
+func checkPEMCerts(bundle string) error {
+	rest := []byte(strings.TrimSpace(bundle))
+	n := 0
+	for len(rest) > 0 {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		switch {
+		case block == nil:
+			return errors.New("is not PEM: give one or more -----BEGIN CERTIFICATE----- blocks (e.g. ca_cert=@ca.pem)")
+		case block.Type != "CERTIFICATE":
+			return fmt.Errorf("holds a PEM block of type %q: only CERTIFICATE blocks belong here", printable(block.Type))
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("certificate %d does not parse: %v", n+1, err)
+		}
+		n++
+		rest = bytes.TrimSpace(rest)
+	}
+	if n == 0 {
+		return errors.New("holds no certificate")
+	}
+	return nil
 }
 
 // sealerFor returns the mount's Sealer and config, building the Sealer after a

@@ -27,3 +27,20 @@ func TestConfigTokenIsWriteOnly(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_keys": 5})
 	assert.Equal(t, data["mount_id"], e.mustOK(logical.ReadOperation, "config", nil).Data["mount_id"])
 }
+
+// ca_cert takes PEM certificates only, is shown on read (it is not secret) and
+// can be cleared.
+func TestConfigCACert(t *testing.T) {
+	e := configured(t)
+	f := newFakeTransitTLS(t)
+	before := e.snapshot()
+	for _, bad := range []string{"not pem", "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n",
+		"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", f.caPEM() + "junk"} {
+		e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"ca_cert": bad}, "ca_cert")
+	}
+	assert.Equal(t, before, e.snapshot(), "a refused ca_cert changes nothing")
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"ca_cert": f.caPEM() + f.caPEM()})
+	assert.Equal(t, f.caPEM()+f.caPEM(), e.mustOK(logical.ReadOperation, "config", nil).Data["ca_cert"])
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"ca_cert": ""})
+	assert.Equal(t, "", e.mustOK(logical.ReadOperation, "config", nil).Data["ca_cert"])
+}

@@ -69,11 +69,11 @@ func TestRotateWithGrace(t *testing.T) {
 	assert.Equal(t, "active", e.lookupStatus(tok.KeyID))
 
 	clock = clock.Add(23 * time.Hour)
-	e.mustOK(logical.UpdateOperation, "tidy", nil)
+	e.tidy()
 	assert.Equal(t, "active", e.lookupStatus(oldID))
 	clock = clock.Add(2 * time.Hour)
 	assert.Equal(t, "expired", e.lookupStatus(oldID), "past grace it no longer verifies even before the job")
-	res := e.mustOK(logical.UpdateOperation, "tidy", nil).Data
+	res := e.tidy()
 	assert.Equal(t, 1, toInt(res["grace_revoked"]))
 	assert.Equal(t, "revoked", e.lookupStatus(oldID))
 	assert.Equal(t, "active", e.lookupStatus(tok.KeyID))

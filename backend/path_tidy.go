@@ -27,21 +27,42 @@ func pathTidy(b *Backend) []*framework.Path {
 		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "tidy"},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathTidyWrite},
+			logical.ReadOperation:   &framework.PathOperation{Callback: b.pathTidyRead},
 		},
-		HelpSynopsis:    "Run the periodic housekeeping now (the active node also runs it every minute).",
-		HelpDescription: "Revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, publishes any written change whose publish had failed, removes tombstones older than tombstone_retention and feed entries older than feed_retention, and returns what it did. Safe to run concurrently with everything else.",
+		HelpSynopsis: "Start the periodic housekeeping now, in the background (the active node also runs it every minute); read it for the last run.",
+		HelpDescription: "Writing starts a run and returns at once (run, started_at); if a run is already going, it answers that one (started=false). " +
+			"A run revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, " +
+			"publishes any written change whose publish had failed, and removes tombstones older than tombstone_retention and feed entries older than feed_retention. " +
+			"Reading answers running (and running_since) and the last finished run on this node: run, trigger, started_at, finished_at, the counts, and error if it failed. " +
+			"Runs only where writes are safe (not on standbys or performance secondaries).",
 	}}
 }
 
-func (b *Backend) pathTidyWrite(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	res, err := b.tidy(ctx, req.Storage)
-	if err != nil {
-		return nil, err
+func (b *Backend) pathTidyWrite(_ context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if !b.writeSafe() { // like the periodic job: skipped, not an error
+		resp := &logical.Response{Data: map[string]interface{}{"started": false, "running": false}}
+		resp.AddWarning("tidy was not started: it runs only where writes are safe (the active node, not a performance secondary)")
+		return resp, nil
 	}
-	return &logical.Response{Data: structToMap(res)}, nil
+	run, started := b.startTidy(req.Storage)
+	if run == nil {
+		return nil, fmt.Errorf("the backend is shutting down")
+	}
+	data := run.data(false)
+	data["started"], data["running"] = started, true
+	resp := &logical.Response{Data: data}
+	if !started {
+		resp.AddWarning(fmt.Sprintf("tidy run %d (started %s) is still running: read apikeys/tidy for its result", run.Run, data["started_at"]))
+	}
+	return resp, nil
 }
 
-// tidy is shared by the periodic job and the tidy path.
+func (b *Backend) pathTidyRead(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
+	return &logical.Response{Data: b.tidyStatus()}, nil
+}
+
+// tidy is one pass, shared by the periodic job and background runs of the
+// tidy path (tidy_run.go).
 func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, error) {
 	b.tidyMu.Lock() // one pass at a time: the periodic job and the path may overlap
 	defer b.tidyMu.Unlock()

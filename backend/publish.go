@@ -117,6 +117,7 @@ func (b *Backend) republishKey(ctx context.Context, s logical.Storage, rec *Reco
 	if err != nil {
 		return 0, err
 	}
+	b.logger.Warn("published a key change whose publish had failed", "key_id", rec.KeyID, "op", lastOp(rec), "seq", seq)
 	b.sendEvent(ctx, "key-"+lastOp(rec), "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
 	return seq, nil
 }
@@ -205,6 +206,15 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 	if err != nil || rec == nil {
 		return 0, err
 	}
+	if lastOp(rec) == wire.OpCreated { // a create that never reached its name is undone, not announced
+		dropped, err := b.dropUnnamed(ctx, s, rec)
+		if err != nil || dropped {
+			if dropped {
+				b.logger.Warn("dropped the record of a create that failed before its name was written", "key_id", rec.KeyID)
+			}
+			return 0, err
+		}
+	}
 	return b.republishKey(ctx, s, rec)
 }
 
@@ -229,9 +239,11 @@ func (b *Backend) republishRole(ctx context.Context, s logical.Storage, name str
 		op = wire.OpRoleUpdated
 	}
 	ctx = context.WithoutCancel(ctx)
-	if _, err := b.publishRole(ctx, s, name, op); err != nil {
+	seq, err := b.publishRole(ctx, s, name, op)
+	if err != nil {
 		return false, err
 	}
+	b.logger.Warn("published a role change whose publish had failed", "role", name, "op", op, "seq", seq)
 	b.sendEvent(ctx, op, "role", name)
 	return true, nil
 }

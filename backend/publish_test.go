@@ -86,10 +86,16 @@ type faultStorage struct {
 	failFeed atomic.Int32 // this many feed entry writes fail
 	onPut    func(key string)
 	onDelete func(key string)
+	// failPut and failDelete, when set, fail the writes they answer true for.
+	failPut    func(key string) bool
+	failDelete func(key string) bool
 }
 
 func (f *faultStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
 	if strings.HasPrefix(entry.Key, storageFeedPrefix) && f.failFeed.Add(-1) >= 0 {
+		return errStorageDown
+	}
+	if f.failPut != nil && f.failPut(entry.Key) {
 		return errStorageDown
 	}
 	if f.onPut != nil {
@@ -101,6 +107,9 @@ func (f *faultStorage) Put(ctx context.Context, entry *logical.StorageEntry) err
 func (f *faultStorage) Delete(ctx context.Context, key string) error {
 	if f.onDelete != nil {
 		f.onDelete(key)
+	}
+	if f.failDelete != nil && f.failDelete(key) {
+		return errStorageDown
 	}
 	return f.Storage.Delete(ctx, key)
 }
@@ -149,7 +158,7 @@ func TestRepairPassPublishesUnpublishedChanges(t *testing.T) {
 			fs.failFeed.Store(0)
 
 			if pass == "tidy" {
-				e.mustOK(logical.UpdateOperation, "tidy", nil)
+				e.tidy()
 			} else {
 				require.NoError(t, e.b.periodic(context.Background(), &logical.Request{Storage: e.s}))
 			}
@@ -157,7 +166,7 @@ func TestRepairPassPublishesUnpublishedChanges(t *testing.T) {
 			assert.True(t, e.published(head, disabledID, wire.OpDisabled))
 			// A second pass has nothing left to publish.
 			head = e.changes(0, "").Head
-			e.mustOK(logical.UpdateOperation, "tidy", nil)
+			e.tidy()
 			assert.Equal(t, head, e.changes(0, "").Head)
 		})
 	}
@@ -170,7 +179,7 @@ func TestRepairPassPublishesRoleChange(t *testing.T) {
 	fs.failFeed.Store(1)
 	_, err := e.do(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
 	require.Error(t, err)
-	e.mustOK(logical.UpdateOperation, "tidy", nil)
+	e.tidy()
 	ops := []string{}
 	for _, c := range e.changes(head, "").Changes {
 		ops = append(ops, c.Role+" "+c.Op)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -38,6 +39,19 @@ func newFakeTransit(t *testing.T) *fakeTransit {
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// newFakeTransitTLS is a fakeTransit over https, with httptest's own CA.
+func newFakeTransitTLS(t *testing.T) *fakeTransit {
+	f := &fakeTransit{version: 1, deks: map[string][]byte{}}
+	f.srv = httptest.NewTLSServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// caPEM is the PEM of the fake's certificate (self-signed: its own CA).
+func (f *fakeTransit) caPEM() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.srv.Certificate().Raw}))
 }
 
 func (f *fakeTransit) serve(w http.ResponseWriter, r *http.Request) {
@@ -143,4 +157,23 @@ func TestSealerRefillDoesNotInstallPreRotationKey(t *testing.T) {
 	sealed, err := s.Seal(context.Background(), []byte("aad"), []byte("digest"))
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(sealed.WrappedDEK, "vault:v2:"), "sealed under %s, minted before the rotation", sealed.WrappedDEK)
+}
+
+// Transit over https: the plugin trusts the server only through ca_cert.
+func TestTransitOverTLSWithCACert(t *testing.T) {
+	f := newFakeTransitTLS(t)
+	cfg := defaultConfig()
+	cfg.VaultAddr, cfg.Token = f.srv.URL, "t"
+	_, err := NewTransitSealer(context.Background(), cfg, hclog.NewNullLogger())
+	require.Error(t, err, "an unknown CA is refused")
+	assert.Contains(t, err.Error(), "certificate")
+
+	cfg.CACert = f.caPEM()
+	require.Empty(t, cfg.validate())
+	s, err := NewTransitSealer(context.Background(), cfg, hclog.NewNullLogger())
+	require.NoError(t, err)
+	defer s.Close()
+	sealed, err := s.Seal(context.Background(), []byte("aad"), []byte("digest"))
+	require.NoError(t, err)
+	assert.NotNil(t, f.dek(sealed.WrappedDEK), "the data key came from the TLS transit")
 }

@@ -69,6 +69,11 @@ func NewTransitSealer(ctx context.Context, cfg *Config, logger hclog.Logger) (Se
 		conf.Address = addr
 		conf.Timeout = transitTimeout
 		conf.MaxRetries = 0
+		if cfg.CACert != "" {
+			if err := conf.ConfigureTLS(&api.TLSConfig{CACertBytes: []byte(cfg.CACert)}); err != nil {
+				return nil, fmt.Errorf("transit client for %s: ca_cert: %w", addr, err)
+			}
+		}
 		client, err := api.NewClient(conf)
 		if err != nil {
 			return nil, fmt.Errorf("transit client for %s: %w", addr, err)
@@ -135,6 +140,8 @@ func (s *TransitSealer) take(ctx context.Context) ([]byte, string, error) {
 		s.mu.Unlock()
 		dk, err := s.fetch(ctx)
 		if err != nil {
+			// The request fails; the operator learns why from Vault's log too.
+			s.logger.Warn("transit unreachable: no data key to seal with, keys cannot be issued", "error", err)
 			return nil, "", err
 		}
 		s.mu.Lock()

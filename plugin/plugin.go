@@ -4,6 +4,9 @@
 package plugin
 
 import (
+	"io"
+	"os"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
 	"github.com/hashicorp/vault/sdk/plugin"
@@ -13,6 +16,22 @@ import (
 
 // Name is the name the plugin is registered under in Vault's catalog.
 const Name = "vault-plugin-secrets-apikeys"
+
+// LogLevelEnv names the environment variable that sets the plugin's log level
+// (default info); set it with `vault plugin register -env`.
+const LogLevelEnv = "APIKEYS_PLUGIN_LOG_LEVEL"
+
+// NewLogger is the plugin's logger. go-plugin relays a plugin's stderr into
+// Vault's log at the level each line carries only when the line is hclog JSON;
+// any other line is relayed at debug, which Vault hides at its default level
+// (info). So the plugin logs JSON, at info unless LogLevelEnv says otherwise.
+func NewLogger(out io.Writer) hclog.Logger {
+	level := hclog.LevelFromString(os.Getenv(LogLevelEnv))
+	if level == hclog.NoLevel {
+		level = hclog.Info
+	}
+	return hclog.New(&hclog.LoggerOptions{Output: out, Level: level, JSONFormat: true})
+}
 
 // Serve runs the plugin with Vault's standard flags (TLS to Vault) in args.
 func Serve(args []string, logger hclog.Logger) error {

@@ -70,6 +70,8 @@ func TestCheckEveryCode(t *testing.T) {
 	opsRole(f)
 	prod, _ := f.issue("prod", "ops", keyOpts{workspace: "prod", metadata: map[string]string{"team": "sre"}})
 	wide, _ := f.issue("wide", "ops", keyOpts{})
+	// Pinned to a workspace the role (narrowed since) no longer allows.
+	unpinned, _ := f.issue("unpinned", "ops", keyOpts{workspace: "staging"})
 	narrow, _ := f.issue("narrow", "ops", keyOpts{cidrs: []string{"10.1.0.0/16"}})
 	past := time.Now().Add(-time.Minute)
 	expired, _ := f.issue("expired", "ops", keyOpts{expires: &past})
@@ -95,6 +97,7 @@ func TestCheckEveryCode(t *testing.T) {
 		{"tenant-wide key in a role workspace", Request{Key: wide, Workspace: "dev-eu"}, CodeValid},
 		{"tenant-wide key outside the role's workspaces", Request{Key: wide, Workspace: "staging"}, CodeWorkspaceMismatch},
 		{"bound key in another workspace", Request{Key: prod, Workspace: "dev-eu"}, CodeWorkspaceMismatch},
+		{"bound key whose workspace the role dropped, none asked", Request{Key: unpinned}, CodeWorkspaceMismatch},
 		{"permission not granted", Request{Key: prod, Permissions: []string{"clusters:read", "clusters:delete"}}, CodeInsufficientPermissions},
 		{"address outside the role's CIDRs", Request{Key: prod, ClientIP: netip.MustParseAddr("192.0.2.7")}, CodeIPNotAllowed},
 		{"address outside the key's CIDRs", Request{Key: narrow, ClientIP: netip.MustParseAddr("10.2.0.1")}, CodeIPNotAllowed},

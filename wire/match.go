@@ -67,13 +67,13 @@ func WorkspaceAllowed(globs []string, ws string) bool {
 // WorkspaceGrants reports whether a key may act in ws: its effective workspaces
 // are its own workspace ∩ the role's current globs (the globs alone when it has
 // none), so narrowing a role's allowed_workspaces also caps keys pinned to a
-// workspace. An empty ws asks for no workspace check.
+// workspace. An empty ws asks for no workspace check, except that a key pinned
+// to a workspace its role no longer allows grants nothing at all: it was made
+// to act only there, so once that is taken away it must not pass a request
+// that merely omits the workspace (fail closed, WORKSPACE_MISMATCH).
 func (e *Entry) WorkspaceGrants(ws string) bool {
-	if ws == "" {
-		return true
+	if e.Workspace != "" {
+		return (ws == "" || ws == e.Workspace) && WorkspaceAllowed(e.AllowedWorkspaces, e.Workspace)
 	}
-	if e.Workspace != "" && e.Workspace != ws {
-		return false
-	}
-	return WorkspaceAllowed(e.AllowedWorkspaces, ws)
+	return ws == "" || WorkspaceAllowed(e.AllowedWorkspaces, ws)
 }

@@ -44,7 +44,11 @@ func TestWorkspaceGrants(t *testing.T) {
 	narrowed := Entry{Workspace: "prod", AllowedWorkspaces: []string{"dev-*"}}
 	assert.False(t, narrowed.WorkspaceGrants("prod"))
 	assert.False(t, narrowed.WorkspaceGrants("dev-eu"))
+	assert.False(t, narrowed.WorkspaceGrants(""), "a pinned key whose workspace was taken away grants nothing, even unasked")
+	assert.True(t, pinned.WorkspaceGrants(""), "a pinned key still allowed passes a request without a workspace")
 	roleGone := Entry{Workspace: "prod"}
 	assert.False(t, roleGone.WorkspaceGrants("prod"), "no role globs: fail closed")
+	assert.False(t, roleGone.WorkspaceGrants(""), "no role globs: fail closed")
+	assert.True(t, (&Entry{}).WorkspaceGrants(""), "an unpinned key asked for no workspace passes")
 	assert.False(t, WorkspaceAllowed([]string{"[bad"}, "x"))
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/vault-apikeys/vault-apikeys/plugin"
 )
 
@@ -16,7 +14,7 @@ func main() {
 		fmt.Println(plugin.Name, plugin.Version)
 		return
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: plugin.Name})
+	logger := plugin.NewLogger(os.Stderr)
 	if err := plugin.Serve(os.Args[1:], logger); err != nil {
 		logger.Error("plugin shutting down", "error", err)
 		os.Exit(1)
