@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/vault-apikeys/vault-apikeys/vaultaddr"
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 )
 
@@ -87,7 +88,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	if o.vaultAddrs == "" {
 		o.vaultAddrs, _ = getenv("VAULT_ADDR")
 	}
-	c.VaultAddrs = verifier.SplitList(o.vaultAddrs)
+	c.VaultAddrs = vaultaddr.Split(o.vaultAddrs)
 	if c.VaultToken == "" && c.VaultTokenFile == "" && c.AppRoleRoleID == "" {
 		c.VaultToken, _ = getenv("VAULT_TOKEN")
 	}
