@@ -21,16 +21,9 @@ var (
 func BuildVerifier(t T) string {
 	t.Helper()
 	verifierOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "apikeys-verifier-")
-		if err != nil {
-			verifierErr = err
-			return
-		}
-		verifierBin = filepath.Join(dir, "apikeys-verifier")
-		cmd := exec.Command("go", "build", "-o", verifierBin, "./cmd/apikeys-verifier")
-		cmd.Dir = Root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			verifierErr = fmt.Errorf("build verifier: %v\n%s", err, out)
+		var dir string
+		if dir, verifierErr = buildCommand("apikeys-verifier"); verifierErr == nil {
+			verifierBin = filepath.Join(dir, "apikeys-verifier")
 		}
 	})
 	if verifierErr != nil {
