@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,39 +17,10 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
 )
 
-var (
-	verifierOnce sync.Once
-	verifierBin  string
-	verifierErr  error
-)
-
-func buildVerifier(t *testing.T) string {
-	t.Helper()
-	verifierOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "apikeys-verifier-")
-		if err != nil {
-			verifierErr = err
-			return
-		}
-		verifierBin = filepath.Join(dir, "apikeys-verifier")
-		cmd := exec.Command("go", "build", "-o", verifierBin, "./cmd/apikeys-verifier")
-		cmd.Dir = vaulttest.Root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			verifierErr = fmt.Errorf("build verifier: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, verifierErr)
-	return verifierBin
-}
-
-// verifierProc is a running apikeys-verifier.
+// verifierProc is a running apikeys-verifier (vaulttest.StartVerifier).
 type verifierProc struct {
-	URL     string
-	Log     string
-	Audit   string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	logFile *os.File
+	*vaulttest.Verifier
+	cmd *exec.Cmd
 }
 
 // startVerifier runs the verifier against addrs with a token limited to
@@ -63,41 +33,15 @@ func startVerifier(t *testing.T, v *vaulttest.Vault, addrs string, extra ...stri
 	return launchVerifier(t, dir, addrs, tokenFile, extra...)
 }
 
+// launchVerifier runs the verifier with its logs in dir and the token in
+// tokenFile.
 func launchVerifier(t *testing.T, dir, addrs, tokenFile string, extra ...string) *verifierProc {
 	t.Helper()
-	port := vaulttest.FreePort(t)
-	p := &verifierProc{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Log: filepath.Join(dir, "verifier.log"),
-		Audit: filepath.Join(dir, "audit.log"), done: make(chan struct{})}
-	args := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", addrs,
-		"-vault-token-file", tokenFile, "-audit-log", p.Audit}, extra...)
-	p.cmd = exec.Command(buildVerifier(t), args...)
-	var err error
-	p.logFile, err = os.Create(p.Log)
-	require.NoError(t, err)
-	p.cmd.Stdout, p.cmd.Stderr = p.logFile, p.logFile
-	p.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
-	require.NoError(t, p.cmd.Start())
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(p.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	out, _ := os.ReadFile(p.Log)
-	t.Fatalf("verifier did not become ready:\n%s", out)
-	return nil
+	v := vaulttest.StartVerifier(t, dir, addrs, tokenFile, extra...)
+	return &verifierProc{Verifier: v, cmd: v.Cmd}
 }
 
-func (p *verifierProc) stop() {
-	vaulttest.StopProcess(p.cmd, p.done)
-	p.logFile.Close()
-}
+func (p *verifierProc) stop() { p.Stop() }
 
 // verdict is the part of a /v1/verify answer the tests read.
 type verdict struct {

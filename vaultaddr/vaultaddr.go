@@ -40,7 +40,20 @@ func Unreachable(err error) bool {
 	return true
 }
 
-// Ring remembers which of n addresses answered last, so calls start there.
+// NoAnswer reports whether err means no Vault answered at all (a connection
+// error, a timeout): unlike Unreachable, a 502/503 is an answer. A program
+// that must not send a request twice to a node that may have acted on it
+// (the verifier) moves on only then.
+func NoAnswer(err error) bool {
+	if err == nil {
+		return false
+	}
+	var re *api.ResponseError
+	return !errors.As(err, &re)
+}
+
+// Ring remembers which of n addresses to start calls at: the one that answered
+// last, or the one after an address that did not answer.
 type Ring struct {
 	n    int
 	good atomic.Int32
@@ -49,21 +62,33 @@ type Ring struct {
 // NewRing returns a ring over n addresses (n ≥ 1).
 func NewRing(n int) *Ring { return &Ring{n: max(n, 1)} }
 
+// Current is the address the next call starts at.
+func (r *Ring) Current() int { return int(r.good.Load()) % r.n }
+
 // Do runs call(i) for address i, starting with the last one that answered and
 // trying at most attempts addresses (≤ 0: all of them), moving on only while
 // the error is Unreachable. It returns the last error.
 func (r *Ring) Do(attempts int, call func(i int) error) error {
+	return r.DoWhile(attempts, Unreachable, call)
+}
+
+// DoWhile is Do, moving on to the next address only while next(err) holds.
+// An address that did not serve the call is left behind: the next call
+// starts after it even when every attempt failed, so a bounded number of
+// attempts still reaches every address over successive calls.
+func (r *Ring) DoWhile(attempts int, next func(error) bool, call func(i int) error) error {
 	if attempts <= 0 || attempts > r.n {
 		attempts = r.n
 	}
-	start := int(r.good.Load())
+	start := r.Current()
 	var err error
 	for k := 0; k < attempts; k++ {
 		i := (start + k) % r.n
-		if err = call(i); !Unreachable(err) {
+		if err = call(i); !next(err) {
 			r.good.Store(int32(i))
 			return err
 		}
+		r.good.Store(int32((i + 1) % r.n))
 	}
 	return err
 }

@@ -10,7 +10,7 @@
 // raced a change never puts the stale answer back (see cache.go). When the feed has
 // not been reached for StaleIfError, every answer is ErrUnavailable (HTTP 503).
 //
-// Freshness (DESIGN §6, see feed.go): while Vault's feed head is beyond what the
+// Freshness (DESIGN §6, see follower.go): while Vault's feed head is beyond what the
 // Verifier has applied (a restart, an outage, a pause, a backlog), it answers by
 // lookup instead of from the cache; every cached record is also refreshed in the
 // background before MaxAge. Unknown keys cannot evict known ones nor starve their

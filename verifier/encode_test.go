@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 
@@ -71,4 +72,30 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("appendString(%q) = %s decodes to %q, encoding/json's %s decodes to %q", s, got, gotS, want, wantS)
 		}
 	})
+}
+
+// A response with every field set, whatever fields VerifyResponse grows: a
+// field the hand-written encoder forgets fails here even when it is omitempty.
+func TestAppendVerifyResponseWritesEveryField(t *testing.T) {
+	var r verdict.VerifyResponse
+	exp := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	v := reflect.ValueOf(&r).Elem()
+	for i := range v.NumField() {
+		f := v.Field(i)
+		switch {
+		case f.Kind() == reflect.String:
+			f.SetString("x" + v.Type().Field(i).Name)
+		case f.Kind() == reflect.Bool:
+			f.SetBool(true)
+		case f.Type() == reflect.TypeOf([]string(nil)):
+			f.Set(reflect.ValueOf([]string{"p:" + v.Type().Field(i).Name}))
+		case f.Type() == reflect.TypeOf(map[string]string(nil)):
+			f.Set(reflect.ValueOf(map[string]string{"k": v.Type().Field(i).Name}))
+		case f.Type() == reflect.TypeOf(&exp):
+			f.Set(reflect.ValueOf(&exp))
+		default:
+			t.Fatalf("VerifyResponse.%s has a type this test cannot fill: teach it", v.Type().Field(i).Name)
+		}
+	}
+	assert.Equal(t, jsonOf(t, r), string(appendVerifyResponse(nil, &r)))
 }

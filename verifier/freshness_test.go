@@ -37,8 +37,8 @@ func TestBacklogIsServedByLookupUntilCaughtUp(t *testing.T) {
 	f.publishNoise(10)
 
 	f.stepFeed() // it resumes and reads the first page only
-	require.Greater(t, v.feed.heard.Load(), v.feed.Cursor(), "it has heard a head beyond its cursor")
-	require.Less(t, v.feed.Cursor(), revokedAt, "the revocation is not applied yet")
+	require.Greater(t, v.follower.heard.Load(), v.follower.Cursor(), "it has heard a head beyond its cursor")
+	require.Less(t, v.follower.Cursor(), revokedAt, "the revocation is not applied yet")
 	lookups := len(f.lookupCalls())
 	assert.Equal(t, CodeRevoked, check(t, v, req), "no VALID from the cache while behind")
 	assert.Greater(t, len(f.lookupCalls()), lookups, "answered by lookup")
@@ -47,7 +47,7 @@ func TestBacklogIsServedByLookupUntilCaughtUp(t *testing.T) {
 	assert.True(t, st.Ready, "ready while catching up (DESIGN §6)")
 
 	f.releaseFeed()
-	require.Eventually(t, func() bool { return v.feed.Cursor() == revokedAt+10 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return v.follower.Cursor() == revokedAt+10 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, CodeRevoked, check(t, v, req))
 	assert.Equal(t, "ready", v.Status().State)
 }
@@ -61,8 +61,8 @@ func TestFreshVerifierStartsAtTheHead(t *testing.T) {
 	key, _ := f.issue("k", "ops", keyOpts{})
 	f.publishNoise(2*fakeFeedPage + 10)
 	v, _ := startVerifier(t, f, nil)
-	assert.Equal(t, f.head, v.feed.Cursor(), "the first poll put the cursor at the head")
-	assert.False(t, v.feed.behind())
+	assert.Equal(t, f.head, v.follower.Cursor(), "the first poll put the cursor at the head")
+	assert.False(t, v.follower.behind())
 	assert.Equal(t, CodeValid, check(t, v, Request{Key: key}))
 	f.mu.Lock()
 	polls := f.polls
@@ -87,7 +87,7 @@ func TestRestoredFeedIsNoticedByEntryID(t *testing.T) {
 	require.Eventually(t, func() bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		return v.feed.Cursor() == f.head && f.afterID == f.changes[len(f.changes)-1].ID
+		return v.follower.Cursor() == f.head && f.afterID == f.changes[len(f.changes)-1].ID
 	}, 5*time.Second, time.Millisecond, "the verifier sends the id of the entry at its cursor")
 
 	// Storage restored from a backup in which the key was revoked: another
@@ -188,9 +188,9 @@ func TestAuditLineCarriesFeedSeq(t *testing.T) {
 	h := v.Handler()
 	body := jsonBody(t, map[string]any{"key": key})
 	postVerify(t, h, body)
-	before := v.feed.Cursor()
+	before := v.follower.Cursor()
 	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
-	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 5*time.Second, time.Millisecond)
 	postVerify(t, h, body)
 	verdict, err := v.Check(context.Background(), Request{Key: key, ClientIP: localhost})
 	require.NoError(t, err)
@@ -234,7 +234,7 @@ func TestRequestJoiningAnOlderLookupIsNotAnsweredByIt(t *testing.T) {
 	<-inLookup
 	f.setLookupHook(nil)
 	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
-	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 5*time.Second, time.Millisecond)
 	second := make(chan Code, 1)
 	go func() { second <- check(t, v, Request{Key: key}) }()
 	time.Sleep(20 * time.Millisecond) // let it join the flight; without that it is a fresh lookup and passes anyway

@@ -36,7 +36,7 @@ func fuzzVerifier(f *testing.F) (*Verifier, string) {
 	}, dek)
 	require.NoError(f, err)
 	require.True(f, v.cache.Insert(rec, 0))
-	v.feed.lastOK.Store(time.Now().UnixNano())
+	v.follower.lastOK.Store(time.Now().UnixNano())
 	v.loader.vault = unreachable{} // no network: its goroutines would make coverage flaky
 	return v, tok.String()
 }

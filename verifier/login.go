@@ -93,11 +93,14 @@ func (l *login) authenticate(ctx context.Context) (*api.Secret, string, error) {
 		if err != nil {
 			return nil, "", fmt.Errorf("approle: %w", err)
 		}
-		c, err := l.vault.client().Clone()
-		if err != nil {
-			return nil, "", err
-		}
-		s, err := c.Auth().Login(ctx, auth)
+		var s *api.Secret
+		err = l.vault.failover(ctx, func(c *api.Client) error {
+			if c, err = c.Clone(); err != nil {
+				return err
+			}
+			s, err = c.Auth().Login(ctx, auth)
+			return err
+		})
 		if err != nil {
 			return nil, "", fmt.Errorf("approle login: %w", err)
 		}
@@ -135,7 +138,11 @@ func readTokenFile(path string) (string, error) {
 // lookupSelf describes a given token for renewal. A token that may not look
 // itself up is still used, just not renewed.
 func (l *login) lookupSelf(ctx context.Context, t string) *api.Secret {
-	s, err := l.vault.client().Auth().Token().LookupSelfWithContext(ctx)
+	var s *api.Secret
+	err := l.vault.failover(ctx, func(c *api.Client) (err error) {
+		s, err = c.Auth().Token().LookupSelfWithContext(ctx)
+		return err
+	})
 	if err != nil || s == nil {
 		l.log.Warn("cannot look up the Vault token: using it without renewal", "error", err)
 		return nil

@@ -107,7 +107,7 @@ func (m *metrics) gauges(v *Verifier) {
 	g("cache_entries", "Key records cached.", func() float64 { return float64(v.cache.Len()) })
 	g("cache_capacity", "Most key records cached (-cache-size).", func() float64 { return float64(v.cfg.CacheSize) })
 	g("data_keys_cached", "Unwrapped data keys cached.", func() float64 { return float64(v.keys.Len()) })
-	g("feed_cursor", "Seq of the last change applied.", func() float64 { return float64(v.feed.Cursor()) })
+	g("feed_cursor", "Seq of the last change applied.", func() float64 { return float64(v.follower.Cursor()) })
 	g("feed_last_contact_age_seconds", "Seconds since the last successful feed poll (-1 before the first).", func() float64 {
 		age := v.sinceContact()
 		if age < 0 {
@@ -116,7 +116,7 @@ func (m *metrics) gauges(v *Verifier) {
 		return age.Seconds()
 	})
 	g("serving_stale", "1 while the feed fails and cached verdicts are served within stale-if-error.", func() float64 {
-		return b2f(v.feed.failing.Load() && v.state() == stateStale)
+		return b2f(v.follower.failing.Load() && v.state() == stateStale)
 	})
 	g("unavailable", "1 while every answer is 503 (stale-if-error ran out or the feed was never reached).", func() float64 {
 		return b2f(v.state() == stateUnavailable)

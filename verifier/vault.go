@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/vault-apikeys/vault-apikeys/vaultaddr"
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
@@ -22,7 +22,7 @@ import (
 // connection errors.
 type vaultAPI struct {
 	clients      []*api.Client
-	cur          atomic.Uint32
+	ring         *vaultaddr.Ring
 	mount        string
 	transitMount string
 	transitKey   string
@@ -47,13 +47,16 @@ func newVaultAPI(cfg *Config, m *metrics) (*vaultAPI, error) {
 		client.ClearToken() // set by the login, never picked up from the environment by accident
 		v.clients = append(v.clients, client)
 	}
+	v.ring = vaultaddr.NewRing(len(v.clients))
 	return v, nil
 }
 
+// vaultAttempts is how many addresses one call tries: a miss must not wait out
+// a timeout per node of a large cluster.
+const vaultAttempts = 2
+
 // client is the address currently in use.
-func (v *vaultAPI) client() *api.Client {
-	return v.clients[int(v.cur.Load())%len(v.clients)]
-}
+func (v *vaultAPI) client() *api.Client { return v.clients[v.ring.Current()] }
 
 func (v *vaultAPI) setToken(t string) {
 	for _, c := range v.clients {
@@ -61,35 +64,39 @@ func (v *vaultAPI) setToken(t string) {
 	}
 }
 
-// call runs fn against the current address and, on a connection error, once
-// against the next one. It records latency and outcome under op.
+// failover runs fn against the current address and, when no Vault answered
+// (a connection error, not a 502/503: any answer is final, so a request is
+// never sent twice to a node that may have acted on it), against the next.
+func (v *vaultAPI) failover(ctx context.Context, fn func(*api.Client) error) error {
+	next := func(err error) bool { return vaultaddr.NoAnswer(err) && ctx.Err() == nil }
+	return v.ring.DoWhile(vaultAttempts, next, func(i int) error { return fn(v.clients[i]) })
+}
+
+// call runs fn with failover. It records latency and outcome under op, and
+// reports a 403 so that the login can replace the token.
 //
 // fn uses the api calls that return a parsed *api.Secret: the Raw write calls
 // cancel their context on return, before the body has been read.
 func (v *vaultAPI) call(ctx context.Context, op string, fn func(*api.Client) (*api.Secret, error)) (*api.Secret, error) {
 	var s *api.Secret
-	var err error
-	for attempt := 0; attempt < min(2, len(v.clients)); attempt++ {
+	err := v.failover(ctx, func(c *api.Client) error {
 		start := time.Now()
-		s, err = fn(v.client())
+		var err error
+		s, err = fn(c)
 		v.metrics.vaultLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
-		if err == nil {
-			return s, nil
+		if err != nil {
+			v.metrics.vaultErrors.WithLabelValues(op).Inc()
 		}
-		v.metrics.vaultErrors.WithLabelValues(op).Inc()
+		return err
+	})
+	if err != nil {
 		var re *api.ResponseError
-		if errors.As(err, &re) {
-			if re.StatusCode == http.StatusForbidden {
-				v.denied()
-			}
-			return nil, err
+		if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
+			v.denied()
 		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		v.cur.Add(1) // unreachable: try the next address
+		return nil, err
 	}
-	return nil, err
+	return s, nil
 }
 
 // dataInto decodes a response's data into out (through JSON, so the wire

@@ -17,19 +17,19 @@ import (
 // Verifier answers verification requests. Create it with New, start its
 // background work with Run, and ask it with Check or over HTTP with Handler.
 type Verifier struct {
-	cfg     Config
-	log     hclog.Logger
-	vault   *vaultAPI
-	login   *login
-	cache   *cache
-	keys    *keyring
-	loader  *loader
-	misses  singleflight.Group
-	feed    *feed
-	usage   *reporter
-	audit   *audit
-	metrics *metrics
-	now     func() time.Time
+	cfg      Config
+	log      hclog.Logger
+	vault    *vaultAPI
+	login    *login
+	cache    *cache
+	keys     *keyring
+	loader   *loader
+	misses   singleflight.Group
+	follower *follower
+	usage    *reporter
+	audit    *audit
+	metrics  *metrics
+	now      func() time.Time
 
 	runMu   sync.Mutex
 	running bool
@@ -55,7 +55,7 @@ func New(cfg Config) (*Verifier, error) {
 	v.keys = newKeyring(cfg.DEKCacheSize, v.vault)
 	v.loader = newLoader(v.vault, v.keys, v.cache, v.log.Named("lookup"), cfg.VaultTimeout, cfg.MaxInFlight,
 		func(n int) { v.metrics.lookupBatch.Observe(float64(n)) })
-	v.feed = &feed{vault: v.vault, cache: v.cache, wait: cfg.FeedWait, timeout: cfg.VaultTimeout, ready: make(chan struct{}),
+	v.follower = &follower{vault: v.vault, cache: v.cache, wait: cfg.FeedWait, timeout: cfg.VaultTimeout, ready: make(chan struct{}),
 		log: v.log.Named("feed"), metrics: v.metrics, now: time.Now}
 	v.usage = newReporter(v.vault.ReportUsage, cfg.UsageMaxKeys, v.log.Named("usage"),
 		v.metrics.usageDropped.Inc, 2*cfg.VaultTimeout)
@@ -82,7 +82,7 @@ func (v *Verifier) Run(ctx context.Context) error {
 		wg.Wait()
 		return nil
 	}
-	wg.Go(func() { v.feed.Run(ctx) })
+	wg.Go(func() { v.follower.Run(ctx) })
 	wg.Go(func() { v.usage.Run(ctx, v.cfg.UsageFlush) })
 	wg.Go(func() { v.refresh(ctx) })
 	wg.Wait()
@@ -125,18 +125,18 @@ func (v *Verifier) ReopenAudit() error {
 func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 	now := v.now()
 	st := v.stateAt(now)
-	if st == stateUnavailable && v.feed.lastOK.Load() == 0 {
+	if st == stateUnavailable && v.follower.lastOK.Load() == 0 {
 		// Never reached Vault yet (just started): wait for the first feed poll,
 		// bounded by the Vault timeout, rather than failing a request that
 		// arrives a few milliseconds early.
-		v.feed.awaitFirst(ctx, v.cfg.VaultTimeout)
+		v.follower.awaitFirst(ctx, v.cfg.VaultTimeout)
 		now = v.now()
 		st = v.stateAt(now)
 	}
 	// heard before seq: a cursor at or past the head heard means every change
 	// up to that head has been applied (and its evictions with it).
-	heard := v.feed.heard.Load()
-	seq := v.feed.cursor.Load()
+	heard := v.follower.heard.Load()
+	seq := v.follower.cursor.Load()
 	switch st {
 	case stateUnavailable:
 		v.metrics.unavailable.Inc()
@@ -236,14 +236,14 @@ func (s state) String() string {
 func (v *Verifier) state() state { return v.stateAt(v.now()) }
 
 func (v *Verifier) stateAt(now time.Time) state {
-	last := v.feed.lastOK.Load()
+	last := v.follower.lastOK.Load()
 	if last == 0 || now.UnixNano()-last > int64(v.cfg.StaleIfError) {
 		return stateUnavailable
 	}
-	if v.feed.failing.Load() {
+	if v.follower.failing.Load() {
 		return stateStale
 	}
-	if v.feed.behind() {
+	if v.follower.behind() {
 		return stateCatchingUp
 	}
 	return stateReady
@@ -251,7 +251,7 @@ func (v *Verifier) stateAt(now time.Time) state {
 
 // sinceContact is the time since the last successful feed poll, or -1.
 func (v *Verifier) sinceContact() time.Duration {
-	last := v.feed.lastOK.Load()
+	last := v.follower.lastOK.Load()
 	if last == 0 {
 		return -1
 	}
@@ -280,8 +280,8 @@ type Status struct {
 // Status reports whether the Verifier follows the feed.
 func (v *Verifier) Status() Status {
 	s := v.state()
-	st := Status{Ready: s != stateUnavailable, State: s.String(), FeedCursor: v.feed.Cursor(), FeedHead: v.feed.heard.Load(), CacheSize: v.cache.Len()}
-	if last := v.feed.lastOK.Load(); last != 0 {
+	st := Status{Ready: s != stateUnavailable, State: s.String(), FeedCursor: v.follower.Cursor(), FeedHead: v.follower.heard.Load(), CacheSize: v.cache.Len()}
+	if last := v.follower.lastOK.Load(); last != 0 {
 		t := time.Unix(0, last).UTC()
 		st.LastContact = &t
 	}

@@ -182,7 +182,7 @@ func TestRevocationEvictsHotKeyWithoutPolling(t *testing.T) {
 		require.Equal(t, CodeValid, check(t, v, Request{Key: key}))
 	}
 	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
-	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, MaxFeedWait-time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, MaxFeedWait-time.Second, time.Millisecond,
 		"the long-poll returns on a change, not at the end of its wait")
 	assert.Equal(t, CodeRevoked, check(t, v, Request{Key: key}))
 }
@@ -230,7 +230,7 @@ func TestLookupRacingRevocationIsNotCached(t *testing.T) {
 	<-inLookup // the lookup has read head and record: the key is active
 	f.setLookupHook(nil)
 	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
-	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 2*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 2*time.Second, time.Millisecond,
 		"the feed must apply the revocation before the lookup answers")
 	close(release)
 
@@ -256,7 +256,7 @@ func TestRoleChangeRacingLookupIsNotCached(t *testing.T) {
 	<-inLookup
 	f.setLookupHook(nil)
 	seq := f.downgrade("ops", []string{"nodes:read"})
-	require.Eventually(t, func() bool { return v.feed.Cursor() >= seq }, 2*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 2*time.Second, time.Millisecond)
 	close(release)
 	<-done
 	assert.Equal(t, CodeInsufficientPermissions, check(t, v, req))

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
 	"github.com/vault-apikeys/vault-apikeys/console"
+	"github.com/vault-apikeys/vault-apikeys/internal/envflag"
 )
 
 // options are the command line.
@@ -17,11 +17,6 @@ type options struct {
 	listen  string
 	tlsCert string
 	tlsKey  string
-}
-
-// envName is the environment variable of a flag: -vault-addr is APIKEYS_CONSOLE_VAULT_ADDR.
-func envName(flagName string) string {
-	return "APIKEYS_CONSOLE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // parseFlags reads args over the environment: a flag beats APIKEYS_CONSOLE_*,
@@ -44,22 +39,8 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 		fmt.Fprintf(fs.Output(), "Usage: apikeys-console [flags]\n\nEvery flag can also be set as APIKEYS_CONSOLE_<FLAG> (e.g. APIKEYS_CONSOLE_VAULT_ADDR);\nVAULT_ADDR is honoured as Vault's own tools do. The console holds no Vault token of its own.\n\n")
 		fs.PrintDefaults()
 	}
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := getenv(envName(f.Name)); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, "APIKEYS_CONSOLE", args, getenv); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if c.VaultAddr == "" {
 		c.VaultAddr, _ = getenv("VAULT_ADDR")

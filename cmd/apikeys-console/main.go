@@ -11,12 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/console"
 )
@@ -42,44 +39,11 @@ func run(args []string, stderr io.Writer) int {
 		return 2
 	}
 	defer c.Close()
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		log.Error("cannot listen", "address", o.listen, "error", err)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := c.Serve(ctx, console.ServeConfig{Listen: o.listen, TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey}); err != nil {
+		log.Error("cannot serve", "error", err)
 		return 1
-	}
-	srv := &http.Server{
-		Handler:           c.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-	}
-	scheme := "http"
-	if o.tlsCert != "" {
-		scheme = "https"
-	}
-	log.Info("serving", "url", scheme+"://"+ln.Addr().String())
-	errc := make(chan error, 1)
-	go func() {
-		if o.tlsCert != "" {
-			errc <- srv.ServeTLS(ln, o.tlsCert, o.tlsKey)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
-		log.Error("server stopped", "error", err)
-		return 1
-	case <-sig:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Warn("shutdown", "error", err)
 	}
 	return 0
 }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
+	"github.com/vault-apikeys/vault-apikeys/internal/envflag"
+	"github.com/vault-apikeys/vault-apikeys/vaultaddr"
 	"github.com/vault-apikeys/vault-apikeys/verifier"
 )
 
@@ -20,12 +20,6 @@ type options struct {
 	logFormat      string
 	logLevel       string
 	version        bool
-}
-
-// envName is the environment variable of a flag: -stale-if-error is
-// APIKEYS_VERIFIER_STALE_IF_ERROR.
-func envName(flagName string) string {
-	return "APIKEYS_VERIFIER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 // parseFlags reads args over the environment: a flag beats APIKEYS_VERIFIER_*,
@@ -67,27 +61,13 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 		fs.PrintDefaults()
 	}
 
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v, ok := getenv(envName(f.Name)); ok {
-			if err := f.Value.Set(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
-			}
-		}
-	})
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := envflag.Parse(fs, "APIKEYS_VERIFIER", args, getenv); err != nil {
 		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if o.vaultAddrs == "" {
 		o.vaultAddrs, _ = getenv("VAULT_ADDR")
 	}
-	c.VaultAddrs = verifier.SplitList(o.vaultAddrs)
+	c.VaultAddrs = vaultaddr.Split(o.vaultAddrs)
 	if c.VaultToken == "" && c.VaultTokenFile == "" && c.AppRoleRoleID == "" {
 		c.VaultToken, _ = getenv("VAULT_TOKEN")
 	}

@@ -107,20 +107,27 @@ func FindVault() (string, error) {
 // PluginDir builds the plugin once per test binary and returns its directory.
 func PluginDir(t T) string {
 	buildOnce.Do(func() {
-		pluginDir, buildErr = os.MkdirTemp("", "apikeys-plugins-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(pluginDir, "vault-plugin-secrets-apikeys"), "./cmd/vault-plugin-secrets-apikeys")
-		cmd.Dir = Root()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build plugin: %v\n%s", err, out)
-		}
+		pluginDir, buildErr = buildCommand("vault-plugin-secrets-apikeys")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return pluginDir
+}
+
+// buildCommand builds ./cmd/<name> into a fresh temporary directory, which it
+// returns; the binary is <dir>/<name>.
+func buildCommand(name string) (string, error) {
+	dir, err := os.MkdirTemp("", name+"-")
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
+	cmd.Dir = Root()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", name, err, out)
+	}
+	return dir, nil
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.

@@ -161,10 +161,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	must(vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100", root, nil))
 	res.listFirstPage = time.Since(start)
 
-	verifierURL, err := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
-	if err != nil {
-		return nil, err
-	}
+	verifierURL := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
 	// Never-verified keys: the fill plus the measured keys outside the hot set.
 	cold = append(cold, hot[o.hot:]...)
 	hot = hot[:o.hot]
@@ -311,26 +308,14 @@ func writeKeys(dir, name string, keys []issued) string {
 	return path
 }
 
-func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) (string, error) {
-	bin := filepath.Join(dir, "apikeys-verifier")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/apikeys-verifier").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build verifier: %v\n%s", err, out)
-	}
-	port := vaulttest.FreePort(s)
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+// startVerifier runs the verifier binary as e2e does, with a least-privilege
+// token and usage flushed every 10 s (a report per run, not per second).
+func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) string {
 	tokenFile := filepath.Join(dir, "verifier-token")
-	_ = os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600)
-	args := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", v.Addr,
-		"-vault-token-file", tokenFile, "-audit-log", filepath.Join(dir, "audit.log"), "-usage-flush", "10s"}, extra...)
-	cmd := exec.Command(bin, args...)
-	logf, _ := os.Create(filepath.Join(dir, "verifier.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
-	if err := cmd.Start(); err != nil {
-		return "", err
+	if err := os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600); err != nil {
+		s.Fatal(err)
 	}
-	s.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return url, waitHTTP(url + "/healthz")
+	return vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...).URL
 }
 
 func startBare(s *vaulttest.Session, dir string, keys []issued) (string, error) {
@@ -353,19 +338,6 @@ func startBare(s *vaulttest.Session, dir string, keys []issued) (string, error) 
 		time.Sleep(50 * time.Millisecond)
 	}
 	return "", fmt.Errorf("bare handler did not start")
-}
-
-func waitHTTP(url string) error {
-	for i := 0; i < 100; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("%s did not answer 200", url)
 }
 
 var verifyClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 5 * time.Second}

@@ -11,7 +11,7 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-// feed follows the plugin's change feed by long-poll from the last cursor and
+// follower follows the plugin's change feed by long-poll from the last cursor and
 // evicts from the cache on every change: a key change drops that key (a
 // `created` drops a cached NOT_FOUND), a role change drops every key of the
 // role, and a reset or a seq gap drops everything.
@@ -21,7 +21,7 @@ import (
 // or simply a backlog longer than one page) the verifier is behind: changes it
 // knows exist are not applied yet, so it answers by lookup instead of from the
 // cache until it has applied up to that head.
-type feed struct {
+type follower struct {
 	vault   *vaultAPI
 	cache   *cache
 	wait    time.Duration
@@ -54,7 +54,7 @@ const (
 
 // Run polls until ctx is done. The first poll does not wait, so a fresh
 // verifier is ready as soon as Vault answers.
-func (f *feed) Run(ctx context.Context) {
+func (f *follower) Run(ctx context.Context) {
 	wait := time.Duration(0)
 	backoff := feedBackoffMin
 	for ctx.Err() == nil {
@@ -96,12 +96,12 @@ func (f *feed) Run(ctx context.Context) {
 
 // behind reports whether Vault has answered a head this verifier has not
 // applied yet: cached verdicts cannot be vouched for then.
-func (f *feed) behind() bool {
+func (f *follower) behind() bool {
 	return f.heard.Load() > f.cursor.Load()
 }
 
 // awaitFirst waits until the first successful poll, at most d.
-func (f *feed) awaitFirst(ctx context.Context, d time.Duration) {
+func (f *follower) awaitFirst(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -114,12 +114,12 @@ func (f *feed) awaitFirst(ctx context.Context, d time.Duration) {
 // start positions a fresh verifier at the head. Nothing is cached yet, so the
 // retained history has nothing to evict: replaying it would only delay the
 // first answers.
-func (f *feed) start(ch wire.Changes) {
+func (f *follower) start(ch wire.Changes) {
 	f.moveTo(ch)
 	f.log.Debug("following the change feed", "head", ch.Head)
 }
 
-func (f *feed) apply(ch wire.Changes) {
+func (f *follower) apply(ch wire.Changes) {
 	now := f.now()
 	cursor := f.cursor.Load()
 	if ch.Reset || ch.Head < cursor {
@@ -162,7 +162,7 @@ func (f *feed) apply(ch wire.Changes) {
 
 // flush drops every cached verdict (none can be vouched for) and continues
 // from the head of ch.
-func (f *feed) flush(ch wire.Changes, why string) {
+func (f *follower) flush(ch wire.Changes, why string) {
 	f.log.Warn(why, "cursor", f.cursor.Load(), "head", ch.Head)
 	f.cache.Flush(ch.Head)
 	f.moveTo(ch)
@@ -171,7 +171,7 @@ func (f *feed) flush(ch wire.Changes, why string) {
 
 // moveTo sets the cursor to the head of ch, taking the head entry's id when ch
 // carries it.
-func (f *feed) moveTo(ch wire.Changes) {
+func (f *follower) moveTo(ch wire.Changes) {
 	f.cursorID = ""
 	if n := len(ch.Changes); n > 0 && ch.Changes[n-1].Seq == ch.Head {
 		f.cursorID = ch.Changes[n-1].ID
@@ -181,7 +181,7 @@ func (f *feed) moveTo(ch wire.Changes) {
 }
 
 // Cursor is the seq of the last change applied.
-func (f *feed) Cursor() uint64 { return f.cursor.Load() }
+func (f *follower) Cursor() uint64 { return f.cursor.Load() }
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

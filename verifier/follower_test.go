@@ -1,0 +1,67 @@
+package verifier
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
+)
+
+func newTestFollower(cursor uint64) *follower {
+	f := &follower{cache: newCache(16), log: hclog.NewNullLogger(), metrics: newMetrics(), now: time.Now, ready: make(chan struct{})}
+	f.cursor.Store(cursor)
+	f.heard.Store(cursor)
+	return f
+}
+
+// counterValue reads a counter of m's registry by name.
+func counterValue(t *testing.T, m *metrics, name string) float64 {
+	fams, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == ns+"_"+name {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no counter %s", name)
+	return 0
+}
+
+func TestFollowerAppliesConsecutiveChanges(t *testing.T) {
+	f := newTestFollower(5)
+	f.apply(wire.Changes{Head: 7, Changes: []wire.Change{
+		{Seq: 5, ID: "old", KeyID: "k0"}, // already applied: skipped
+		{Seq: 6, ID: "a", KeyID: "k1"},
+		{Seq: 7, ID: "b", Role: "ops"},
+	}})
+	assert.Equal(t, uint64(7), f.Cursor())
+	assert.Equal(t, "b", f.cursorID)
+	assert.False(t, f.behind())
+	assert.Equal(t, 2.0, counterValue(t, f.metrics, "feed_changes_total"))
+	assert.Equal(t, 0.0, counterValue(t, f.metrics, "feed_resets_total"))
+}
+
+// Whatever the follower cannot vouch for flushes the cache and moves the
+// cursor to the head: a reset, a head behind the cursor, a gap in the seqs,
+// or a head that moved with nothing sent.
+func TestFollowerFlushesWhenItCannotVouch(t *testing.T) {
+	for name, ch := range map[string]wire.Changes{
+		"reset":        {Reset: true, Head: 3},
+		"head behind":  {Head: 2},
+		"gap":          {Head: 9, Changes: []wire.Change{{Seq: 6, ID: "a", KeyID: "k1"}, {Seq: 8, ID: "c", KeyID: "k2"}, {Seq: 9, ID: "d", KeyID: "k3"}}},
+		"nothing sent": {Head: 9},
+	} {
+		f := newTestFollower(5)
+		f.apply(ch)
+		assert.Equal(t, ch.Head, f.Cursor(), name)
+		assert.Equal(t, 1.0, counterValue(t, f.metrics, "feed_resets_total"), name)
+		if name == "gap" {
+			assert.Equal(t, "d", f.cursorID, "the head's id is known from the answer")
+		}
+	}
+}
