@@ -74,7 +74,7 @@ func benchCacheMemory(b *testing.B, n int, metadata func(i int) map[string]strin
 			if err := json.Unmarshal(raw, &e); err != nil {
 				b.Fatal(err)
 			}
-			rec, err := newRecord(e, dek)
+			rec, err := newCachedKey(e, dek)
 			if err != nil {
 				b.Fatal(err)
 			}
