@@ -60,8 +60,8 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 	}
 }
 
-// load returns the record for keyID, caching it when no change raced the lookup.
-// The record is returned even when it was not cached: it was true when read.
+// load returns the cached key for keyID, caching it when no change raced the lookup.
+// It is returned even when it was not cached: it was true when read.
 // A low miss (from a suspected flood) waits in the small low queue, or fails
 // at once when that is full.
 func (l *loader) load(ctx context.Context, keyID string, low bool) (*cachedKey, error) {

@@ -89,3 +89,29 @@ func TestCachedKeyRefusesUnusableEntries(t *testing.T) {
 	_, err = newCachedKey(wire.Entry{KeyID: "k", Status: wire.StatusActive, Sealed: &sealed}, nil)
 	assert.Error(t, err, "sealed digest without its data key")
 }
+
+// TestKeysOfARoleShareOneGrantsBlock: what keys of a role repeat is held once,
+// and any difference in it (including a nil against an empty list, which the
+// verdict renders differently) makes a block of its own.
+func TestKeysOfARoleShareOneGrantsBlock(t *testing.T) {
+	e := wire.Entry{Role: "share-test", Permissions: []string{"a:read"}, AllowedWorkspaces: []string{"*"}, RoleAllowedCIDRs: []string{"10.0.0.0/8"}}
+	e2 := e
+	e2.Permissions = []string{"a:read"} // equal values, another slice
+	g := repeated.grantsOf(&e)
+	assert.Same(t, g, repeated.grantsOf(&e2))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, g.roleNets)
+	for _, edit := range []func(*wire.Entry){
+		func(x *wire.Entry) { x.Workspace = "prod" },
+		func(x *wire.Entry) { x.Permissions = []string{"a:read", "b:read"} },
+		func(x *wire.Entry) { x.Permissions = []string{"a:rea", "d:read"} },
+		func(x *wire.Entry) { x.Permissions = []string{} },
+		func(x *wire.Entry) { x.Permissions = nil },
+		func(x *wire.Entry) { x.AllowedWorkspaces = []string{"dev-*"} },
+		func(x *wire.Entry) { x.RoleAllowedCIDRs = nil },
+		func(x *wire.Entry) { x.Role = "share-test-2" },
+	} {
+		other := e
+		edit(&other)
+		assert.NotSame(t, g, repeated.grantsOf(&other), "%+v", other)
+	}
+}
