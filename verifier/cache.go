@@ -1,7 +1,6 @@
 package verifier
 
 import (
-	"crypto/sha256"
 	"sync"
 	"time"
 )
@@ -17,10 +16,11 @@ const (
 	negativeShare = 10
 )
 
-// cache holds key records for the hot path. Records are found by the digest of
-// the presented token (a hit proves the caller holds the secret) and indexed by
-// key_id, which answers forged secrets and unknown ids without Vault and lets
-// the feed evict.
+// cache holds cached keys for the hot path, found by key_id (which the token
+// carries): one index, not a second by digest, because a million keys are held.
+// A hit proves nothing by itself: cachedKey.decide compares the token's digest
+// in constant time. The key_id index answers forged secrets and unknown ids
+// without Vault and lets the feed evict.
 //
 // NOT_FOUND answers are kept apart, in a smaller bound of their own: anyone can
 // make unknown ids, and they must never evict a known key (DESIGN §6).
@@ -43,9 +43,8 @@ type cache struct {
 
 type cacheShard struct {
 	mu       sync.RWMutex
-	byDigest map[[sha256.Size]byte]*record
-	byKeyID  map[string]*record
-	negative map[string]*record // NOT_FOUND answers
+	byKeyID  map[string]*cachedKey
+	negative map[string]*cachedKey // NOT_FOUND answers
 }
 
 type mark struct {
@@ -54,7 +53,7 @@ type mark struct {
 	at        time.Time
 }
 
-// newCache returns a cache of at most size records.
+// newCache returns a cache of at most size cached keys.
 func newCache(size int) *cache {
 	c := &cache{
 		perShard:    max(1, size/cacheShards),
@@ -63,9 +62,8 @@ func newCache(size int) *cache {
 		roleMarks:   make(map[string]uint64),
 	}
 	for i := range c.shards {
-		c.shards[i].byDigest = make(map[[sha256.Size]byte]*record)
-		c.shards[i].byKeyID = make(map[string]*record)
-		c.shards[i].negative = make(map[string]*record)
+		c.shards[i].byKeyID = make(map[string]*cachedKey)
+		c.shards[i].negative = make(map[string]*cachedKey)
 	}
 	return c
 }
@@ -78,16 +76,14 @@ func (c *cache) shard(keyID string) *cacheShard {
 	return &c.shards[h%cacheShards]
 }
 
-// Get returns the record for a token with this key_id and digest, or nil.
-func (c *cache) Get(keyID string, d *[sha256.Size]byte) *record {
+// Get returns what is cached for keyID, or nil. The caller must still compare
+// the token's digest (cachedKey.decide does).
+func (c *cache) Get(keyID string) *cachedKey {
 	s := c.shard(keyID)
 	s.mu.RLock()
-	r := s.byDigest[*d]
+	r := s.byKeyID[keyID]
 	if r == nil {
-		r = s.byKeyID[keyID]
-		if r == nil {
-			r = s.negative[keyID]
-		}
+		r = s.negative[keyID]
 	}
 	s.mu.RUnlock()
 	return r
@@ -95,18 +91,18 @@ func (c *cache) Get(keyID string, d *[sha256.Size]byte) *record {
 
 // Insert caches r, which reflects the feed up to seq, unless a change applied
 // since could make it stale. It reports whether r was cached.
-func (c *cache) Insert(r *record, seq uint64) bool {
+func (c *cache) Insert(r *cachedKey, seq uint64) bool {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
-	if c.floor > seq || c.keyMarks[r.entry.KeyID] > seq || (r.entry.Role != "" && c.roleMarks[r.entry.Role] > seq) {
+	if c.floor > seq || c.keyMarks[r.keyID] > seq || (r.role() != "" && c.roleMarks[r.role()] > seq) {
 		return false
 	}
-	s := c.shard(r.entry.KeyID)
+	s := c.shard(r.keyID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.drop(r.entry.KeyID)
+	s.drop(r.keyID)
 	m, limit := s.byKeyID, c.perShard
-	if r.status == CodeNotFound {
+	if r.status == statusNotFound {
 		m, limit = s.negative, c.negPerShard
 	}
 	if len(m) >= limit {
@@ -115,10 +111,7 @@ func (c *cache) Insert(r *record, seq uint64) bool {
 			break
 		}
 	}
-	m[r.entry.KeyID] = r
-	if r.hasDigest {
-		s.byDigest[r.digest] = r
-	}
+	m[r.keyID] = r
 	return true
 }
 
@@ -130,18 +123,15 @@ func (s *cacheShard) drop(keyID string) {
 	delete(s.negative, keyID)
 }
 
-func (s *cacheShard) remove(r *record) {
-	if r.status == CodeNotFound {
-		delete(s.negative, r.entry.KeyID)
+func (s *cacheShard) remove(r *cachedKey) {
+	if r.status == statusNotFound {
+		delete(s.negative, r.keyID)
 		return
 	}
-	delete(s.byKeyID, r.entry.KeyID)
-	if r.hasDigest {
-		delete(s.byDigest, r.digest)
-	}
+	delete(s.byKeyID, r.keyID)
 }
 
-// EvictKey drops keyID's record and refuses entries older than seq for it.
+// EvictKey drops keyID's cached key and refuses entries older than seq for it.
 func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
@@ -156,7 +146,7 @@ func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
 	c.forget(now)
 }
 
-// EvictRole drops every record of role and refuses entries older than seq for it.
+// EvictRole drops every cached key of role and refuses entries older than seq for it.
 func (c *cache) EvictRole(role string, seq uint64, now time.Time) {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
@@ -168,7 +158,7 @@ func (c *cache) EvictRole(role string, seq uint64, now time.Time) {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for _, r := range s.byKeyID {
-			if r.entry.Role == role {
+			if r.role() == role {
 				s.remove(r)
 			}
 		}
@@ -189,7 +179,6 @@ func (c *cache) Flush(seq uint64) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		clear(s.byDigest)
 		clear(s.byKeyID)
 		clear(s.negative)
 		s.mu.Unlock()
@@ -216,7 +205,7 @@ func (c *cache) forget(now time.Time) {
 	}
 }
 
-// Len is the number of records cached.
+// Len is the number of keys cached.
 func (c *cache) Len() int {
 	n := 0
 	for i := range c.shards {
@@ -240,7 +229,7 @@ func (c *cache) NegativeLen() int {
 	return n
 }
 
-// loadedBefore returns the key_ids of known-key records loaded before t (unix
+// loadedBefore returns the key_ids of known keys cached and loaded before t (unix
 // nanoseconds): the ones the background refresh looks up again. NOT_FOUND
 // answers are not refreshed; past max-age they are simply looked up again.
 func (c *cache) loadedBefore(t int64) []string {

@@ -9,8 +9,8 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-func rec(id, role string) *record {
-	r := &record{entry: wire.Entry{KeyID: id, Role: role, Status: wire.StatusActive}, hasDigest: true}
+func rec(id, role string) *cachedKey {
+	r := &cachedKey{keyID: id, grants: &grants{entry: wire.Entry{Role: role}}, hasDigest: true}
 	copy(r.digest[:], id)
 	return r
 }

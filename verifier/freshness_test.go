@@ -151,9 +151,9 @@ func TestMaxAgeRefreshesInTheBackground(t *testing.T) {
 	f.mu.Unlock()
 	lookups := len(f.lookupCalls())
 	require.Eventually(t, func() bool {
-		r := v.cache.Get(id, &[32]byte{})
-		return r != nil && r.status == CodeRevoked
-	}, 10*maxAge, time.Millisecond, "the refresh replaced the cached record")
+		r := v.cache.Get(id)
+		return r != nil && r.status == statusRevoked
+	}, 10*maxAge, time.Millisecond, "the refresh replaced the cached key")
 	assert.Greater(t, len(f.lookupCalls()), lookups)
 	assert.Equal(t, CodeRevoked, check(t, v, req))
 }
@@ -171,7 +171,7 @@ func TestPastMaxAgeIsAnsweredByLookup(t *testing.T) {
 	f.entries[id].Status = wire.StatusDisabled // unpublished
 	f.mu.Unlock()
 	require.Equal(t, CodeValid, check(t, v, req), "from the cache while young")
-	r := v.cache.Get(id, &[32]byte{})
+	r := v.cache.Get(id)
 	require.NotNil(t, r)
 	r.loaded = time.Now().Add(-DefaultMaxAge - time.Second).UnixNano() // as if loaded long ago
 	assert.Equal(t, CodeDisabled, check(t, v, req), "past max-age: looked up")

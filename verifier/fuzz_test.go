@@ -30,7 +30,7 @@ func fuzzVerifier(f *testing.F) (*Verifier, string) {
 	d := tok.Digest()
 	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
 	require.NoError(f, err)
-	rec, err := newRecord(wire.Entry{
+	rec, err := newCachedKey(wire.Entry{
 		KeyID: tok.KeyID, Status: wire.StatusActive, Name: "fuzz", Role: "ops", Workspace: "prod",
 		Permissions: []string{"clusters:read"}, RoleAllowedCIDRs: []string{"127.0.0.0/8"}, MountID: "m", Sealed: &sealed,
 	}, dek)

@@ -2,79 +2,73 @@ package verifier
 
 import (
 	"maps"
-	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-// interner shares the values many cached records repeat — role names,
-// workspaces, permission lists, role CIDR lists, metadata — so a million cached
-// keys of a few roles do not hold a million copies. It stops taking new values
-// at internMax, so keys with unique values cannot make it grow without bound.
+// interner shares what many cached keys repeat — the grants block of a role
+// (role, workspace, permissions, workspaces, role CIDRs) and metadata — so a
+// million cached keys of a few roles do not hold a million copies. It stops
+// taking new values of a kind at internMax, so keys with unique values cannot
+// make it grow without bound, and unique metadata cannot crowd out the blocks.
 type interner struct {
-	mu    sync.Mutex
-	strs  map[string]string
-	lists map[string][]string
-	nets  map[string][]netip.Prefix
-	maps  map[string]map[string]string
+	mu     sync.Mutex
+	grants map[string]*grants
+	maps   map[string]map[string]string
 }
 
 const internMax = 50_000
 
-// repeated is the one interner of the process: cached records of every
-// Verifier in it share the values they repeat.
-var repeated = &interner{
-	strs: map[string]string{}, lists: map[string][]string{},
-	nets: map[string][]netip.Prefix{}, maps: map[string]map[string]string{},
-}
+// repeated is the one interner of the process: cached keys of every Verifier
+// in it share the values they repeat.
+var repeated = &interner{grants: map[string]*grants{}, maps: map[string]map[string]string{}}
 
-func (in *interner) size() int { return len(in.strs) + len(in.lists) + len(in.nets) + len(in.maps) }
-
-func (in *interner) str(s string) string {
+// grantsOf returns the shared grants block of e, parsing its role CIDRs once
+// per distinct block.
+func (in *interner) grantsOf(e *wire.Entry) *grants {
+	var b strings.Builder
+	for _, s := range []string{e.Role, e.Workspace} {
+		appendPart(&b, s)
+	}
+	for _, l := range [][]string{e.Permissions, e.AllowedWorkspaces, e.RoleAllowedCIDRs} {
+		if l == nil { // nil and empty lists answer differently (JSON null and [])
+			b.WriteString("n;")
+			continue
+		}
+		b.WriteString(strconv.Itoa(len(l)))
+		b.WriteByte(';')
+		for _, s := range l {
+			appendPart(&b, s)
+		}
+	}
+	key := b.String()
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if v, ok := in.strs[s]; ok {
-		return v
+	if g, ok := in.grants[key]; ok {
+		return g
 	}
-	if in.size() < internMax {
-		in.strs[s] = s
+	g := &grants{
+		entry: wire.Entry{
+			Role: e.Role, Workspace: e.Workspace, Permissions: e.Permissions, AllowedWorkspaces: e.AllowedWorkspaces,
+		},
+		roleNets: parseNets(e.RoleAllowedCIDRs),
 	}
-	return s
+	if len(in.grants) < internMax {
+		in.grants[key] = g
+	}
+	return g
 }
 
-func (in *interner) list(l []string) []string {
-	if l == nil {
-		return nil
-	}
-	key := strings.Join(l, "\x00")
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.lists[key]; ok {
-		return v
-	}
-	if in.size() < internMax {
-		in.lists[key] = l
-	}
-	return l
-}
-
-// netsOf parses a CIDR list once per distinct list.
-func (in *interner) netsOf(l []string) []netip.Prefix {
-	if len(l) == 0 {
-		return nil
-	}
-	key := strings.Join(l, ",")
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if v, ok := in.nets[key]; ok {
-		return v
-	}
-	n := parseNets(l)
-	if in.size() < internMax {
-		in.nets[key] = n
-	}
-	return n
+// appendPart writes s length-prefixed, so no two different lists of values
+// make the same key whatever bytes the values hold.
+func appendPart(b *strings.Builder, s string) {
+	b.WriteString(strconv.Itoa(len(s)))
+	b.WriteByte(':')
+	b.WriteString(s)
 }
 
 // metadata shares identical maps. Callers must never modify a returned map.
@@ -84,10 +78,8 @@ func (in *interner) metadata(m map[string]string) map[string]string {
 	}
 	var b strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		b.WriteString(k)
-		b.WriteByte(0)
-		b.WriteString(m[k])
-		b.WriteByte(0)
+		appendPart(&b, k)
+		appendPart(&b, m[k])
 	}
 	key := b.String()
 	in.mu.Lock()
@@ -95,7 +87,7 @@ func (in *interner) metadata(m map[string]string) map[string]string {
 	if v, ok := in.maps[key]; ok {
 		return v
 	}
-	if in.size() < internMax {
+	if len(in.maps) < internMax {
 		in.maps[key] = m
 	}
 	return m

@@ -44,7 +44,7 @@ type lookupSource interface {
 type pending struct {
 	keyID string
 	done  chan struct{}
-	rec   *record
+	rec   *cachedKey
 	err   error
 }
 
@@ -60,11 +60,11 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 	}
 }
 
-// load returns the record for keyID, caching it when no change raced the lookup.
-// The record is returned even when it was not cached: it was true when read.
+// load returns the cached key for keyID, caching it when no change raced the lookup.
+// It is returned even when it was not cached: it was true when read.
 // A low miss (from a suspected flood) waits in the small low queue, or fails
 // at once when that is full.
-func (l *loader) load(ctx context.Context, keyID string, low bool) (*record, error) {
+func (l *loader) load(ctx context.Context, keyID string, low bool) (*cachedKey, error) {
 	p := &pending{keyID: keyID, done: make(chan struct{})}
 	if low {
 		select {
@@ -178,7 +178,7 @@ func (l *loader) fetch(batch map[string][]*pending) {
 }
 
 type resolved struct {
-	rec *record
+	rec *cachedKey
 	err error
 }
 
@@ -206,7 +206,7 @@ func (l *loader) resolve(ctx context.Context, ids []string) ([]resolved, error) 
 		if e.Sealed != nil {
 			dek = deks[e.Sealed.WrappedDEK]
 		}
-		rec, err := newRecord(e, dek)
+		rec, err := newCachedKey(e, dek)
 		if err != nil {
 			l.log.Error("cannot use lookup answer", "key_id", e.KeyID, "error", err)
 			out[i].err = fmt.Errorf("%w: %v", ErrUnavailable, err)

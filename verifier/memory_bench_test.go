@@ -23,7 +23,7 @@ var memoryKeys = flag.Int("memory-keys", 1_000_000, "keys cached by BenchmarkCac
 
 // BenchmarkCacheMillionKeys fills the cache with 1,000,000 distinct keys the
 // way the miss path does — a lookup answer decoded from JSON, its sealed
-// digest opened with AES-GCM, the record inserted — and reports the process
+// digest opened with AES-GCM, the cached key inserted — and reports the process
 // RSS and heap per key. (It does not go through Vault: a million real
 // issuances take longer than a benchmark run.) Two shapes: the bench's keys
 // (16-character names, no metadata, role values shared) and the same with 200
@@ -74,14 +74,14 @@ func benchCacheMemory(b *testing.B, n int, metadata func(i int) map[string]strin
 			if err := json.Unmarshal(raw, &e); err != nil {
 				b.Fatal(err)
 			}
-			rec, err := newRecord(e, dek)
+			k, err := newCachedKey(e, dek)
 			if err != nil {
 				b.Fatal(err)
 			}
-			c.Insert(rec, e.Seq)
+			c.Insert(k, e.Seq)
 		}
 		if c.Len() != n {
-			b.Fatalf("cache holds %d records, want %d", c.Len(), n)
+			b.Fatalf("cache holds %d keys, want %d", c.Len(), n)
 		}
 		debug.FreeOSMemory() // return the fill's garbage, as a long-running process would over time
 		var ms runtime.MemStats

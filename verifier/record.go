@@ -11,42 +11,83 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-// record is a cached lookup answer, prepared so that deciding a request needs
-// no parsing and no allocation.
-type record struct {
-	entry wire.Entry
+// cachedKey is a cached lookup answer, prepared so that deciding a request
+// needs no parsing and no allocation. It is kept small (128 bytes) because a
+// verifier holds a million of them: what keys of one role repeat lives in a
+// shared grants block, what most keys lack (own CIDR list, metadata) behind
+// one pointer that is nil for them, and nothing of the wire entry that
+// deciding does not read is kept.
+type cachedKey struct {
+	keyID string
+	name  string
+	// grants is shared by every key with the same role, workspace, effective
+	// permissions and role lists; nil only for a NOT_FOUND answer.
+	grants *grants
+	extra  *keyExtra // nil when the key has neither its own CIDRs nor metadata
+	// expiresAt is the key's expires_at as the lookup answered it; verdicts
+	// point at it (ExpiresAt), so it is kept as a time and not as nanoseconds.
+	expiresAt time.Time
+	// seq is the feed head the lookup was answered at (wire.Entry.Seq).
+	seq uint64
+	// loaded is when the lookup was answered (unix nanoseconds): a key older
+	// than Config.MaxAge is not answered from the cache.
+	loaded int64
 	// digest is the opened SHA-256(key_id ‖ secret); hasDigest is false for
 	// unknown ids and for tombstones kept without their sealed digest.
 	digest    [sha256.Size]byte
 	hasDigest bool
-	// status is "" for an active key, else the code its status answers.
-	status  Code
-	expires int64 // unix nanoseconds, 0 = never
-	// keyNets and roleNets are the parsed CIDR lists; an entry that does not
-	// parse matches nothing, so a bad list denies rather than allows.
-	keyNets, roleNets []netip.Prefix
-	// loaded is when the lookup was answered (unix nanoseconds): a record older
-	// than Config.MaxAge is not answered from the cache.
-	loaded int64
+	hasExpiry bool // expires_at was present (expiresAt may still be zero: never)
+	status    keyStatus
 }
 
-// newRecord prepares e. dek is the unwrapped data key of e.Sealed (nil when
+// keyStatus is the status of a cached key in one byte.
+type keyStatus uint8
+
+const (
+	statusActive keyStatus = iota
+	statusDisabled
+	statusExpired
+	statusRevoked
+	statusNotFound
+)
+
+// refusal is the code each status answers; "" for an active key.
+var refusal = [...]Code{
+	statusActive: "", statusDisabled: CodeDisabled, statusExpired: CodeExpired,
+	statusRevoked: CodeRevoked, statusNotFound: CodeNotFound,
+}
+
+var statusOf = map[string]keyStatus{
+	wire.StatusActive: statusActive, wire.StatusDisabled: statusDisabled, wire.StatusExpired: statusExpired,
+	wire.StatusRevoked: statusRevoked, wire.StatusNotFound: statusNotFound,
+}
+
+// grants is what deciding reads of a key's role: entry holds only Role,
+// Workspace, Permissions and AllowedWorkspaces, so that the workspace rule is
+// wire.Entry.WorkspaceGrants itself. Shared between keys: never modified.
+type grants struct {
+	entry    wire.Entry
+	roleNets []netip.Prefix
+}
+
+// keyExtra is what only some keys have.
+type keyExtra struct {
+	// keyNets is the key's own parsed CIDR list; an entry that does not parse
+	// matches nothing, so a bad list denies rather than allows.
+	keyNets  []netip.Prefix
+	metadata map[string]string
+}
+
+// newCachedKey prepares e. dek is the unwrapped data key of e.Sealed (nil when
 // e has no sealed digest).
-func newRecord(e wire.Entry, dek []byte) (*record, error) {
-	r := &record{entry: e}
-	switch e.Status {
-	case wire.StatusActive:
-	case wire.StatusDisabled:
-		r.status = CodeDisabled
-	case wire.StatusExpired:
-		r.status = CodeExpired
-	case wire.StatusRevoked:
-		r.status = CodeRevoked
-	case wire.StatusNotFound:
-		r.status = CodeNotFound
-		return r, nil
-	default:
+func newCachedKey(e wire.Entry, dek []byte) (*cachedKey, error) {
+	st, ok := statusOf[e.Status]
+	if !ok {
 		return nil, fmt.Errorf("lookup of key %s: unknown status %q", e.KeyID, e.Status)
+	}
+	r := &cachedKey{keyID: e.KeyID, seq: e.Seq, status: st}
+	if st == statusNotFound {
+		return r, nil
 	}
 	if e.Sealed != nil {
 		if dek == nil {
@@ -61,30 +102,26 @@ func newRecord(e wire.Entry, dek []byte) (*record, error) {
 		}
 		copy(r.digest[:], d)
 		r.hasDigest = true
-	} else if r.status == "" {
+	} else if st == statusActive {
 		return nil, fmt.Errorf("lookup of active key %s carries no sealed digest", e.KeyID)
 	}
-	if e.ExpiresAt != nil && !e.ExpiresAt.IsZero() {
-		r.expires = e.ExpiresAt.UnixNano()
+	r.name = e.Name
+	if e.ExpiresAt != nil {
+		r.expiresAt, r.hasExpiry = *e.ExpiresAt, true
 	}
-	r.keyNets = parseNets(e.AllowedCIDRs)
-	r.roleNets = repeated.netsOf(e.RoleAllowedCIDRs)
-	r.compact()
+	r.grants = repeated.grantsOf(&e)
+	if len(e.AllowedCIDRs) > 0 || e.Metadata != nil {
+		r.extra = &keyExtra{keyNets: parseNets(e.AllowedCIDRs), metadata: repeated.metadata(e.Metadata)}
+	}
 	return r, nil
 }
 
-// compact drops what deciding no longer needs (the sealed digest is opened,
-// the CIDR lists parsed) and shares the values keys of a role repeat: a cached
-// record stays small with a million of them.
-func (r *record) compact() {
-	e := &r.entry
-	e.Sealed, e.MountID, e.AllowedCIDRs, e.RoleAllowedCIDRs = nil, "", nil, nil
-	e.Status = repeated.str(e.Status)
-	e.Role = repeated.str(e.Role)
-	e.Workspace = repeated.str(e.Workspace)
-	e.Permissions = repeated.list(e.Permissions)
-	e.AllowedWorkspaces = repeated.list(e.AllowedWorkspaces)
-	e.Metadata = repeated.metadata(e.Metadata)
+// role is the key's role name ("" for a NOT_FOUND answer).
+func (r *cachedKey) role() string {
+	if r.grants == nil {
+		return ""
+	}
+	return r.grants.entry.Role
 }
 
 func parseNets(list []string) []netip.Prefix {
@@ -104,34 +141,44 @@ func parseNets(list []string) []netip.Prefix {
 
 // decide answers req for a token whose digest is d, in the order of DESIGN §6:
 // digest, status, expiry, client address, workspace, permissions.
-func (r *record) decide(d *[sha256.Size]byte, req *Request, now time.Time) Verdict {
-	e := &r.entry
+func (r *cachedKey) decide(d *[sha256.Size]byte, req *Request, now time.Time) Verdict {
 	// A secret that does not match is answered as if the key did not exist, so a
-	// forged token learns nothing about a real key_id.
-	if r.status == CodeNotFound || (r.hasDigest && !token.Equal(r.digest[:], d[:])) {
-		return Verdict{Code: CodeNotFound, KeyID: e.KeyID}
+	// forged token learns nothing about a real key_id. The cache finds keys by
+	// key_id: this comparison is what proves the caller holds the secret.
+	if r.status == statusNotFound || (r.hasDigest && !token.Equal(r.digest[:], d[:])) {
+		return Verdict{Code: CodeNotFound, KeyID: r.keyID}
 	}
+	status := refusal[r.status]
 	if !r.hasDigest { // a tombstone without its digest: refuse, describe nothing
-		return Verdict{Code: r.status, KeyID: e.KeyID}
+		return Verdict{Code: status, KeyID: r.keyID}
 	}
+	g := &r.grants.entry
 	v := Verdict{
-		KeyID: e.KeyID, Name: e.Name, Role: e.Role, Workspace: e.Workspace,
-		Permissions: e.Permissions, ExpiresAt: e.ExpiresAt,
+		KeyID: r.keyID, Name: r.name, Role: g.Role, Workspace: g.Workspace, Permissions: g.Permissions,
+	}
+	if r.hasExpiry {
+		v.ExpiresAt = &r.expiresAt
+	}
+	var keyNets []netip.Prefix
+	if r.extra != nil {
+		keyNets = r.extra.keyNets
 	}
 	switch {
-	case r.status != "":
-		v.Code = r.status
-	case r.expires != 0 && now.UnixNano() >= r.expires:
+	case status != "":
+		v.Code = status
+	case r.hasExpiry && !r.expiresAt.IsZero() && now.UnixNano() >= r.expiresAt.UnixNano():
 		v.Code = CodeExpired
-	case !allowedFrom(r.keyNets, req.ClientIP) || !allowedFrom(r.roleNets, req.ClientIP):
+	case !allowedFrom(keyNets, req.ClientIP) || !allowedFrom(r.grants.roleNets, req.ClientIP):
 		v.Code = CodeIPNotAllowed
-	case !e.WorkspaceGrants(req.Workspace):
+	case !g.WorkspaceGrants(req.Workspace):
 		v.Code = CodeWorkspaceMismatch
-	case !grantsAll(e.Permissions, req.Permissions):
+	case !grantsAll(g.Permissions, req.Permissions):
 		v.Code = CodeInsufficientPermissions
 	default:
 		v.Code = CodeValid
-		v.Metadata = e.Metadata
+		if r.extra != nil {
+			v.Metadata = r.extra.metadata
+		}
 		if v.Workspace == "" {
 			// A tenant-wide key acting in the workspace it asked for.
 			v.Workspace = req.Workspace

@@ -150,11 +150,11 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 		return Verdict{Code: CodeInvalidFormat, FeedSeq: seq}, nil
 	}
 	d := tok.Digest()
-	var rec *record
+	var rec *cachedKey
 	// Behind the feed (heard > seq) the cache cannot be vouched for: every
 	// answer is a lookup until the cursor reaches the head heard.
 	if heard <= seq {
-		rec = v.cache.Get(tok.KeyID, &d)
+		rec = v.cache.Get(tok.KeyID)
 		if rec != nil && now.UnixNano()-rec.loaded > int64(v.cfg.MaxAge) {
 			rec = nil // past -max-age and not refreshed yet
 		}
@@ -171,7 +171,7 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 	verdict := rec.decide(&d, &req, now)
 	verdict.FeedSeq = seq
 	if verdict.Code == CodeValid {
-		v.usage.Record(rec.entry.KeyID, req.ClientIP, now.UnixNano())
+		v.usage.Record(rec.keyID, req.ClientIP, now.UnixNano())
 	}
 	v.metrics.decisions[verdict.Code].Inc()
 	return verdict, nil
@@ -181,12 +181,12 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 // heard. A coalesced lookup may have read Vault before that head (it started
 // before the request): its answer could predate a change this verifier already
 // knows of, so it is asked again once, and never used.
-func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*record, error) {
+func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*cachedKey, error) {
 	rec, err := v.miss(ctx, keyID, from)
-	if err == nil && rec.entry.Seq < heard {
+	if err == nil && rec.seq < heard {
 		rec, err = v.miss(ctx, keyID, from)
-		if err == nil && rec.entry.Seq < heard {
-			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, rec.entry.Seq, heard)
+		if err == nil && rec.seq < heard {
+			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, rec.seq, heard)
 		}
 	}
 	return rec, err
@@ -194,7 +194,7 @@ func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, he
 
 // miss loads keyID once however many requests wait for it. The lookup runs on
 // its own deadline, so one caller giving up does not fail the others.
-func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*record, error) {
+func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*cachedKey, error) {
 	low := v.loader.flood.suspect(from)
 	ch := v.misses.DoChan(keyID, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*v.cfg.VaultTimeout)
@@ -212,8 +212,8 @@ func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*re
 			}
 			return nil, res.Err
 		}
-		rec := res.Val.(*record)
-		if rec.status == CodeNotFound {
+		rec := res.Val.(*cachedKey)
+		if rec.status == statusNotFound {
 			v.loader.flood.notFound(from)
 		}
 		return rec, nil

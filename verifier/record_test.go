@@ -1,0 +1,117 @@
+package verifier
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/envelope"
+	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
+)
+
+// TestCachedKeyDecidesEveryRule pins the whole verdict (not only its code) of
+// a cached key for each rule of DESIGN §6, so that a change of how the cache
+// stores a key cannot change what it answers.
+func TestCachedKeyDecidesEveryRule(t *testing.T) {
+	tok := token.Token{Prefix: "vak", KeyID: "Rec0123456789abc", Secret: strings.Repeat("s", token.SecretLen)}
+	forged := tok
+	forged.Secret = strings.Repeat("f", token.SecretLen)
+	d, bad := tok.Digest(), forged.Digest()
+	dek := make([]byte, envelope.DEKSize)
+	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
+	require.NoError(t, err)
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	future, past := now.Add(time.Hour), now.Add(-time.Hour)
+	meta := map[string]string{"team": "sre"}
+	base := func() wire.Entry {
+		return wire.Entry{
+			KeyID: tok.KeyID, Status: wire.StatusActive, Name: "n", Role: "ops", Workspace: "prod",
+			Permissions: []string{"clusters:read", "nodes:*"}, AllowedWorkspaces: []string{"prod", "dev-*"},
+			AllowedCIDRs: []string{"10.1.0.0/16"}, RoleAllowedCIDRs: []string{"10.0.0.0/8"},
+			ExpiresAt: &future, Metadata: meta, MountID: "m", Sealed: &sealed,
+		}
+	}
+	in, out := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("10.2.0.1")
+	described := func(c Code) Verdict {
+		return Verdict{Code: c, KeyID: tok.KeyID, Name: "n", Role: "ops", Workspace: "prod",
+			Permissions: []string{"clusters:read", "nodes:*"}, ExpiresAt: &future}
+	}
+	valid := described(CodeValid)
+	valid.Metadata = meta
+	for _, tc := range []struct {
+		name   string
+		edit   func(*wire.Entry)
+		digest *[32]byte
+		req    Request
+		want   Verdict
+	}{
+		{"valid", nil, &d, Request{ClientIP: in, Workspace: "prod", Permissions: []string{"nodes:drain"}}, valid},
+		{"forged secret", nil, &bad, Request{ClientIP: in}, Verdict{Code: CodeNotFound, KeyID: tok.KeyID}},
+		{"disabled", func(e *wire.Entry) { e.Status = wire.StatusDisabled }, &d, Request{ClientIP: in}, described(CodeDisabled)},
+		{"revoked, forged", func(e *wire.Entry) { e.Status = wire.StatusRevoked }, &bad, Request{ClientIP: in}, Verdict{Code: CodeNotFound, KeyID: tok.KeyID}},
+		{"tombstone without digest", func(e *wire.Entry) { e.Status, e.Sealed = wire.StatusRevoked, nil }, &d, Request{ClientIP: in}, Verdict{Code: CodeRevoked, KeyID: tok.KeyID}},
+		{"not found", func(e *wire.Entry) { *e = wire.Entry{KeyID: tok.KeyID, Status: wire.StatusNotFound} }, &d, Request{ClientIP: in}, Verdict{Code: CodeNotFound, KeyID: tok.KeyID}},
+		{"expired by time", func(e *wire.Entry) { e.ExpiresAt = &past }, &d, Request{ClientIP: in},
+			Verdict{Code: CodeExpired, KeyID: tok.KeyID, Name: "n", Role: "ops", Workspace: "prod", Permissions: []string{"clusters:read", "nodes:*"}, ExpiresAt: &past}},
+		{"key CIDR", nil, &d, Request{ClientIP: out}, described(CodeIPNotAllowed)},
+		{"role CIDR", func(e *wire.Entry) { e.AllowedCIDRs = nil }, &d, Request{ClientIP: netip.MustParseAddr("192.0.2.1")}, described(CodeIPNotAllowed)},
+		{"bad CIDR denies", func(e *wire.Entry) { e.AllowedCIDRs = []string{"nonsense"} }, &d, Request{ClientIP: in}, described(CodeIPNotAllowed)},
+		{"workspace", nil, &d, Request{ClientIP: in, Workspace: "dev-eu"}, described(CodeWorkspaceMismatch)},
+		{"permission", nil, &d, Request{ClientIP: in, Permissions: []string{"clusters:write"}}, described(CodeInsufficientPermissions)},
+		{"tenant-wide key takes the asked workspace", func(e *wire.Entry) {
+			e.Workspace, e.AllowedCIDRs, e.RoleAllowedCIDRs, e.ExpiresAt, e.Metadata = "", nil, nil, nil, nil
+		}, &d, Request{Workspace: "dev-eu"},
+			Verdict{Code: CodeValid, KeyID: tok.KeyID, Name: "n", Role: "ops", Workspace: "dev-eu", Permissions: []string{"clusters:read", "nodes:*"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := base()
+			if tc.edit != nil {
+				tc.edit(&e)
+			}
+			r, err := newCachedKey(e, dek)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, r.decide(tc.digest, &tc.req, now))
+		})
+	}
+}
+
+func TestCachedKeyRefusesUnusableEntries(t *testing.T) {
+	_, err := newCachedKey(wire.Entry{KeyID: "k", Status: "odd"}, nil)
+	assert.Error(t, err, "unknown status")
+	_, err = newCachedKey(wire.Entry{KeyID: "k", Status: wire.StatusActive}, nil)
+	assert.Error(t, err, "active without a sealed digest")
+	sealed := envelope.Sealed{}
+	_, err = newCachedKey(wire.Entry{KeyID: "k", Status: wire.StatusActive, Sealed: &sealed}, nil)
+	assert.Error(t, err, "sealed digest without its data key")
+}
+
+// TestKeysOfARoleShareOneGrantsBlock: what keys of a role repeat is held once,
+// and any difference in it (including a nil against an empty list, which the
+// verdict renders differently) makes a block of its own.
+func TestKeysOfARoleShareOneGrantsBlock(t *testing.T) {
+	e := wire.Entry{Role: "share-test", Permissions: []string{"a:read"}, AllowedWorkspaces: []string{"*"}, RoleAllowedCIDRs: []string{"10.0.0.0/8"}}
+	e2 := e
+	e2.Permissions = []string{"a:read"} // equal values, another slice
+	g := repeated.grantsOf(&e)
+	assert.Same(t, g, repeated.grantsOf(&e2))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, g.roleNets)
+	for _, edit := range []func(*wire.Entry){
+		func(x *wire.Entry) { x.Workspace = "prod" },
+		func(x *wire.Entry) { x.Permissions = []string{"a:read", "b:read"} },
+		func(x *wire.Entry) { x.Permissions = []string{"a:rea", "d:read"} },
+		func(x *wire.Entry) { x.Permissions = []string{} },
+		func(x *wire.Entry) { x.Permissions = nil },
+		func(x *wire.Entry) { x.AllowedWorkspaces = []string{"dev-*"} },
+		func(x *wire.Entry) { x.RoleAllowedCIDRs = nil },
+		func(x *wire.Entry) { x.Role = "share-test-2" },
+	} {
+		other := e
+		edit(&other)
+		assert.NotSame(t, g, repeated.grantsOf(&other), "%+v", other)
+	}
+}
