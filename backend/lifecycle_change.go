@@ -266,21 +266,12 @@ func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, name st
 // revokeID revokes one key_id wherever it stands: the current key of its name
 // (which revokes the name and frees it) or a rotated-out key in grace.
 func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string) (*revoked, error) {
-	rec, err := b.getRecord(ctx, s, keyID)
+	rec, unlock, err := b.lockRecord(ctx, s, keyID)
+	defer unlock()
 	if err != nil {
 		return nil, err
 	}
 	if rec == nil {
-		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
-	}
-	lock := b.nameLock(rec.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	// Re-read under the lock: another writer may have changed it meanwhile.
-	if rec, err = b.getRecord(ctx, s, keyID); err != nil {
-		return nil, err
-	}
-	if rec == nil { // purged meanwhile
 		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
 	}
 	if rec.Status == wire.StatusRevoked {
@@ -384,14 +375,9 @@ func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, name stri
 // announceExpired publishes that a key reached its expiry. Verifiers enforce
 // expires_at themselves; the entry lets them drop the key at once.
 func (b *Backend) announceExpired(ctx context.Context, s logical.Storage, keyID string) (bool, error) {
-	rec, err := b.getRecord(ctx, s, keyID)
+	rec, unlock, err := b.lockRecord(ctx, s, keyID)
+	defer unlock()
 	if err != nil || rec == nil {
-		return false, err
-	}
-	lock := b.nameLock(rec.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	if rec, err = b.getRecord(ctx, s, keyID); err != nil || rec == nil {
 		return false, err
 	}
 	if rec.Status == wire.StatusRevoked || rec.ExpiresAt == nil || b.now().Before(*rec.ExpiresAt) {

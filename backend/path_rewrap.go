@@ -73,14 +73,9 @@ func (b *Backend) pathRewrapWrite(ctx context.Context, req *logical.Request, _ *
 // swapDEK replaces a record's wrapped data key under its name lock, unless a
 // concurrent write already changed it.
 func (b *Backend) swapDEK(ctx context.Context, s logical.Storage, keyID, old, fresh string) (bool, error) {
-	rec, err := b.getRecord(ctx, s, keyID)
-	if err != nil || rec == nil {
-		return false, err
-	}
-	lock := b.nameLock(rec.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	if rec, err = b.getRecord(ctx, s, keyID); err != nil || rec == nil || rec.Sealed.WrappedDEK != old {
+	rec, unlock, err := b.lockRecord(ctx, s, keyID)
+	defer unlock()
+	if err != nil || rec == nil || rec.Sealed.WrappedDEK != old {
 		return false, err
 	}
 	rec.Sealed.WrappedDEK = fresh

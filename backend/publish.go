@@ -197,12 +197,10 @@ func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error)
 	return done, nil
 }
 
-// republishLocked re-reads the record under its name lock, then republishes.
+// republishLocked reads the record again under its name lock, then republishes.
 func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
-	lock := b.nameLock(rec.Name)
-	lock.Lock()
-	defer lock.Unlock()
-	rec, err := b.getRecord(ctx, s, rec.KeyID)
+	rec, unlock, err := b.lockRecord(ctx, s, rec.KeyID)
+	defer unlock()
 	if err != nil || rec == nil {
 		return 0, err
 	}

@@ -118,6 +118,20 @@ func putJSON(ctx context.Context, s logical.Storage, key string, v interface{}) 
 	return nil
 }
 
+// lockRecord reads keyID's record, takes its name lock, and reads it again
+// under the lock: another writer may have changed it meanwhile. rec is nil when
+// there is no such record; unlock is always safe to call, once.
+func (b *Backend) lockRecord(ctx context.Context, s logical.Storage, keyID string) (rec *Record, unlock func(), err error) {
+	rec, err = b.getRecord(ctx, s, keyID)
+	if err != nil || rec == nil {
+		return nil, func() {}, err
+	}
+	lock := b.nameLock(rec.Name)
+	lock.Lock()
+	rec, err = b.getRecord(ctx, s, keyID)
+	return rec, lock.Unlock, err
+}
+
 // getRecord reads a record, from the in-memory cache when it holds it. It
 // returns a copy the caller may change before putRecord.
 func (b *Backend) getRecord(ctx context.Context, s logical.Storage, keyID string) (*Record, error) {
