@@ -32,6 +32,9 @@ type historyConfig struct {
 	CancelPercent int           // share of disable/enable/patch/revoke requests cut off
 	FeedRetention time.Duration
 	Soak          bool
+	// Failpoints is the file the plugin reads its failpoints from, when the
+	// run is built with them (GOFLAGS=-tags=failpoints); "" otherwise.
+	Failpoints string
 }
 
 func historyConfigFromEnv(t *testing.T) historyConfig {
@@ -75,6 +78,12 @@ func TestIntegrationHistory(t *testing.T) {
 		t.Skip("a live history run on a real Vault (-short skips it)")
 	}
 	cfg := historyConfigFromEnv(t)
+	if failpointsBuilt {
+		// The plugin is built by `go build` in a child process: only GOFLAGS reaches it.
+		require.Contains(t, os.Getenv("GOFLAGS"), "failpoints", "run with GOFLAGS=-tags=failpoints, so the plugin has its failpoints too")
+		cfg.Failpoints = filepath.Join(t.TempDir(), "failpoints")
+		t.Setenv("APIKEYS_FAILPOINTS", "@"+cfg.Failpoints) // Vault passes its environment on to the plugin
+	}
 	v := vaulttest.Start(t)
 	runHistory(t, cfg, historyTarget{addrs: []string{v.Addr}, token: v.RootToken,
 		verifierToken: func(display string) string {
