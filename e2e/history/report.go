@@ -86,11 +86,7 @@ func context(w io.Writer, h *History, v Violation) {
 			fmt.Fprintln(w, "  verify    …")
 			break
 		}
-		seq := "feed_seq=?"
-		if x.HasFeedSeq {
-			seq = fmt.Sprintf("feed_seq=%d", x.FeedSeq)
-		}
-		fmt.Fprintf(w, "  verify    %s→%s %s request=%s asked=%q %s %s\n", stamp(x.Sent), stamp(x.Received), x.Verifier, x.RequestID, x.Permission, x.Code, seq)
+		fmt.Fprintf(w, "  verify    %s→%s %s request=%s asked=%q %s feed_seq=%d\n", stamp(x.Sent), stamp(x.Received), x.Verifier, x.RequestID, x.Permission, x.Code, x.FeedSeq)
 	}
 	shown = 0
 	for _, p := range h.Polls {
@@ -102,7 +98,7 @@ func context(w io.Writer, h *History, v Violation) {
 			break
 		}
 		lo, hi := p.lastOK()
-		fmt.Fprintf(w, "  poll      %s %s cursor=%d last-ok in [%s, %s]\n", stamp(p.Sent), p.Verifier, p.Cursor, stamp(lo), stamp(hi))
+		fmt.Fprintf(w, "  poll      %s %s last-ok in [%s, %s]\n", stamp(p.Sent), p.Verifier, stamp(lo), stamp(hi))
 	}
 	shown = 0
 	for _, b := range h.Begins {
