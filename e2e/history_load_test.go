@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -225,13 +226,16 @@ func (r *historyRun) faultLoop(rng *rand.Rand) {
 	r.cacheRace(rng)
 	r.backlog(rng, 0)
 	for n := 1; time.Now().Before(r.deadline.Add(-3 * time.Second)); n++ {
-		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
+		time.Sleep(time.Duration(1000+rng.IntN(1500)) * time.Millisecond)
 		f := r.fleet[rng.IntN(len(r.fleet))]
-		kinds := 5
-		if r.target.fault != nil {
-			kinds++
+		kinds := []int{0, 1, 2, 3} // the soak adds more backlogs and retention overruns (4), and the target's own (5)
+		if r.cfg.Soak {
+			kinds = append(kinds, 4)
 		}
-		switch rng.IntN(kinds) {
+		if r.target.fault != nil {
+			kinds = append(kinds, 5)
+		}
+		switch kinds[rng.IntN(len(kinds))] {
 		case 0:
 			d := time.Duration(300+rng.IntN(1500)) * time.Millisecond
 			r.rec.fault("SIGSTOP %s for %s", f.name, d)
@@ -251,7 +255,6 @@ func (r *historyRun) faultLoop(rng *rand.Rand) {
 			r.rec.fault("tidy: purge feed entries older than %s (err: %v)", r.cfg.FeedRetention, err)
 		case 4:
 			switch {
-			case !r.cfg.Soak:
 			case rng.IntN(2) == 0:
 				r.backlog(rng, n)
 			default:
@@ -294,7 +297,10 @@ func (r *historyRun) backlog(rng *rand.Rand, n int) {
 	}
 	r.rec.fault("backlog %d: SIGSTOP %s, then %d patches", n, f.name, r.cfg.Flood)
 	f.signal(syscall.SIGSTOP)
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		patches atomic.Int64
+	)
 	stopFlood := time.Now().Add(r.cfg.FloodFor)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -302,13 +308,14 @@ func (r *historyRun) backlog(rng *rand.Rand, n int) {
 			defer wg.Done()
 			fname := fmt.Sprintf("flood-%d-%d", n, w)
 			for i := w; i < r.cfg.Flood && time.Now().Before(stopFlood); i += workers {
+				patches.Add(1)
 				r.timed(history.Mutation{Client: 200 + w, Op: history.Patch, Name: fname, KeyID: floodKeys[w], Role: backlogRole}, 0,
 					func(ctx context.Context) (answer, error) { return r.api.Patch(ctx, fname, fmt.Sprintf("flood %d", i)) })
 			}
 		}(w)
 	}
 	wg.Wait()
-	r.rec.fault("backlog %d: flood done", n)
+	r.rec.fault("backlog %d: flood done (%d patches; a feed page holds 1000)", n, patches.Load())
 	r.timed(history.Mutation{Client: 100, Op: history.Revoke, Name: name, KeyID: id, Role: backlogRole}, 0,
 		func(ctx context.Context) (answer, error) { return r.api.Revoke(ctx, id) })
 	f.scrapeEvery.Store(int64(2 * time.Millisecond))

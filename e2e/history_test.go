@@ -38,7 +38,7 @@ type historyConfig struct {
 }
 
 func historyConfigFromEnv(t *testing.T) historyConfig {
-	cfg := historyConfig{Seed: 14, Load: 30 * time.Second, Verifiers: 3, Clients: 3, VerifyWorkers: 2,
+	cfg := historyConfig{Seed: 14, Load: 40 * time.Second, Verifiers: 3, Clients: 3, VerifyWorkers: 2,
 		Flood: 1600, FloodFor: 15 * time.Second, CancelPercent: 15, FeedRetention: time.Minute}
 	if os.Getenv("HISTORY_SOAK") == "1" {
 		cfg.Soak = true

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,13 @@ const around = 2 * time.Second
 func Report(w io.Writer, h *History, vs []Violation) {
 	fmt.Fprintf(w, "history: seed %d (rerun with HISTORY_SEED=%d): %d mutations, %d verifies, %d feed entries (complete: %v), %d polls, %d faults; %d violations\n",
 		h.Seed, h.Seed, len(h.Mutations), len(h.Verifies), len(h.Feed), h.FeedComplete, len(h.Polls), len(h.Faults), len(vs))
+	// The faults by kind (their first word), so a passing run shows what it survived.
+	kinds := map[string]int{}
+	for _, f := range h.Faults {
+		kind, _, _ := strings.Cut(f.What, " ")
+		kinds[kind]++
+	}
+	fmt.Fprintf(w, "  faults by kind: %v\n", kinds)
 	byRule := map[string]int{}
 	for _, v := range vs {
 		byRule[v.Rule]++
