@@ -69,6 +69,7 @@ func historyConfigFromEnv(t *testing.T) historyConfig {
 // SIGCONT, restarts, plugin reloads, feed purges, a paused verifier with a
 // backlog of more than a feed page), and checks the recorded history with
 // e2e/history.Check.
+//
 // With a fix of issue 14's defects 1–3 reverted it fails (docs/revocation.md
 // has the evidence); built with GOFLAGS=-tags=failpoints it holds a lookup
 // open so that defect 2's race happens every run.
