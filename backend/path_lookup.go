@@ -69,6 +69,7 @@ func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *
 			return badRequest(keyIDError(fmt.Sprintf("key_ids[%d]", i), id))
 		}
 	}
+	ctx = failpointScope(ctx, "lookup")
 	// The head is read before any record: every change up to it is reflected.
 	seq, err := b.feed.Head(ctx, req.Storage)
 	if err != nil {

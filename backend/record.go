@@ -145,6 +145,7 @@ func (b *Backend) getRecord(ctx context.Context, s logical.Storage, keyID string
 	if !ok {
 		return nil, err
 	}
+	failpoint(ctx, "after-read")
 	cached := r
 	b.records.AddRead(keyID, &cached, gen)
 	return &r, nil

@@ -147,7 +147,7 @@ func (f *fleetVerifier) incarnationAt(t time.Time) string {
 	return fmt.Sprintf("%s.%d", f.name, i)
 }
 
-// scrape records the verifier's feed cursor and last contact until ctx ends.
+// scrape records the verifier's last feed contact until ctx ends.
 func (f *fleetVerifier) scrape(ctx context.Context, rec *historyRecorder) {
 	cl := &http.Client{Timeout: time.Second}
 	for ctx.Err() == nil {
@@ -169,32 +169,19 @@ func (f *fleetVerifier) scrape(ctx context.Context, rec *historyRecorder) {
 }
 
 func parseMetrics(resp *http.Response) (history.Poll, bool) {
-	var p history.Poll
-	seen := 0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
+		if !ok || name != "apikeys_verifier_feed_last_contact_age_seconds" {
 			continue
 		}
-		switch name {
-		case "apikeys_verifier_feed_cursor":
-			c, err := strconv.ParseFloat(val, 64)
-			if err != nil {
-				return p, false
-			}
-			p.Cursor = uint64(c)
-			seen++
-		case "apikeys_verifier_feed_last_contact_age_seconds":
-			age, err := strconv.ParseFloat(val, 64)
-			if err != nil {
-				return p, false
-			}
-			p.Contact, p.ContactAge = age >= 0, time.Duration(age*float64(time.Second))
-			seen++
+		age, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return history.Poll{}, false
 		}
+		return history.Poll{Contact: age >= 0, ContactAge: time.Duration(age * float64(time.Second))}, true
 	}
-	return p, seen == 2
+	return history.Poll{}, false
 }
 
 // scrapeEvery is how often a verifier's /metrics is read (faster while a

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/e2e/history"
 )
@@ -219,15 +223,19 @@ func (r *historyRun) verifyLoop(rng *rand.Rand) {
 // shape) runs first, then random faults until the deadline.
 func (r *historyRun) faultLoop(rng *rand.Rand) {
 	time.Sleep(2 * time.Second)
+	r.cacheRace(rng)
 	r.backlog(rng, 0)
 	for n := 1; time.Now().Before(r.deadline.Add(-3 * time.Second)); n++ {
-		time.Sleep(time.Duration(2000+rng.IntN(3000)) * time.Millisecond)
+		time.Sleep(time.Duration(1000+rng.IntN(1500)) * time.Millisecond)
 		f := r.fleet[rng.IntN(len(r.fleet))]
-		kinds := 5
-		if r.target.fault != nil {
-			kinds++
+		kinds := []int{0, 1, 2, 3} // the soak adds more backlogs and retention overruns (4), and the target's own (5)
+		if r.cfg.Soak {
+			kinds = append(kinds, 4)
 		}
-		switch rng.IntN(kinds) {
+		if r.target.fault != nil {
+			kinds = append(kinds, 5)
+		}
+		switch kinds[rng.IntN(len(kinds))] {
 		case 0:
 			d := time.Duration(300+rng.IntN(1500)) * time.Millisecond
 			r.rec.fault("SIGSTOP %s for %s", f.name, d)
@@ -247,7 +255,6 @@ func (r *historyRun) faultLoop(rng *rand.Rand) {
 			r.rec.fault("tidy: purge feed entries older than %s (err: %v)", r.cfg.FeedRetention, err)
 		case 4:
 			switch {
-			case !r.cfg.Soak:
 			case rng.IntN(2) == 0:
 				r.backlog(rng, n)
 			default:
@@ -290,7 +297,10 @@ func (r *historyRun) backlog(rng *rand.Rand, n int) {
 	}
 	r.rec.fault("backlog %d: SIGSTOP %s, then %d patches", n, f.name, r.cfg.Flood)
 	f.signal(syscall.SIGSTOP)
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		patches atomic.Int64
+	)
 	stopFlood := time.Now().Add(r.cfg.FloodFor)
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
@@ -298,13 +308,14 @@ func (r *historyRun) backlog(rng *rand.Rand, n int) {
 			defer wg.Done()
 			fname := fmt.Sprintf("flood-%d-%d", n, w)
 			for i := w; i < r.cfg.Flood && time.Now().Before(stopFlood); i += workers {
+				patches.Add(1)
 				r.timed(history.Mutation{Client: 200 + w, Op: history.Patch, Name: fname, KeyID: floodKeys[w], Role: backlogRole}, 0,
 					func(ctx context.Context) (answer, error) { return r.api.Patch(ctx, fname, fmt.Sprintf("flood %d", i)) })
 			}
 		}(w)
 	}
 	wg.Wait()
-	r.rec.fault("backlog %d: flood done", n)
+	r.rec.fault("backlog %d: flood done (%d patches; a feed page holds 1000)", n, patches.Load())
 	r.timed(history.Mutation{Client: 100, Op: history.Revoke, Name: name, KeyID: id, Role: backlogRole}, 0,
 		func(ctx context.Context) (answer, error) { return r.api.Revoke(ctx, id) })
 	f.scrapeEvery.Store(int64(2 * time.Millisecond))
@@ -314,6 +325,55 @@ func (r *historyRun) backlog(rng *rand.Rand, n int) {
 		ask()
 	}
 	f.scrapeEvery.Store(int64(scrapeEvery))
+}
+
+// cacheRace is defect 2's shape: a lookup that missed the plugin's record
+// cache reads the active record; a revocation writes and caches the revoked
+// one; then the lookup offers what it read to the cache. The plugin is
+// reloaded first (empty caches). Built with failpoints, the lookup waits
+// lookupWindow between its read and its offer, so the revocation lands inside
+// that window every time; without them the window is a few microseconds.
+func (r *historyRun) cacheRace(rng *rand.Rand) {
+	f := r.fleet[rng.IntN(len(r.fleet))]
+	m, _ := r.timed(history.Mutation{Client: 100, Op: history.Issue, Name: "cache-race", Role: backlogRole}, 0,
+		func(ctx context.Context) (answer, error) { return r.api.Issue(ctx, "cache-race", backlogRole) })
+	if m.Outcome != history.OK {
+		r.rec.fault("cache race: issue failed: %s", m.Err)
+		return
+	}
+	id, ref, _ := r.keyRef(m.NewKeyID)
+	ask := func() {
+		v := f.verify(context.Background(), r.rec, id, ref, "")
+		r.rec.mu.Lock()
+		r.rec.h.Verifies = append(r.rec.h.Verifies, v)
+		r.rec.mu.Unlock()
+	}
+	err := r.api.ReloadPlugin(context.Background())
+	r.rec.fault("cache race: plugin reload (err: %v); %s looks %s up while it is revoked", err, f.name, id)
+	r.setFailpoints(fmt.Sprintf("lookup-after-read=%s", lookupWindow))
+	asked := make(chan struct{})
+	go func() { defer close(asked); ask() }()
+	time.Sleep(lookupWindow / 3)
+	r.timed(history.Mutation{Client: 100, Op: history.Revoke, Name: "cache-race", KeyID: id, Role: backlogRole}, 0,
+		func(ctx context.Context) (answer, error) { return r.api.Revoke(ctx, id) })
+	<-asked
+	r.setFailpoints("")
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		ask()
+	}
+}
+
+// lookupWindow is how long the failpoint holds a lookup between its storage
+// read and its cache offer in cacheRace.
+const lookupWindow = 300 * time.Millisecond
+
+// setFailpoints switches the plugin's failpoints (a no-op in a build without them).
+func (r *historyRun) setFailpoints(spec string) {
+	if r.cfg.Failpoints == "" {
+		return
+	}
+	require.NoError(r.t, os.WriteFile(r.cfg.Failpoints, []byte(spec), 0o600))
+	r.rec.fault("failpoints: %q", spec)
 }
 
 func (r *historyRun) keyRef(id string) (string, keyRef, bool) {

@@ -124,41 +124,22 @@ func newChecker(h *History) *checker {
 	return c
 }
 
-// position is the verifier's feed position for v: the audited feed_seq, or a
-// lower bound (the largest cursor it reported before v was sent).
-func (c *checker) position(v Verify) (seq uint64, inferred bool) {
-	if v.HasFeedSeq {
-		return v.FeedSeq, false
-	}
-	for _, p := range c.polls[v.Verifier] {
-		if !p.Received.Before(v.Sent) {
-			break
-		}
-		seq = max(seq, p.Cursor)
-	}
-	return seq, true
-}
-
 func (c *checker) committed() []Violation {
 	var out []Violation
 	for _, v := range c.h.Verifies {
 		if v.Code != "VALID" {
 			continue
 		}
-		pos, inferred := c.position(v)
-		how := "feed_seq"
-		if inferred {
-			how = "feed position ≥ (inferred from /metrics feed_cursor)"
-		}
+		pos := v.FeedSeq
 		if e, ok := blockedAt(c.keys[v.KeyID], pos, v.Received); ok && !(e.state == stDisabled && c.enabledSince(v.KeyID, v.Received)) {
 			out = append(out, Violation{Rule: RuleCommitted, KeyID: v.KeyID, Verifier: v.Verifier, At: v.Sent, Seq: pos,
-				Detail: fmt.Sprintf("VALID (request %s) at %s %d, but the key was %s at seq %d", v.RequestID, how, pos, e.state, e.seq)})
+				Detail: fmt.Sprintf("VALID (request %s) at feed_seq %d, but the key was %s at seq %d", v.RequestID, pos, e.state, e.seq)})
 			continue
 		}
 		if v.Permission != "" && v.Permission == c.h.NarrowPerm {
 			if e, ok := blockedAt(c.roles[v.Role], pos, v.Received); ok {
 				out = append(out, Violation{Rule: RuleCommitted, KeyID: v.KeyID, Verifier: v.Verifier, At: v.Sent, Seq: pos,
-					Detail: fmt.Sprintf("VALID for %s (request %s) at %s %d, but role %s lost it at seq %d", v.Permission, v.RequestID, how, pos, v.Role, e.seq)})
+					Detail: fmt.Sprintf("VALID for %s (request %s) at feed_seq %d, but role %s lost it at seq %d", v.Permission, v.RequestID, pos, v.Role, e.seq)})
 			}
 		}
 	}

@@ -6,11 +6,10 @@
 // test it (check_test.go) and the live harness (e2e/history_test.go) only
 // records.
 //
-// Order comes from the change feed, not from clocks: every mutation's feed
-// seq (the `seq` of its answer, or the feed entry it produced) and every
-// decision's `feed_seq` (the verifier's audit line). Where a verifier does not
-// write feed_seq yet, the position is a lower bound read from its
-// /metrics feed_cursor before the request was sent (marked "inferred").
+// Order comes from the change feed, not from clocks: every acknowledged
+// mutation answers the `seq` of its feed entry, and every decision's audit
+// line carries `feed_seq`, the feed position the verifier had applied
+// (DESIGN §4, §6). Both are required: a run without them fails before Check.
 //
 // One rule needs the wall clock of a single host: "after it hears from Vault"
 // (DESIGN §6) is observed through the verifier's last successful poll
@@ -21,11 +20,10 @@
 // verifier's feed polls in Vault's file audit log (auth.display_name,
 // request.path and id, type, error), and /metrics as above.
 //
-// Fields relied on: a mutation answer's `seq` (used when present); a
-// verifier audit line's `request_id` (the caller's X-Request-Id), `code` and
-// `feed_seq` (used when present); /metrics `apikeys_verifier_feed_cursor` and
-// `apikeys_verifier_feed_last_contact_age_seconds`; the `changes` feed's
-// seq, key_id, role, op and reset; `lookup` status for the read-back.
+// Fields relied on: a mutation answer's `seq`; a verifier audit line's
+// `request_id` (the caller's X-Request-Id), `code` and `feed_seq`; /metrics
+// `apikeys_verifier_feed_last_contact_age_seconds`; the `changes` feed's seq,
+// key_id, role, op and reset; `lookup` status for the read-back.
 //
 // The package never sees a key or a secret: histories hold key_ids only.
 package history

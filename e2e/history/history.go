@@ -66,19 +66,17 @@ type Verify struct {
 	Sent       time.Time
 	Received   time.Time
 	Code       string // VALID, REVOKED, …, or "HTTP 503", "error"
-	// FeedSeq is the audit line's feed_seq when HasFeedSeq; otherwise Check
-	// infers a lower bound from the verifier's Polls.
-	FeedSeq    uint64
-	HasFeedSeq bool
+	// FeedSeq is the audit line's feed_seq: the feed position the verifier
+	// had applied when it decided (JoinAudit sets it).
+	FeedSeq uint64
 }
 
-// Poll is one read of a verifier's /metrics: its applied cursor, and how long
-// ago its last successful feed poll was, read between Sent and Received.
+// Poll is one read of a verifier's /metrics: how long ago its last
+// successful feed poll was, read between Sent and Received.
 type Poll struct {
 	Verifier   string
 	Sent       time.Time
 	Received   time.Time
-	Cursor     uint64
 	Contact    bool          // false before the first successful poll
 	ContactAge time.Duration // since the last successful poll
 }
@@ -178,10 +176,10 @@ func ReadAudit(path string) (map[string]AuditLine, error) {
 	return out, sc.Err()
 }
 
-// JoinAudit copies feed_seq from the audit lines into the verifies, and counts
-// the verifies whose line had one. A decided verify without a line is an error:
-// every decision must be audited.
-func JoinAudit(vs []Verify, lines map[string]map[string]AuditLine) (withSeq int, err error) {
+// JoinAudit copies feed_seq from the audit lines into the verifies. A decided
+// verify without a line, or whose line has no feed_seq, is an error: every
+// decision must be audited with the position it was made at.
+func JoinAudit(vs []Verify, lines map[string]map[string]AuditLine) error {
 	for i := range vs {
 		v := &vs[i]
 		if !decided(v.Code) {
@@ -189,17 +187,17 @@ func JoinAudit(vs []Verify, lines map[string]map[string]AuditLine) (withSeq int,
 		}
 		l, ok := lines[v.Verifier][v.RequestID]
 		if !ok {
-			return withSeq, fmt.Errorf("verifier %s: no audit line for request %s (%s)", v.Verifier, v.RequestID, v.Code)
+			return fmt.Errorf("verifier %s: no audit line for request %s (%s)", v.Verifier, v.RequestID, v.Code)
 		}
 		if l.Code != v.Code {
-			return withSeq, fmt.Errorf("verifier %s: request %s answered %s but audited %s", v.Verifier, v.RequestID, v.Code, l.Code)
+			return fmt.Errorf("verifier %s: request %s answered %s but audited %s", v.Verifier, v.RequestID, v.Code, l.Code)
 		}
-		if l.FeedSeq != nil {
-			v.FeedSeq, v.HasFeedSeq = *l.FeedSeq, true
-			withSeq++
+		if l.FeedSeq == nil {
+			return fmt.Errorf("verifier %s: the audit line of request %s has no feed_seq", v.Verifier, v.RequestID)
 		}
+		v.FeedSeq = *l.FeedSeq
 	}
-	return withSeq, nil
+	return nil
 }
 
 // decided is an answer with a code (not a 503 or a transport error).

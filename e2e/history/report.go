@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,13 @@ const around = 2 * time.Second
 func Report(w io.Writer, h *History, vs []Violation) {
 	fmt.Fprintf(w, "history: seed %d (rerun with HISTORY_SEED=%d): %d mutations, %d verifies, %d feed entries (complete: %v), %d polls, %d faults; %d violations\n",
 		h.Seed, h.Seed, len(h.Mutations), len(h.Verifies), len(h.Feed), h.FeedComplete, len(h.Polls), len(h.Faults), len(vs))
+	// The faults by kind (their first word), so a passing run shows what it survived.
+	kinds := map[string]int{}
+	for _, f := range h.Faults {
+		kind, _, _ := strings.Cut(f.What, " ")
+		kinds[kind]++
+	}
+	fmt.Fprintf(w, "  faults by kind: %v\n", kinds)
 	byRule := map[string]int{}
 	for _, v := range vs {
 		byRule[v.Rule]++
@@ -86,11 +94,7 @@ func context(w io.Writer, h *History, v Violation) {
 			fmt.Fprintln(w, "  verify    …")
 			break
 		}
-		seq := "feed_seq=?"
-		if x.HasFeedSeq {
-			seq = fmt.Sprintf("feed_seq=%d", x.FeedSeq)
-		}
-		fmt.Fprintf(w, "  verify    %s→%s %s request=%s asked=%q %s %s\n", stamp(x.Sent), stamp(x.Received), x.Verifier, x.RequestID, x.Permission, x.Code, seq)
+		fmt.Fprintf(w, "  verify    %s→%s %s request=%s asked=%q %s feed_seq=%d\n", stamp(x.Sent), stamp(x.Received), x.Verifier, x.RequestID, x.Permission, x.Code, x.FeedSeq)
 	}
 	shown = 0
 	for _, p := range h.Polls {
@@ -102,7 +106,7 @@ func context(w io.Writer, h *History, v Violation) {
 			break
 		}
 		lo, hi := p.lastOK()
-		fmt.Fprintf(w, "  poll      %s %s cursor=%d last-ok in [%s, %s]\n", stamp(p.Sent), p.Verifier, p.Cursor, stamp(lo), stamp(hi))
+		fmt.Fprintf(w, "  poll      %s %s last-ok in [%s, %s]\n", stamp(p.Sent), p.Verifier, stamp(lo), stamp(hi))
 	}
 	shown = 0
 	for _, b := range h.Begins {

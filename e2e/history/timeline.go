@@ -6,110 +6,76 @@ import (
 )
 
 // buildKeyTimelines places every key state change at its feed seq: from the
-// feed itself, and from the seq of acknowledged answers (which stands even if
-// the recorder missed the entry).
+// `seq` of acknowledged answers, which also says when the change was asked
+// for, and from the feed (changes whose answer was lost: they may have been
+// in effect at any time).
 func (c *checker) buildKeyTimelines() {
-	at := map[string]map[uint64]string{}
-	put := func(key string, seq uint64, st string) {
-		if key == "" || seq == 0 || st == "" {
+	at := map[string]map[uint64]event{}
+	put := func(key string, e event) {
+		if key == "" || e.seq == 0 || e.state == "" {
 			return
 		}
 		if at[key] == nil {
-			at[key] = map[uint64]string{}
+			at[key] = map[uint64]event{}
 		}
-		at[key][seq] = st
-	}
-	for _, e := range c.h.Feed {
-		put(e.KeyID, e.Seq, map[string]string{"created": stActive, "enabled": stActive, "disabled": stDisabled,
-			"revoked": stRevoked, "expired": stRevoked}[e.Op])
+		if old, ok := at[key][e.seq]; !ok || old.invoked.IsZero() {
+			at[key][e.seq] = e
+		}
 	}
 	for _, m := range c.h.Mutations {
-		if m.Outcome != OK || m.Seq == 0 {
+		if m.Outcome != OK {
 			continue
 		}
+		e := event{seq: m.Seq, invoked: m.Invoke}
 		switch m.Op {
 		case Issue:
-			put(m.NewKeyID, m.Seq, stActive)
-		case Rotate: // the answer's seq is at or after both entries
-			put(m.KeyID, m.Seq, stRevoked)
+			e.state = stActive
+			put(m.NewKeyID, e)
+		case Rotate, Revoke: // a rotation's seq is at or after both its entries
+			e.state = stRevoked
+			put(m.KeyID, e)
 		case Disable:
-			put(m.KeyID, m.Seq, stDisabled)
+			e.state = stDisabled
+			put(m.KeyID, e)
 		case Enable:
-			put(m.KeyID, m.Seq, stActive)
-		case Revoke:
-			put(m.KeyID, m.Seq, stRevoked)
+			e.state = stActive
+			put(m.KeyID, e)
 		}
 	}
+	for _, f := range c.h.Feed {
+		put(f.KeyID, event{seq: f.Seq, state: map[string]string{"created": stActive, "enabled": stActive, "disabled": stDisabled,
+			"revoked": stRevoked, "expired": stRevoked}[f.Op]})
+	}
 	for key, bySeq := range at {
-		for seq, st := range bySeq {
-			c.keys[key] = append(c.keys[key], event{seq: seq, state: st})
+		for _, e := range bySeq {
+			c.keys[key] = append(c.keys[key], e)
 		}
 		evs := c.keys[key]
 		sort.Slice(evs, func(i, j int) bool { return evs[i].seq < evs[j].seq })
-		c.timeEnables(key, evs)
 	}
 }
 
-// timeEnables gives each enable of key the time its client invoked it, when
-// the k-th enable entry is certainly the k-th enable request (as many of
-// each); otherwise they stay untimed, which the rules read as "may have been
-// in effect at any time".
-func (c *checker) timeEnables(key string, evs []event) {
-	var enables []Mutation
-	for _, m := range c.muts[key] {
-		if m.Op == Enable && m.Outcome != Failed {
-			enables = append(enables, m)
-		}
-	}
-	var idx []int
-	for i, e := range evs {
-		if e.state == stActive && i > 0 {
-			idx = append(idx, i)
-		}
-	}
-	if len(idx) != len(enables) {
-		return
-	}
-	for k, i := range idx {
-		evs[i].invoked = enables[k].Invoke
-	}
-}
-
-// buildRoleTimelines places narrowings and widenings at their feed seq: the
-// answer's seq when it has one, else the k-th acknowledged write of a role is
-// its k-th role-updated entry — only while that pairing is certain (no write
-// with an unknown outcome, as many entries as writes).
+// buildRoleTimelines places narrowings and widenings at the `seq` of their
+// answers. A role-updated entry no acknowledged write answered (a write whose
+// answer was lost, the role's creation) is read as a widening that may have
+// been in effect at any time: the conservative reading.
 func (c *checker) buildRoleTimelines() {
-	entries := map[string][]uint64{}
-	for _, e := range c.h.Feed {
-		if e.KeyID == "" && e.Role != "" && e.Op == "role-updated" {
-			entries[e.Role] = append(entries[e.Role], e.Seq)
+	answered := map[uint64]bool{}
+	for role, ms := range c.roleMut {
+		for _, m := range ms {
+			if m.Outcome == OK && m.Seq != 0 {
+				c.roles[role] = append(c.roles[role], event{m.Seq, string(m.Op), m.Invoke})
+				answered[m.Seq] = true
+			}
 		}
 	}
-	for role, ms := range c.roleMut {
-		seqs := entries[role]
-		sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-		var ok []Mutation
-		pairable := c.h.FeedComplete
-		for _, m := range ms {
-			switch m.Outcome {
-			case OK:
-				ok = append(ok, m)
-			case Unknown:
-				pairable = false
-			}
+	for _, e := range c.h.Feed {
+		if e.KeyID == "" && e.Role != "" && e.Op == "role-updated" && !answered[e.Seq] {
+			c.roles[e.Role] = append(c.roles[e.Role], event{seq: e.Seq, state: string(Widen)})
 		}
-		pairable = pairable && len(ok) == len(seqs)
-		for i, m := range ok {
-			seq := m.Seq
-			if seq == 0 && pairable {
-				seq = seqs[i]
-			}
-			if seq != 0 {
-				c.roles[role] = append(c.roles[role], event{seq, string(m.Op), m.Invoke})
-			}
-		}
-		sort.Slice(c.roles[role], func(i, j int) bool { return c.roles[role][i].seq < c.roles[role][j].seq })
+	}
+	for _, evs := range c.roles {
+		sort.Slice(evs, func(i, j int) bool { return evs[i].seq < evs[j].seq })
 	}
 }
 
