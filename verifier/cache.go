@@ -206,24 +206,18 @@ func (c *cache) forget(now time.Time) {
 }
 
 // Len is the number of keys cached.
-func (c *cache) Len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.byKeyID)
-		s.mu.RUnlock()
-	}
-	return n
-}
+func (c *cache) Len() int { return c.count(func(s *cacheShard) int { return len(s.byKeyID) }) }
 
 // NegativeLen is the number of NOT_FOUND answers cached.
-func (c *cache) NegativeLen() int {
+func (c *cache) NegativeLen() int { return c.count(func(s *cacheShard) int { return len(s.negative) }) }
+
+// count sums size over the shards, each read under its lock.
+func (c *cache) count(size func(*cacheShard) int) int {
 	n := 0
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
-		n += len(s.negative)
+		n += size(s)
 		s.mu.RUnlock()
 	}
 	return n
