@@ -12,28 +12,11 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
 )
 
-// caddyBin finds Debian's caddy; `make test` installs it when missing.
-func caddyBin(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("CADDY_BIN"), "/usr/bin/caddy"} {
-		if p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath("caddy"); err == nil {
-		return p
-	}
-	t.Fatal("caddy is not installed: run `make test` (it installs it) or `scripts/ensure-packages caddy:caddy`")
-	return ""
-}
-
 // TestCaddyForwardAuth runs Debian's caddy from the shipped
 // deploy/caddy/Caddyfile (addresses changed only) in front of a real verifier
 // and Vault.
 func TestCaddyForwardAuth(t *testing.T) {
-	bin := caddyBin(t)
+	bin := proxyBin(t, "caddy", "CADDY_BIN", "/usr/bin/caddy", "caddy:caddy")
 	s := startForwardAuthStack(t)
 	dir := t.TempDir()
 	port, admin := vaulttest.FreePort(t), vaulttest.FreePort(t)

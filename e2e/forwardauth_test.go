@@ -159,3 +159,21 @@ func (s *forwardAuthStack) check(t *testing.T, base string) {
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "verifier down")
 	fileLacks(t, s.ver.Log, []string{s.good[len(s.good)-49:], s.otherWS[len(s.otherWS)-49:]})
 }
+
+// proxyBin finds a Debian proxy binary: $env, then the package's path, then PATH.
+// `make test` installs it when missing (scripts/ensure-packages cmd:pkg).
+func proxyBin(t *testing.T, cmd, env, debianPath, ensure string) string {
+	t.Helper()
+	for _, p := range []string{os.Getenv(env), debianPath} {
+		if p != "" {
+			if _, err := os.Stat(p); err == nil {
+				return p
+			}
+		}
+	}
+	if p, err := exec.LookPath(cmd); err == nil {
+		return p
+	}
+	t.Fatalf("%s is not installed: run `make test` (it installs it) or `scripts/ensure-packages %s`", cmd, ensure)
+	return ""
+}

@@ -12,23 +12,6 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
 )
 
-// nginxBin finds Debian's nginx; `make test` installs nginx-light when missing.
-func nginxBin(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{os.Getenv("NGINX_BIN"), "/usr/sbin/nginx"} {
-		if p != "" {
-			if _, err := os.Stat(p); err == nil {
-				return p
-			}
-		}
-	}
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	t.Fatal("nginx is not installed: run `make test` (it installs nginx-light) or `scripts/ensure-packages nginx:nginx-light`")
-	return ""
-}
-
 // nginxMain is the main context around the shipped http-level include: what
 // Debian's /etc/nginx/nginx.conf provides, with this test's private paths.
 const nginxMain = `%s
@@ -52,7 +35,7 @@ http {
 // deploy/nginx/apikeys.conf (addresses changed only) in front of a real
 // verifier and Vault.
 func TestNginxAuthRequest(t *testing.T) {
-	bin := nginxBin(t)
+	bin := proxyBin(t, "nginx", "NGINX_BIN", "/usr/sbin/nginx", "nginx:nginx-light")
 	s := startForwardAuthStack(t)
 	dir := t.TempDir()
 	for _, d := range []string{"body", "proxy", "fastcgi", "uwsgi", "scgi"} {
