@@ -33,6 +33,14 @@ const (
 	OpExpired     = "expired"
 	OpRoleUpdated = "role-updated"
 	OpRoleDeleted = "role-deleted"
+	// A tenant's settings (its allowed_cidrs) changed, or it was deleted: the
+	// change names the tenant and no key; verifiers drop that tenant's keys.
+	OpTenantUpdated = "tenant-updated"
+	OpTenantDeleted = "tenant-deleted"
+	// A named allow-list of a tenant changed or was deleted: the change names the
+	// tenant and the list; verifiers drop that tenant's keys.
+	OpAllowlistUpdated = "allowlist-updated"
+	OpAllowlistDeleted = "allowlist-deleted"
 )
 
 // MaxBatch is the most key_ids one `lookup` write may ask for.
@@ -44,9 +52,11 @@ const MaxBatch = 100
 // least every change up to Seq. A verifier must not cache an entry when it has
 // already applied an eviction for this key (or its role) with a higher sequence.
 type Entry struct {
-	KeyID     string `json:"key_id" mapstructure:"key_id"`
-	Status    string `json:"status" mapstructure:"status"`
-	Name      string `json:"name,omitempty" mapstructure:"name"`
+	KeyID  string `json:"key_id" mapstructure:"key_id"`
+	Status string `json:"status" mapstructure:"status"`
+	Name   string `json:"name,omitempty" mapstructure:"name"`
+	// Tenant is the tenant the key belongs to (names are unique within it).
+	Tenant    string `json:"tenant,omitempty" mapstructure:"tenant"`
 	Role      string `json:"role,omitempty" mapstructure:"role"`
 	Workspace string `json:"workspace,omitempty" mapstructure:"workspace"`
 	// Permissions are effective: the key's own ∩ the role's current ones.
@@ -55,10 +65,17 @@ type Entry struct {
 	AllowedWorkspaces []string `json:"allowed_workspaces,omitempty" mapstructure:"allowed_workspaces"`
 	// AllowedCIDRs is the key's own list and RoleAllowedCIDRs the role's: a client
 	// address must match every list that is not empty.
-	AllowedCIDRs     []string          `json:"allowed_cidrs,omitempty" mapstructure:"allowed_cidrs"`
-	RoleAllowedCIDRs []string          `json:"role_allowed_cidrs,omitempty" mapstructure:"role_allowed_cidrs"`
-	ExpiresAt        *time.Time        `json:"expires_at,omitempty" mapstructure:"expires_at"`
-	Metadata         map[string]string `json:"metadata,omitempty" mapstructure:"metadata"`
+	AllowedCIDRs     []string `json:"allowed_cidrs,omitempty" mapstructure:"allowed_cidrs"`
+	RoleAllowedCIDRs []string `json:"role_allowed_cidrs,omitempty" mapstructure:"role_allowed_cidrs"`
+	// TenantAllowedCIDRs is the tenant-wide list: when not empty, a client
+	// address must match it too.
+	TenantAllowedCIDRs []string `json:"tenant_allowed_cidrs,omitempty" mapstructure:"tenant_allowed_cidrs"`
+	// CreatorRole is the platform role of the key's creator that caps its
+	// permissions ("" = no ceiling). Permissions already reflect it; it is here
+	// so that a change of that role evicts the key as a change of Role does.
+	CreatorRole string            `json:"creator_role,omitempty" mapstructure:"creator_role"`
+	ExpiresAt   *time.Time        `json:"expires_at,omitempty" mapstructure:"expires_at"`
+	Metadata    map[string]string `json:"metadata,omitempty" mapstructure:"metadata"`
 	// MountID and Sealed are present for active/disabled keys: the verifier opens
 	// Sealed with envelope.AAD(MountID, KeyID) and compares the digest.
 	MountID string           `json:"mount_id,omitempty" mapstructure:"mount_id"`
@@ -77,12 +94,17 @@ type Batch struct {
 // plugin can tell its feed from another history with the same seq (a mount
 // recreated, storage restored from a backup). Empty on entries written before IDs.
 type Change struct {
-	Seq   uint64    `json:"seq" mapstructure:"seq"`
-	ID    string    `json:"id" mapstructure:"id"`
-	KeyID string    `json:"key_id,omitempty" mapstructure:"key_id"`
-	Role  string    `json:"role,omitempty" mapstructure:"role"`
-	Op    string    `json:"op" mapstructure:"op"`
-	Time  time.Time `json:"time" mapstructure:"time"`
+	Seq   uint64 `json:"seq" mapstructure:"seq"`
+	ID    string `json:"id" mapstructure:"id"`
+	KeyID string `json:"key_id,omitempty" mapstructure:"key_id"`
+	Role  string `json:"role,omitempty" mapstructure:"role"`
+	// Tenant names the tenant of a key change, and the tenant of a tenant or
+	// allow-list change (which names no key).
+	Tenant string `json:"tenant,omitempty" mapstructure:"tenant"`
+	// Allowlist names the allow-list of an allow-list change.
+	Allowlist string    `json:"allowlist,omitempty" mapstructure:"allowlist"`
+	Op        string    `json:"op" mapstructure:"op"`
+	Time      time.Time `json:"time" mapstructure:"time"`
 }
 
 // Changes is what `changes` returns. Reset means the follower cannot continue
