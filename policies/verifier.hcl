@@ -5,7 +5,8 @@
 #
 # The verifier reads key records and the change feed, reports batched usage, and
 # unwraps data keys with transit. It cannot issue, list, change or revoke keys,
-# read config, or encrypt/rewrap with transit. Adjust the mount paths if the
+# read config, or encrypt/rewrap with transit. One verifier serves every tenant
+# of the mount: nothing here names a tenant. Adjust the mount paths if the
 # plugin or transit are mounted elsewhere (-mount, -transit-mount, -transit-key).
 
 # lookup/<key_id>: one key record (sealed digest, status, effective permissions).
