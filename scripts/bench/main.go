@@ -109,7 +109,7 @@ const (
 	loadToken   = "Vault auth/token/lookup-self"
 	loadTransit = "Vault transit/verify (HMAC)"
 	loadKVRead  = "Vault KV v2 read"
-	loadIssue   = "issuance: POST apikeys/keys/<new name>"
+	loadIssue   = "issuance: POST apikeys/tenants/acme/keys/<new name>"
 	loadKVWrite = "Vault KV v2 write (new path each)"
 	loadFloor   = "plugin floor: bench/floor/<new name> (one storage put)"
 )
@@ -158,7 +158,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	}
 	res.measuredRate = rate
 	start := time.Now()
-	must(vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100", root, nil))
+	must(vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100", root, nil))
 	res.listFirstPage = time.Since(start)
 
 	verifierURL := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
@@ -196,7 +196,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 		{loadToken, v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration, o.connections},
 		{loadTransit, v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration, o.connections},
 		{loadKVRead, v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration, o.connections},
-		{loadIssue, v.Addr, w.postNew(v.RootToken, "/v1/apikeys/keys/w", `{"role":"bench"}`), o.duration, o.writeConns},
+		{loadIssue, v.Addr, w.postNew(v.RootToken, "/v1/apikeys/tenants/acme/keys/w", `{"role":"bench"}`), o.duration, o.writeConns},
 		{loadKVWrite, v.Addr, w.postNew(v.RootToken, "/v1/secret/data/bench-w/", `{"data":{"k":"v"}}`), o.duration, o.writeConns},
 		{loadFloor, v.Addr, w.postNew(v.RootToken, "/v1/"+floorMount+"/bench/floor/f", `{}`), o.duration, o.writeConns},
 	}
@@ -273,7 +273,7 @@ func issue(addr, token, prefix string, n, workers int) ([]issued, float64, error
 					return
 				}
 				name := fmt.Sprintf("%s-%07d", prefix, i)
-				body, err := vaultDo(addr, "POST", "apikeys/keys/"+name, h, map[string]interface{}{"role": "bench"})
+				body, err := vaultDo(addr, "POST", "apikeys/tenants/acme/keys/"+name, h, map[string]interface{}{"role": "bench"})
 				if err != nil {
 					firstErr.Store(err)
 					return

@@ -36,12 +36,12 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 		}
 		p := point{stored: stored, rate: rate}
 		start := time.Now()
-		if _, err := vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100", root, nil); err != nil {
+		if _, err := vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100", root, nil); err != nil {
 			return p, err
 		}
 		p.list = time.Since(start)
 		start = time.Now()
-		if _, err := vaultDo(v.Addr, "LIST", "apikeys/keys?limit=100&status=active&after=m", root, nil); err != nil {
+		if _, err := vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100&status=active&after=m", root, nil); err != nil {
 			return p, err
 		}
 		p.filtered = time.Since(start)
