@@ -111,6 +111,7 @@ func crossTenantCalls(from, to *tenantFixture) []tenantCall {
 		{"disable the other tenant's key", tWrite(key+"/disable", nil)},
 		{"enable the other tenant's key", tWrite(key+"/enable", nil)},
 		{"rotate the other tenant's key", tWrite(key+"/rotate", nil)},
+		{"disable by key_id through the other tenant", tWrite(other+"/disable", map[string]interface{}{"key_id": to.keyID})},
 		{"revoke the other tenant's key by path", tDelete(key)},
 		{"revoke by key_id through the other tenant", tWrite(other+"/revoke", map[string]interface{}{"key_id": to.keyID})},
 		{"revoke by leaked key through the other tenant", tWrite(other+"/revoke", map[string]interface{}{"key": to.key})},
@@ -172,7 +173,8 @@ func TestIntegrationTenantAdminsAreConfined(t *testing.T) {
 			for _, call := range []tenantCall{
 				{"revoke the other tenant's key_id through its own tenant", tWrite(own+"/revoke", map[string]interface{}{"key_id": to.keyID})},
 				{"revoke the other tenant's leaked key through its own tenant", tWrite(own+"/revoke", map[string]interface{}{"key": to.key})},
-				{"disable the other tenant's key_id through its own tenant", tWrite(own+"/keys/"+from.keyName+"/disable", map[string]interface{}{"key_id": to.keyID})},
+				{"disable the other tenant's key_id through its own tenant", tWrite(own+"/disable", map[string]interface{}{"key_id": to.keyID})},
+				{"enable the other tenant's key_id through its own tenant", tWrite(own+"/enable", map[string]interface{}{"key_id": to.keyID})},
 				{"name the other tenant's allow-list in its own key", tWrite(own+"/keys/borrowed", map[string]interface{}{"role": "admin", "allowlists": to.allowlist})},
 			} {
 				assert.Error(t, call.do(from.admin), "%s: %s must fail", from.user, call.what)
@@ -240,6 +242,13 @@ func tenantAdminCanManageOwnTenant(t *testing.T, v *vaulttest.Vault, f *tenantFi
 	mustOK("disable a key", tWrite(own+"/keys/walk/disable", nil))
 	assert.Equal(t, "disabled", status("walk"))
 	mustOK("enable a key", tWrite(own+"/keys/walk/enable", nil))
+	assert.Equal(t, "active", status("walk"))
+	walkID, err := c.Logical().Read(own + "/keys/walk")
+	require.NoError(t, err)
+	byID := map[string]interface{}{"key_id": walkID.Data["key_id"]}
+	mustOK("disable a key by key_id", tWrite(own+"/disable", byID))
+	assert.Equal(t, "disabled", status("walk"))
+	mustOK("enable a key by key_id", tWrite(own+"/enable", byID))
 	assert.Equal(t, "active", status("walk"))
 	mustOK("rotate a key", tWrite(own+"/keys/walk/rotate", nil))
 	mustOK("revoke a key by path", tDelete(own+"/keys/walk"))
