@@ -55,18 +55,18 @@ func startRealStack(t *testing.T) *realStack {
 	return s
 }
 
-// verify asks the verifier about key and answers its code.
-func (s *realStack) verify(t *testing.T, key string) string {
+// verify asks the verifier about key, pinned to tenant as a proxy would pin
+// it, and answers its code.
+func (s *realStack) verify(t *testing.T, key, tenant string) string {
 	t.Helper()
-	body, err := json.Marshal(map[string]string{"key": key})
+	body, err := json.Marshal(map[string]string{"key": key, "tenant": tenant})
 	require.NoError(t, err)
 	resp, err := http.Post(s.verifier.URL+"/v1/verify", "application/json", bytes.NewReader(body))
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	var out struct {
-		Code   string `json:"code"`
-		Tenant string `json:"tenant"`
+		Code string `json:"code"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	return out.Code
@@ -74,11 +74,11 @@ func (s *realStack) verify(t *testing.T, key string) string {
 
 // awaitCode polls the verifier until it answers want (the feed carries a
 // revocation within milliseconds; the bound is only a safety net).
-func (s *realStack) awaitCode(t *testing.T, key, want string) {
+func (s *realStack) awaitCode(t *testing.T, key, tenant, want string) {
 	t.Helper()
 	got := ""
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if got = s.verify(t, key); got == want {
+		if got = s.verify(t, key, tenant); got == want {
 			return
 		}
 	}
@@ -94,7 +94,7 @@ func TestBrowserRealVaultTenantAdminIssuesAndRevokes(t *testing.T) {
 	sec, err := bob.Logical().Write("apikeys/tenants/globex/keys/globex-billing", map[string]interface{}{"role": "developer"})
 	require.NoError(t, err)
 	bobKey := sec.Data["key"].(string)
-	require.Equal(t, "VALID", s.verify(t, bobKey))
+	require.Equal(t, "VALID", s.verify(t, bobKey, "globex"))
 
 	b := newBrowser(t, s.console.URL)
 	b.signIn("alice", "alice-pw-long")
@@ -114,7 +114,7 @@ func TestBrowserRealVaultTenantAdminIssuesAndRevokes(t *testing.T) {
 	require.Regexp(t, `^vak_[0-9A-Za-z]{16}_[0-9A-Za-z]{49}$`, key)
 
 	// The key from the page works at the verifier.
-	assert.Equal(t, "VALID", s.verify(t, key))
+	assert.Equal(t, "VALID", s.verify(t, key, "acme"))
 
 	// Done: gone from the page; the list shows the key with its creator.
 	b.do("after-done", b.click("link", "Done"))
@@ -128,16 +128,17 @@ func TestBrowserRealVaultTenantAdminIssuesAndRevokes(t *testing.T) {
 	// Details sheet, then "Revoke API key" with its confirmation.
 	b.do("details", b.click("link", "ci-deploy"))
 	assert.Contains(t, b.html(), "acme")
+	assert.Contains(t, b.html(), "Every permission of the role", "permissions \"*\" said in words")
 	b.do("revoke-confirm", b.click("link", "Revoke API key"))
 	assert.Contains(t, b.html(), "cannot be undone")
 	b.do("revoked", b.click("button", "Revoke API key"))
 	assert.Contains(t, b.html(), "badge-revoked")
-	s.awaitCode(t, key, "REVOKED")
+	s.awaitCode(t, key, "acme", "REVOKED")
 
 	// The other tenant's key, by URL: not there for alice, and untouched.
 	b.do("other-tenant-details", chromedp.Navigate(b.base+"/keys/globex-billing"))
 	assert.Contains(t, b.html(), "There is no API key named")
-	assert.Equal(t, "VALID", s.verify(t, bobKey))
+	assert.Equal(t, "VALID", s.verify(t, bobKey, "globex"))
 
 	// bob signs in to globex: his key, not acme's.
 	b.do("signed-out", b.click("button", "Sign out"))

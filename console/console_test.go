@@ -236,6 +236,27 @@ func TestDetailsDisableEnableRotateAndRevoke(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, a.get("/keys/svc").status)
 }
 
+// TestRevokeIsShownOnlyWhenVaultSaysRevoked: a 2xx answer without revoked=true
+// is not a revocation, and the page must not claim the key is revoked.
+func TestRevokeIsShownOnlyWhenVaultSaysRevoked(t *testing.T) {
+	h := newHarness(t, nil)
+	a := h.agent(t)
+	a.mustSignIn("alice", "alice-pw")
+	a.mustCreate("svc")
+	h.fv.unconfirmedRevoke = true
+	ans := a.post("/keys/svc/revoke", url.Values{"csrf": {a.csrf("/keys/svc")}})
+	assert.Equal(t, http.StatusBadRequest, ans.status)
+	assert.NotContains(t, ans.body, "badge-revoked")
+	requireContains(t, ans.body, "The key service had a problem")
+	assert.NotNil(t, h.fv.keys["acme"]["svc"])
+
+	h.fv.unconfirmedRevoke = false
+	h.fv.use("acme", "svc", h.clock.now().Add(-3*time.Minute), "198.51.100.9", 42)
+	ans = a.post("/keys/svc/revoke", url.Values{"csrf": {a.csrf("/keys/svc")}})
+	require.Equal(t, http.StatusOK, ans.status)
+	requireContains(t, ans.body, "badge-revoked", "3 minutes ago")
+}
+
 func TestListFiltersAndPages(t *testing.T) {
 	h := newHarness(t, nil)
 	h.fv.maxKeys = 100

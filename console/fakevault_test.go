@@ -37,6 +37,9 @@ type fakeVault struct {
 	allowlists map[string][]string // tenant → names
 	keys       map[string]map[string]*Key
 	maxKeys    int
+	// unconfirmedRevoke makes DELETE of a key answer 200 without revoked=true
+	// and revoke nothing, as an engine that did not revoke might.
+	unconfirmedRevoke bool
 	seq        int
 	caller     Creator  // who is calling (set per request)
 	calls      []string // "<entity> METHOD path?query" of every request, for assertions
@@ -206,9 +209,15 @@ func (f *fakeVault) tenant(w http.ResponseWriter, r *http.Request, tenant string
 			vaultErr(w, http.StatusBadRequest, fmt.Sprintf("no live key named %q: nothing was revoked", rest[1]))
 			return
 		}
+		if f.unconfirmedRevoke {
+			data(w, map[string]any{"seq": f.seq})
+			return
+		}
+		k := keys[rest[1]]
 		delete(keys, rest[1])
 		f.seq++
-		data(w, map[string]any{"seq": f.seq})
+		data(w, map[string]any{"revoked": true, "key_id": k.KeyID, "name": k.Name, "status": "revoked", "seq": f.seq,
+			"last_used_at": k.LastUsedAt, "last_used_from": k.LastUsedFrom, "use_count": k.UseCount})
 	case len(rest) == 3 && rest[0] == "keys" && r.Method == http.MethodPost:
 		k := keys[rest[1]]
 		if k == nil {

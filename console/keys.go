@@ -26,6 +26,10 @@ type listData struct {
 	Next   string
 }
 
+// AllOfRole tells whether the key asked for every permission of its role
+// ("*"): the page says so in words rather than show a bare asterisk.
+func (k Key) AllOfRole() bool { return len(k.Permissions) == 1 && k.Permissions[0] == "*" }
+
 // Path is the details URL of a key, escaped.
 func (k Key) Path() string { return "/keys/" + url.PathEscape(k.Name) }
 
@@ -224,13 +228,17 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request, sess *session) 
 	}
 	ctx, cancel := c.ctx(r)
 	defer cancel()
-	if err := c.vault.revokeKey(ctx, sess.token, sess.tenant, k.Name); err != nil {
+	out, err := c.vault.revokeKey(ctx, sess.token, sess.tenant, k.Name)
+	if err != nil {
 		c.render(w, r, http.StatusBadRequest, "revoke.html", view{Title: "Revoke " + k.Name, Session: sess,
 			Error: plainError(err), Data: k})
 		return
 	}
 	c.log.Info("key revoked", "tenant", sess.tenant, "name", k.Name, "key_id", k.KeyID)
 	k.Status = "revoked"
+	if out.LastUsedAt != "" { // the revocation's own answer is the latest word on the key's last use
+		k.LastUsedAt, k.LastUsedFrom, k.UseCount = out.LastUsedAt, out.LastUsedFrom, out.UseCount
+	}
 	c.render(w, r, http.StatusOK, "revoked.html", view{Title: "API key revoked", Session: sess, Data: k})
 }
 

@@ -370,15 +370,42 @@ func (v *vaultAPI) setEnabled(ctx context.Context, token, tenant, name string, e
 	return v.do(ctx, token, http.MethodPost, v.tenantPath(tenant, "keys", name, verb), nil, map[string]string{}, nil)
 }
 
+// Revoked is a revocation's answer (DESIGN §4, Neon's shape): revoked=true
+// and the key's last use.
+type Revoked struct {
+	Revoked      bool   `json:"revoked"`
+	KeyID        string `json:"key_id"`
+	LastUsedAt   string `json:"last_used_at"`
+	LastUsedFrom string `json:"last_used_from"`
+	UseCount     uint64 `json:"use_count"`
+}
+
+// revocation sends a revoking request and insists on revoked=true: an answer
+// without it is not taken as a revocation (the page must never say "revoked"
+// for a key that still works).
+func (v *vaultAPI) revocation(ctx context.Context, token, method, path string, body any) (Revoked, error) {
+	var out struct {
+		Data Revoked `json:"data"`
+	}
+	if err := v.do(ctx, token, method, path, nil, body, &out); err != nil {
+		return Revoked{}, err
+	}
+	if !out.Data.Revoked {
+		return Revoked{}, &vaultError{status: http.StatusBadGateway}
+	}
+	return out.Data, nil
+}
+
 // revokeKey deletes tenants/<t>/keys/<name>: the name's key and any key still
 // in rotation grace are revoked at once.
-func (v *vaultAPI) revokeKey(ctx context.Context, token, tenant, name string) error {
-	return v.do(ctx, token, http.MethodDelete, v.tenantPath(tenant, "keys", name), nil, nil, nil)
+func (v *vaultAPI) revokeKey(ctx context.Context, token, tenant, name string) (Revoked, error) {
+	return v.revocation(ctx, token, http.MethodDelete, v.tenantPath(tenant, "keys", name), nil)
 }
 
 // revokeKeyID writes tenants/<t>/revoke key_id=<id> (a rotated-out key in grace).
 func (v *vaultAPI) revokeKeyID(ctx context.Context, token, tenant, keyID string) error {
-	return v.do(ctx, token, http.MethodPost, v.tenantPath(tenant, "revoke"), nil, map[string]string{"key_id": keyID}, nil)
+	_, err := v.revocation(ctx, token, http.MethodPost, v.tenantPath(tenant, "revoke"), map[string]string{"key_id": keyID})
+	return err
 }
 
 // plainError says what went wrong in words a tenant admin can act on. It never
