@@ -40,11 +40,11 @@ type fakeVault struct {
 	// unconfirmedRevoke makes DELETE of a key answer 200 without revoked=true
 	// and revoke nothing, as an engine that did not revoke might.
 	unconfirmedRevoke bool
-	seq        int
-	caller     Creator  // who is calling (set per request)
-	calls      []string // "<entity> METHOD path?query" of every request, for assertions
-	now        func() time.Time
-	srv        *httptest.Server
+	seq               int
+	caller            Creator  // who is calling (set per request)
+	calls             []string // "<entity> METHOD path?query" of every request, for assertions
+	now               func() time.Time
+	srv               *httptest.Server
 }
 
 func newFakeVault(t testing.TB) *fakeVault {
