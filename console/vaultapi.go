@@ -424,6 +424,9 @@ func plainError(err error) string {
 		}
 		return false
 	}
+	// Order matters: the engine's messages name more than one thing (a ttl
+	// error names the role, a quota error names the role and the tenant, a
+	// name error mentions a length "limit"), so the specific words come first.
 	switch {
 	case ve.status == http.StatusForbidden:
 		return "Permission denied: your account is not allowed to do this. Ask your platform operator if you need it."
@@ -433,27 +436,32 @@ func plainError(err error) string {
 		return "Too many requests right now. Wait a moment and try again."
 	case ve.status >= 500:
 		return "The key service had a problem. Try again in a moment."
-	case has("limit", "quota"):
+	case has("key limit", "quota"):
 		return "Quota reached: your organization has as many API keys as it may have. Revoke keys you no longer need, or ask your platform operator to raise the limit."
-	case has("already exists", "exists"):
+	case has("already exists"):
 		return "Name taken: an API key with this name already exists. Choose another name."
-	case has("unknown role", "no such role", "role"):
-		if has("workspace") {
-			return "That workspace is not allowed for the chosen role. Pick another workspace or leave it empty."
-		}
-		return "That role is not available. Pick one of the roles in the list."
-	case has("workspace"):
-		return "That workspace is not allowed for the chosen role. Pick another workspace or leave it empty."
-	case has("ttl", "expir", "never"):
-		return "That expiry is longer than the role allows. Choose a shorter expiry."
-	case has("cidr", "allow-list", "allowlist", "address"):
-		return "One of the IP ranges or allow-lists is not valid. Use CIDR notation such as 203.0.113.0/24."
+	case has("rotation grace"):
+		return "This key already has earlier keys in their grace period. Revoke them first, or rotate with no grace."
 	case has("grace"):
 		return "The grace period is too long. It can be at most 7 days."
+	case has("only an active key"):
+		return "Only an active key can be rotated. Enable it first."
+	case has("never expires"):
+		return "This role does not allow keys that never expire. Choose a number of days."
+	case has("ttl", "expir"):
+		return "That expiry is longer than the role allows. Choose a shorter expiry."
+	case has("workspace"):
+		return "That workspace is not allowed for the chosen role. Pick another workspace or leave it empty."
+	case has("unknown role", "no such role", "role is required", "no longer exists"):
+		return "That role is not available. Pick one of the roles in the list."
+	case has("cidr", "allow-list", "allowlist", "address"):
+		return "One of the IP ranges or allow-lists is not valid. Use CIDR notation such as 203.0.113.0/24."
+	case has("no live key", "no key with", "no such key", "not found"):
+		return "That API key no longer exists. It may have been revoked."
+	case has("description"):
+		return "The description is too long or has characters that are not allowed. Shorten it and try again."
 	case has("name"):
 		return "That name is not valid. Use letters, digits, dots, dashes and underscores."
-	case has("no live key", "no such key", "not found"):
-		return "That API key no longer exists. It may have been revoked."
 	}
 	return "The request was refused. Check the fields and try again."
 }
