@@ -52,6 +52,40 @@ func TestIntegrationVaultAPIAgainstTheEngine(t *testing.T) {
 	assert.NotEmpty(t, row.ExpiresAt)
 	assert.Empty(t, page.Next)
 
+	// Details: disable/enable, rotation with grace, the key in grace revoked by key_id.
+	require.NoError(t, api.setEnabled(ctx, tok, "acme", "ci", false))
+	k, err := api.readKey(ctx, tok, "acme", "ci")
+	require.NoError(t, err)
+	assert.Equal(t, "disabled", k.Status)
+	require.NoError(t, api.setEnabled(ctx, tok, "acme", "ci", true))
+	rotated, err := api.rotateKey(ctx, tok, "acme", "ci", "1h")
+	require.NoError(t, err)
+	assert.NotEqual(t, out.Key.KeyID, rotated.Key.KeyID)
+	k, err = api.readKey(ctx, tok, "acme", "ci")
+	require.NoError(t, err)
+	require.Len(t, k.PreviousKeys, 1)
+	assert.Equal(t, out.Key.KeyID, k.PreviousKeys[0].KeyID)
+	assert.NotEmpty(t, k.PreviousKeys[0].GraceUntil)
+	require.NoError(t, api.revokeKeyID(ctx, tok, "acme", out.Key.KeyID))
+	k, err = api.readKey(ctx, tok, "acme", "ci")
+	require.NoError(t, err)
+	assert.Empty(t, k.PreviousKeys)
+
+	// Allow-lists offered on the create form, and a key that names one.
+	_, err = v.Client.Logical().Write("apikeys/tenants/acme/allowlists/office", map[string]interface{}{"cidrs": "10.1.0.0/16"})
+	require.NoError(t, err)
+	lists, err := api.allowlists(ctx, tok, "acme")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"office"}, lists)
+	restricted, err := api.createKey(ctx, tok, "acme", "office-only", CreateRequest{Role: "developer", TTL: "24h", Allowlists: []string{"office"}})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"office"}, restricted.Key.Allowlists)
+	expiring, err := api.report(ctx, tok, "acme", "expiring", "720h", 100)
+	require.NoError(t, err)
+	assert.Len(t, expiring.Keys, 2, "both keys expire within 30 days")
+	_, err = api.revokeKey(ctx, tok, "acme", "office-only")
+	require.NoError(t, err)
+
 	refused := func(req CreateRequest, name string) string {
 		t.Helper()
 		_, err := api.createKey(ctx, tok, "acme", name, req)
@@ -73,13 +107,13 @@ func TestIntegrationVaultAPIAgainstTheEngine(t *testing.T) {
 	require.NoError(t, err)
 	_, err = api.readKey(ctx, bobTok, "acme", "ci")
 	assert.Contains(t, plainError(err), "Permission denied")
-	assert.Contains(t, plainError(api.revokeKeyID(ctx, bobTok, "globex", out.Key.KeyID)), "no longer exists",
+	assert.Contains(t, plainError(api.revokeKeyID(ctx, bobTok, "globex", rotated.Key.KeyID)), "no longer exists",
 		"another tenant's key_id is no key here")
 
 	gone, err := api.revokeKey(ctx, tok, "acme", "ci")
 	require.NoError(t, err)
 	assert.True(t, gone.Revoked)
-	assert.Equal(t, out.Key.KeyID, gone.KeyID)
+	assert.Equal(t, rotated.Key.KeyID, gone.KeyID)
 	require.NoError(t, api.revokeSelf(ctx, tok))
 	_, err = api.whoAmI(ctx, tok)
 	assert.Error(t, err, "the token is revoked at sign-out")
