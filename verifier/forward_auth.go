@@ -40,9 +40,16 @@ func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "too many permissions requested")
 		return
 	}
+	// Two tenant headers mean a proxy appended its own to the client's instead
+	// of replacing it: which one is the proxy's cannot be told, so refuse.
+	tenants := r.Header.Values(v.cfg.TenantHeader)
+	if len(tenants) > 1 {
+		writeError(w, http.StatusBadRequest, "more than one tenant header: the proxy must replace the client's, not add to it")
+		return
+	}
 	req := Request{
 		Key:         key,
-		Tenant:      strings.TrimSpace(r.Header.Get(v.cfg.TenantHeader)),
+		Tenant:      strings.TrimSpace(firstOf(tenants)),
 		Workspace:   strings.TrimSpace(r.Header.Get(v.cfg.WorkspaceHeader)),
 		Permissions: perms,
 		ClientIP:    v.clientAddr(r),
@@ -76,6 +83,13 @@ func writeAuthAnswer(w http.ResponseWriter, ans Verdict) {
 		h.Set("WWW-Authenticate", verdict.WWWAuthenticate)
 		writeJSON(w, status, verdict.ErrorResponse{Code: ans.Code, Error: "the API key is not valid"})
 	}
+}
+
+func firstOf(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
 }
 
 // headerList splits comma-separated header values, dropping empty items; false

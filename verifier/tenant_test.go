@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -190,6 +191,15 @@ func TestForwardAuthTenantHeader(t *testing.T) {
 		assert.Empty(t, w.Header().Get(verdict.HeaderTenant), name)
 		assert.Empty(t, w.Header().Get(verdict.HeaderKeyID), name)
 	}
+
+	two := httptest.NewRequest(http.MethodGet, "/v1/auth", nil)
+	two.RemoteAddr = peer
+	two.Header.Set("X-API-Key", key)
+	two.Header.Add(verdict.HeaderTenant, "acme")   // the client's
+	two.Header.Add(verdict.HeaderTenant, "globex") // a proxy that appends instead of replacing
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, two)
+	assert.Equal(t, http.StatusBadRequest, rec.Code, "an ambiguous tenant is refused, not guessed")
 
 	// A configured name: the default header is then just another client header.
 	v2, _ := startVerifier(t, f, func(c *Config) { c.TenantHeader = "X-Site-Tenant" })
