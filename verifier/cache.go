@@ -7,7 +7,7 @@ import (
 
 const (
 	cacheShards = 64
-	// markTTL is how long the eviction of a key or role is remembered to refuse
+	// markTTL is how long the eviction of a key, role or tenant is remembered to refuse
 	// stale lookups; a lookup older than that is refused by the floor instead.
 	markTTL  = 30 * time.Second
 	maxMarks = 200_000
@@ -28,8 +28,9 @@ const (
 // Race protection (DESIGN §6): a lookup entry reflects every change up to its
 // Seq. Insert refuses an entry when an eviction with a higher seq has already
 // been applied for its key_id, its role, its creator's role, its tenant, or
-// everything (a reset), because the entry may predate that change. Evictions are remembered for markTTL; after
-// that the floor (the highest forgotten seq) refuses any older entry.
+// everything (a reset), because the entry may predate that change. Evictions
+// are remembered for markTTL; after that the floor (the highest forgotten seq)
+// refuses any older entry.
 type cache struct {
 	shards      [cacheShards]cacheShard
 	perShard    int
