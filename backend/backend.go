@@ -14,8 +14,9 @@ import (
 )
 
 const backendHelp = `
-The apikeys secrets engine issues and revokes API keys for one tenant. Keys are
-shown once at creation; records keep only a digest sealed under a data key that
+The apikeys secrets engine issues and revokes API keys for the tenants of a
+platform: each tenant's keys live under tenants/<tenant>/. Keys are shown once
+at creation; records keep only a digest sealed under a data key that
 Vault's transit engine wraps. Verifiers read "lookup" and follow "changes".
 `
 
@@ -35,7 +36,10 @@ type Backend struct {
 	nameLocks []*locksutil.LockEntry
 	// roleLocks order issuance against role updates and deletes (lifecycle.go).
 	roleLocks []*locksutil.LockEntry
-	tidyMu    sync.Mutex
+	// tenantLocks order issuance and patches against changes of a tenant's
+	// settings and allow-lists (tenant.go). Locks are taken role, tenant, name.
+	tenantLocks []*locksutil.LockEntry
+	tidyMu      sync.Mutex
 	// tidyRuns tracks background and periodic tidy runs (tidy_run.go).
 	tidyRuns tidyRuns
 	// bgCtx is the context of background work, cancelled when the backend is
@@ -50,6 +54,8 @@ type Backend struct {
 	// seen absent in the current streak of runs. Both guarded by tidyMu.
 	startedAt   time.Time
 	orphanSince map[string]time.Time
+	// creators is the creator pass's memory (ceiling.go), guarded by tidyMu.
+	creators creatorPass
 
 	// sealerMu guards sealer and cfg, rebuilt when config is written.
 	sealerMu sync.RWMutex
@@ -60,6 +66,10 @@ type Backend struct {
 	index *Index
 	// roles caches roles by name (nil = known absent): lookups read one on every miss.
 	roles *readCache[*Role]
+	// tenants and allowlists cache tenant settings and named allow-lists: a
+	// lookup reads its key's tenant and lists on every miss.
+	tenants    *readCache[*Tenant]
+	allowlists *readCache[*Allowlist]
 	// records caches key records by key_id: verifier lookups read them on
 	// every miss, and this node is the only writer (putRecord keeps it current).
 	records *readCache[*Record]
@@ -91,6 +101,9 @@ func New(newSealer SealerFactory) *Backend {
 		now:         func() time.Time { return time.Now().UTC() },
 		nameLocks:   locksutil.CreateLocks(),
 		roleLocks:   locksutil.CreateLocks(),
+		tenantLocks: locksutil.CreateLocks(),
+		tenants:     newReadCache[*Tenant](recordCacheSize),
+		allowlists:  newReadCache[*Allowlist](roleCacheSize),
 		feed:        NewFeed(),
 		index:       NewIndex(),
 		roles:       newReadCache[*Role](roleCacheSize),
@@ -107,6 +120,8 @@ func New(newSealer SealerFactory) *Backend {
 		Paths: framework.PathAppend(
 			pathConfig(b),
 			pathRoles(b),
+			pathTenants(b),
+			pathAllowlists(b),
 			pathKeyActions(b),
 			pathKeys(b),
 			pathRevoke(b),
@@ -175,6 +190,10 @@ func (b *Backend) invalidate(_ context.Context, key string) {
 		b.roles.Remove(strings.TrimPrefix(key, storageRolePrefix))
 	case strings.HasPrefix(key, storageKeyPrefix):
 		b.records.Remove(strings.TrimPrefix(key, storageKeyPrefix))
+	case strings.HasPrefix(key, storageTenantPrefix):
+		b.tenants.Remove(strings.TrimPrefix(key, storageTenantPrefix))
+	case strings.HasPrefix(key, storageAllowlistPrefix):
+		b.allowlists.Remove(key) // cached under its storage key
 	}
 }
 

@@ -186,7 +186,7 @@ func (e *testEnv) issue(name string, data map[string]interface{}) map[string]int
 	if _, ok := data["role"]; !ok {
 		data["role"] = "dev"
 	}
-	return e.mustOK(logical.CreateOperation, "keys/"+name, data).Data
+	return e.mustOK(logical.CreateOperation, "tenants/acme/keys/"+name, data).Data
 }
 
 // tidy starts a tidy run and waits (bounded) for that run to finish, as a

@@ -1,7 +1,11 @@
 package backend
 
 import (
+	"context"
+	"fmt"
 	"sync"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -74,4 +78,45 @@ func (c *readCache[V]) Remove(key string) {
 	defer c.mu.Unlock()
 	c.gens[stripe(key)]++
 	c.lru.Remove(key)
+}
+
+// readThrough reads the JSON value at storageKey through c, cached under
+// cacheKey; nil (cached too) when storage has none.
+func readThrough[V any](ctx context.Context, s logical.Storage, c *readCache[*V], cacheKey, storageKey string) (*V, error) {
+	if v, ok := c.Get(cacheKey); ok {
+		return v, nil
+	}
+	gen := c.Begin(cacheKey)
+	var v V
+	found, err := getJSON(ctx, s, storageKey, &v)
+	if err != nil {
+		return nil, err
+	}
+	var out *V
+	if found {
+		out = &v
+	}
+	c.AddRead(cacheKey, out, gen)
+	return out, nil
+}
+
+// writeThrough stores v at storageKey and caches it under cacheKey; on a
+// failed write the cached value is dropped (storage may or may not hold it).
+func writeThrough[V any](ctx context.Context, s logical.Storage, c *readCache[*V], cacheKey, storageKey string, v *V) error {
+	if err := putJSON(ctx, s, storageKey, v); err != nil {
+		c.Remove(cacheKey)
+		return err
+	}
+	c.Set(cacheKey, v)
+	return nil
+}
+
+// deleteThrough deletes storageKey and caches its absence under cacheKey.
+func deleteThrough[V any](ctx context.Context, s logical.Storage, c *readCache[*V], cacheKey, storageKey string) error {
+	if err := s.Delete(ctx, storageKey); err != nil {
+		c.Remove(cacheKey)
+		return fmt.Errorf("delete %s: %w", storageKey, err)
+	}
+	c.Set(cacheKey, nil)
+	return nil
 }

@@ -66,25 +66,25 @@ func tidy(t *testing.T, v *vaulttest.Vault) map[string]interface{} {
 func TestIntegrationReadmeFlowThroughCLI(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/developer", "permissions=clusters:read,clusters:write", "allowed_workspaces=*", "max_ttl=2160h")
-	created := cliJSON(t, v, "write", "apikeys/keys/ci-deploy", "role=developer", "workspace=prod", "description=CI deploys", "ttl=720h")
+	created := cliJSON(t, v, "write", "apikeys/tenants/acme/keys/ci-deploy", "role=developer", "workspace=prod", "description=CI deploys", "ttl=720h")
 	data := created["data"].(map[string]interface{})
 	key := data["key"].(string)
 	tok, err := token.Parse(key)
 	require.NoError(t, err)
 	assert.Regexp(t, `^vak_[0-9A-Za-z]{16}_[0-9A-Za-z]{49}$`, key)
 
-	list := cli(t, v, "list", "apikeys/keys")
+	list := cli(t, v, "list", "apikeys/tenants/acme/keys")
 	assert.Contains(t, list, "ci-deploy")
-	read := cli(t, v, "read", "apikeys/keys/ci-deploy")
+	read := cli(t, v, "read", "apikeys/tenants/acme/keys/ci-deploy")
 	assert.Contains(t, read, tok.KeyID)
 	assert.Contains(t, read, "prod")
 	assert.NotContains(t, read, tok.Secret)
 	assert.NotContains(t, read, key)
 
-	cli(t, v, "delete", "apikeys/keys/ci-deploy")
+	cli(t, v, "delete", "apikeys/tenants/acme/keys/ci-deploy")
 	lk := cliJSON(t, v, "read", "apikeys/lookup/"+tok.KeyID)["data"].(map[string]interface{})
 	assert.Equal(t, "revoked", lk["status"])
-	_, err = v.CLI(t, "read", "-field=key_id", "apikeys/keys/ci-deploy")
+	_, err = v.CLI(t, "read", "-field=key_id", "apikeys/tenants/acme/keys/ci-deploy")
 	assert.Error(t, err, "the name is gone after revoke")
 
 	changes := cliJSON(t, v, "read", "apikeys/changes", "after=0")["data"].(map[string]interface{})
@@ -94,7 +94,7 @@ func TestIntegrationReadmeFlowThroughCLI(t *testing.T) {
 	}
 	assert.Equal(t, []string{"role-updated", "created", "revoked"}, ops)
 
-	help := cli(t, v, "path-help", "apikeys/keys/x")
+	help := cli(t, v, "path-help", "apikeys/tenants/acme/keys/x")
 	assert.Contains(t, help, "workspace")
 	assert.Contains(t, help, "allowed_cidrs")
 	assert.NotContains(t, v.Log(), tok.Secret)
@@ -150,7 +150,7 @@ func call(t *testing.T, v *vaulttest.Vault, c apiCase) (int, string) {
 func TestIntegrationBadInput(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/developer", "permissions=clusters:read", "allowed_workspaces=prod,dev-*", "max_ttl=2160h")
-	cli(t, v, "write", "apikeys/keys/taken", "role=developer", "workspace=prod")
+	cli(t, v, "write", "apikeys/tenants/acme/keys/taken", "role=developer", "workspace=prod")
 	require.NoError(t, v.Client.Sys().Mount("unconfigured", &api.MountInput{Type: "vault-plugin-secrets-apikeys"}))
 	long := strings.Repeat("n", 300)
 	role := map[string]interface{}{"role": "developer", "workspace": "prod"}
@@ -160,27 +160,27 @@ func TestIntegrationBadInput(t *testing.T) {
 		return m
 	}
 	cases := []apiCase{
-		{"empty name", "POST", "apikeys/keys/", role, ""},
-		{"overlong name", "POST", "apikeys/keys/" + long, role, "limit is 128"},
-		{"odd name", "POST", "apikeys/keys/-x-", role, "invalid"},
-		{"percent name", "POST", "apikeys/keys/a%25b", role, "invalid"},
-		{"unicode name", "POST", "apikeys/keys/%D0%BA%D0%BB", role, "invalid"},
-		{"path trick", "POST", "apikeys/keys/..%2Fconfig", role, ""},
-		{"dotdot name", "POST", "apikeys/keys/..", role, ""},
-		{"missing role", "POST", "apikeys/keys/x", map[string]interface{}{"workspace": "prod"}, "role is required"},
-		{"unknown role", "POST", "apikeys/keys/x", map[string]interface{}{"role": "nope"}, "unknown role"},
-		{"workspace outside role", "POST", "apikeys/keys/x", with("workspace", "staging"), "not allowed by role"},
-		{"ttl over max", "POST", "apikeys/keys/x", with("ttl", "99999h"), "exceeds the max_ttl"},
-		{"negative ttl", "POST", "apikeys/keys/x", with("ttl", "-5m"), ""},
-		{"never expire under max", "POST", "apikeys/keys/x", with("ttl", "0"), "never expires"},
-		{"ttl junk", "POST", "apikeys/keys/x", with("ttl", "soon"), ""},
-		{"malformed cidr", "POST", "apikeys/keys/x", with("allowed_cidrs", "10.0.0.0/99"), "not a cidr"},
-		{"malformed metadata", "POST", "apikeys/keys/x", with("metadata", "notkv"), ""},
-		{"metadata control", "POST", "apikeys/keys/x", with("metadata", map[string]interface{}{"k": "a\x01"}), "control"},
-		{"oversized description", "POST", "apikeys/keys/x", with("description", strings.Repeat("d", 5000)), "limit is 1024"},
-		{"bad permission", "POST", "apikeys/keys/x", with("permissions", "rm -rf"), "permission"},
-		{"duplicate create", "POST", "apikeys/keys/taken", role, "already exists"},
-		{"delete unknown", "DELETE", "apikeys/keys/ghost", nil, "no live key"},
+		{"empty name", "POST", "apikeys/tenants/acme/keys/", role, ""},
+		{"overlong name", "POST", "apikeys/tenants/acme/keys/" + long, role, "limit is 128"},
+		{"odd name", "POST", "apikeys/tenants/acme/keys/-x-", role, "invalid"},
+		{"percent name", "POST", "apikeys/tenants/acme/keys/a%25b", role, "invalid"},
+		{"unicode name", "POST", "apikeys/tenants/acme/keys/%D0%BA%D0%BB", role, "invalid"},
+		{"path trick", "POST", "apikeys/tenants/acme/keys/..%2Fconfig", role, ""},
+		{"dotdot name", "POST", "apikeys/tenants/acme/keys/..", role, ""},
+		{"missing role", "POST", "apikeys/tenants/acme/keys/x", map[string]interface{}{"workspace": "prod"}, "role is required"},
+		{"unknown role", "POST", "apikeys/tenants/acme/keys/x", map[string]interface{}{"role": "nope"}, "unknown role"},
+		{"workspace outside role", "POST", "apikeys/tenants/acme/keys/x", with("workspace", "staging"), "not allowed by role"},
+		{"ttl over max", "POST", "apikeys/tenants/acme/keys/x", with("ttl", "99999h"), "exceeds the max_ttl"},
+		{"negative ttl", "POST", "apikeys/tenants/acme/keys/x", with("ttl", "-5m"), ""},
+		{"never expire under max", "POST", "apikeys/tenants/acme/keys/x", with("ttl", "0"), "never expires"},
+		{"ttl junk", "POST", "apikeys/tenants/acme/keys/x", with("ttl", "soon"), ""},
+		{"malformed cidr", "POST", "apikeys/tenants/acme/keys/x", with("allowed_cidrs", "10.0.0.0/99"), "not a cidr"},
+		{"malformed metadata", "POST", "apikeys/tenants/acme/keys/x", with("metadata", "notkv"), ""},
+		{"metadata control", "POST", "apikeys/tenants/acme/keys/x", with("metadata", map[string]interface{}{"k": "a\x01"}), "control"},
+		{"oversized description", "POST", "apikeys/tenants/acme/keys/x", with("description", strings.Repeat("d", 5000)), "limit is 1024"},
+		{"bad permission", "POST", "apikeys/tenants/acme/keys/x", with("permissions", "rm -rf"), "permission"},
+		{"duplicate create", "POST", "apikeys/tenants/acme/keys/taken", role, "already exists"},
+		{"delete unknown", "DELETE", "apikeys/tenants/acme/keys/ghost", nil, "no live key"},
 		{"revoke unknown id", "POST", "apikeys/revoke", map[string]interface{}{"key_id": "AAAAAAAAAAAAAAAA"}, "no key with key_id"},
 		{"revoke bad checksum", "POST", "apikeys/revoke", map[string]interface{}{"key": "vak_AAAAAAAAAAAAAAAA_" + strings.Repeat("A", 49)}, "checksum"},
 		{"lookup junk", "GET", "apikeys/lookup/xyz", nil, "not a key_id"},
@@ -189,7 +189,16 @@ func TestIntegrationBadInput(t *testing.T) {
 		{"role no permissions", "POST", "apikeys/roles/r", map[string]interface{}{"allowed_workspaces": "*"}, "permissions must not be empty"},
 		{"role bad cidr", "POST", "apikeys/roles/r", map[string]interface{}{"permissions": "a:b", "allowed_cidrs": "300.1.1.1/8"}, "not a cidr"},
 		{"role delete with keys", "DELETE", "apikeys/roles/developer", nil, "still has 1 live keys"},
-		{"missing config", "POST", "unconfigured/keys/x", role, "not configured"},
+		{"missing config", "POST", "unconfigured/tenants/acme/keys/x", role, "not configured"},
+		{"bad tenant name", "POST", "apikeys/tenants/-x-/keys/x", role, "invalid"},
+		{"unknown allow-list", "POST", "apikeys/tenants/acme/keys/x", with("allowlists", "nope"), "no allow-list"},
+		{"allow-list without cidrs", "POST", "apikeys/tenants/acme/allowlists/empty", map[string]interface{}{"description": "x"}, "cidrs is required"},
+		{"allow-list bad cidr", "POST", "apikeys/tenants/acme/allowlists/bad", map[string]interface{}{"cidrs": "10.0.0.0/99"}, "not a cidr"},
+		{"allow-list delete unknown", "DELETE", "apikeys/tenants/acme/allowlists/ghost", nil, "no allow-list"},
+		{"tenant write without settings", "POST", "apikeys/tenants/acme", role, "nothing to set"},
+		{"tenant negative quota", "POST", "apikeys/tenants/acme", map[string]interface{}{"max_keys": -1}, "max_keys"},
+		{"tenant delete with keys", "DELETE", "apikeys/tenants/acme", nil, "still has 1 live keys"},
+		{"disable by unknown key_id", "POST", "apikeys/tenants/acme/disable", map[string]interface{}{"key_id": "AAAAAAAAAAAAAAAA"}, "no live key"},
 		{"transit key missing", "POST", "unconfigured/config", map[string]interface{}{"vault_addr": v.Addr, "token": v.RootToken, "transit_key": "nope"}, "transit"},
 		{"transit mount missing", "POST", "unconfigured/config", map[string]interface{}{"vault_addr": v.Addr, "token": v.RootToken, "transit_mount": "nowhere"}, "transit"},
 		{"token lacks permission", "POST", "unconfigured/config", map[string]interface{}{"vault_addr": v.Addr, "token": v.Token(t, `path "sys/*" { capabilities = ["read"] }`)}, "permission denied"},
@@ -206,7 +215,7 @@ func TestIntegrationBadInput(t *testing.T) {
 	}
 	assert.Equal(t, before, mountStorage(t, v, "apikeys"), "bad input changed the mount's storage")
 	assert.Equal(t, beforeUnconf, mountStorage(t, v, "unconfigured"))
-	keys, err := v.Client.Logical().List("apikeys/keys")
+	keys, err := v.Client.Logical().List("apikeys/tenants/acme/keys")
 	require.NoError(t, err)
 	assert.Equal(t, []interface{}{"taken"}, keys.Data["keys"])
 }
@@ -216,13 +225,13 @@ func TestIntegrationNoPlaintextInRawStorage(t *testing.T) {
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
 	var secrets []string
 	for i := 0; i < 10; i++ {
-		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/k%d", i), map[string]interface{}{"role": "r"})
+		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/k%d", i), map[string]interface{}{"role": "r"})
 		require.NoError(t, err)
 		key := sec.Data["key"].(string)
 		tok, _ := token.Parse(key)
 		secrets = append(secrets, key, tok.Secret)
 	}
-	_, err := v.Client.Logical().Delete("apikeys/keys/k0")
+	_, err := v.Client.Logical().Delete("apikeys/tenants/acme/keys/k0")
 	require.NoError(t, err)
 	raw := v.RawStorage(t)
 	require.Contains(t, raw, "key/", "raw storage dump must include the records")
@@ -251,7 +260,7 @@ func TestIntegrationLongPollAndReset(t *testing.T) {
 		done <- polled{changes: sec.Data["changes"].([]interface{})}
 	}()
 	time.Sleep(300 * time.Millisecond)
-	_, err := v.Client.Logical().Write("apikeys/keys/a", map[string]interface{}{"role": "r"})
+	_, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/a", map[string]interface{}{"role": "r"})
 	require.NoError(t, err)
 	returned := time.Now()
 	var p polled
@@ -267,7 +276,7 @@ func TestIntegrationLongPollAndReset(t *testing.T) {
 	// Retention: entries older than feed_retention go at tidy; a follower at 0 is reset.
 	cli(t, v, "write", "apikeys/config", "feed_retention=1s")
 	time.Sleep(1100 * time.Millisecond)
-	_, err = v.Client.Logical().Write("apikeys/keys/b", map[string]interface{}{"role": "r"})
+	_, err = v.Client.Logical().Write("apikeys/tenants/acme/keys/b", map[string]interface{}{"role": "r"})
 	require.NoError(t, err)
 	time.Sleep(1100 * time.Millisecond)
 	tidy(t, v)
@@ -286,7 +295,7 @@ func TestIntegrationConcurrentCreatesRespectLimit(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/c%02d", i), map[string]interface{}{"role": "r"})
+			_, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/c%02d", i), map[string]interface{}{"role": "r"})
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -300,7 +309,7 @@ func TestIntegrationConcurrentCreatesRespectLimit(t *testing.T) {
 	wg.Wait()
 	assert.EqualValues(t, 12, ok.Load(), "role max_keys bounds concurrent creates")
 	assert.EqualValues(t, 20, limited.Load())
-	keys, err := v.Client.Logical().List("apikeys/keys")
+	keys, err := v.Client.Logical().List("apikeys/tenants/acme/keys")
 	require.NoError(t, err)
 	assert.Len(t, keys.Data["keys"], 12)
 }
@@ -312,7 +321,7 @@ func TestIntegrationSealWhileRequestsInFlight(t *testing.T) {
 	cli(t, v, "write", "apikeys/roles/r", "permissions=*")
 	var issued atomic.Int32
 	issuers := vaulttest.StartLoad(4, func(w, i int) {
-		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/w%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
+		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/w%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
 			issued.Add(1)
 		}
 	})
@@ -345,7 +354,7 @@ func TestIntegrationOpenAPIDocumentsFields(t *testing.T) {
 		Components interface{}            `json:"components"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&doc))
-	for _, p := range []string{"/apikeys/config", "/apikeys/keys/{name}", "/apikeys/roles/{name}", "/apikeys/changes", "/apikeys/lookup/{key_id}", "/apikeys/revoke", "/apikeys/usage"} {
+	for _, p := range []string{"/apikeys/config", "/apikeys/tenants/{tenant}/keys/{name}", "/apikeys/keys/", "/apikeys/tenants/{tenant}", "/apikeys/tenants/{tenant}/allowlists/{name}", "/apikeys/tenants/{tenant}/revoke", "/apikeys/roles/{name}", "/apikeys/changes", "/apikeys/lookup/{key_id}", "/apikeys/revoke", "/apikeys/usage"} {
 		assert.Contains(t, doc.Paths, p)
 	}
 	raw, _ := json.Marshal(doc)

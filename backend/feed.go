@@ -115,8 +115,9 @@ func (f *Feed) Head(ctx context.Context, s logical.Storage) (uint64, error) {
 	return f.head, nil
 }
 
-// Append publishes one change after its record was written, and wakes waiters.
-func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op string, now time.Time) (uint64, error) {
+// Append publishes one change (ch names what changed; its Seq, ID and Time
+// are set here) after the change was written, and wakes waiters.
+func (f *Feed) Append(ctx context.Context, s logical.Storage, ch wire.Change, now time.Time) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.loadLocked(ctx, s); err != nil {
@@ -126,7 +127,7 @@ func (f *Feed) Append(ctx context.Context, s logical.Storage, keyID, role, op st
 	if err != nil {
 		return 0, err
 	}
-	ch := wire.Change{Seq: f.head + 1, ID: id, KeyID: keyID, Role: role, Op: op, Time: now}
+	ch.Seq, ch.ID, ch.Time = f.head+1, id, now
 	entry, err := logical.StorageEntryJSON(feedKey(ch.Seq), ch)
 	if err != nil {
 		return 0, err

@@ -45,7 +45,7 @@ func within(t *testing.T, what string, fn func()) {
 func appendN(t *testing.T, f *Feed, s logical.Storage, n int, at time.Time) {
 	t.Helper()
 	for i := 0; i < n; i++ {
-		_, err := f.Append(context.Background(), s, "", "dev", wire.OpRoleUpdated, at)
+		_, err := f.Append(context.Background(), s, wire.Change{Role: "dev", Op: wire.OpRoleUpdated}, at)
 		require.NoError(t, err)
 	}
 }
@@ -67,7 +67,7 @@ func TestFeedPurgeDoesNotBlockAppendOrRead(t *testing.T) {
 	}()
 	<-bs.blocked // the purge is inside a storage delete
 	within(t, "an append", func() {
-		_, err := f.Append(ctx, store, "", "dev", wire.OpRoleUpdated, time.Now())
+		_, err := f.Append(ctx, store, wire.Change{Role: "dev", Op: wire.OpRoleUpdated}, time.Now())
 		assert.NoError(t, err)
 	})
 	within(t, "a poll", func() {

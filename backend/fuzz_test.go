@@ -31,7 +31,7 @@ func FuzzCreateKeyFields(f *testing.F) {
 			data["metadata"] = map[string]interface{}{mk: mv}
 		}
 		resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
-			Operation: logical.CreateOperation, Path: "keys/" + name, Data: data, Storage: e.s,
+			Operation: logical.CreateOperation, Path: "tenants/acme/keys/" + name, Data: data, Storage: e.s,
 		})
 		if err != nil && !errors.Is(err, logical.ErrInvalidRequest) && !errors.Is(err, logical.ErrUnsupportedPath) && !errors.Is(err, logical.ErrUnsupportedOperation) {
 			t.Fatalf("create %q: unexpected error kind: %v", name, err)

@@ -59,16 +59,16 @@ func openWithTransit(t *testing.T, v *vaulttest.Vault, key string) error {
 func TestIntegrationRotationRunbook(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=a:read")
-	oldKey := cliJSON(t, v, "write", "apikeys/keys/svc", "role=dev")["data"].(map[string]interface{})["key"].(string)
+	oldKey := cliJSON(t, v, "write", "apikeys/tenants/acme/keys/svc", "role=dev")["data"].(map[string]interface{})["key"].(string)
 	oldTok, _ := token.Parse(oldKey)
 	// The grace is long enough for the checks below on a loaded machine.
 	const grace = 8 * time.Second
 	rotatedAt := time.Now()
-	rot := cliJSON(t, v, "write", "apikeys/keys/svc/rotate", "grace="+grace.String())["data"].(map[string]interface{})
+	rot := cliJSON(t, v, "write", "apikeys/tenants/acme/keys/svc/rotate", "grace="+grace.String())["data"].(map[string]interface{})
 	newKey := rot["key"].(string)
 	newTok, _ := token.Parse(newKey)
 	assert.NotEqual(t, oldTok.KeyID, newTok.KeyID)
-	read := cliJSON(t, v, "read", "apikeys/keys/svc")["data"].(map[string]interface{})
+	read := cliJSON(t, v, "read", "apikeys/tenants/acme/keys/svc")["data"].(map[string]interface{})
 	assert.Equal(t, newTok.KeyID, read["key_id"])
 	assert.Len(t, read["previous_keys"], 1, "both keys appear while both live")
 	assert.Equal(t, "active", lookupEntry(t, v, oldTok.KeyID).Status)
@@ -85,7 +85,7 @@ func TestIntegrationRotationRunbook(t *testing.T) {
 func TestIntegrationOwnerBinding(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=a:read")
-	require.NoError(t, v.Client.Sys().PutPolicy("issuer", `path "apikeys/keys/*" { capabilities = ["create", "read", "update"] }`))
+	require.NoError(t, v.Client.Sys().PutPolicy("issuer", `path "apikeys/tenants/acme/keys/*" { capabilities = ["create", "read", "update"] }`))
 	require.NoError(t, v.Client.Sys().EnableAuthWithOptions("userpass", &api.EnableAuthOptions{Type: "userpass"}))
 	_, err := v.Client.Logical().Write("auth/userpass/users/alice", map[string]interface{}{"password": "pw-alice", "policies": "issuer"})
 	require.NoError(t, err)
@@ -94,7 +94,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 	alice, err := v.Client.Clone()
 	require.NoError(t, err)
 	alice.SetToken(login.Auth.ClientToken)
-	sec, err := alice.Logical().Write("apikeys/keys/alices", map[string]interface{}{"role": "dev"})
+	sec, err := alice.Logical().Write("apikeys/tenants/acme/keys/alices", map[string]interface{}{"role": "dev"})
 	require.NoError(t, err)
 	createdBy := sec.Data["created_by"].(map[string]interface{})
 	entityID := login.Auth.EntityID
@@ -104,7 +104,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 	keyID := sec.Data["key_id"].(string)
 
 	// Root's key has no entity and is never revoked by the job.
-	cli(t, v, "write", "apikeys/keys/roots", "role=dev")
+	cli(t, v, "write", "apikeys/tenants/acme/keys/roots", "role=dev")
 	res := tidy(t, v)
 	assert.EqualValues(t, 0, res["orphans_revoked"], "the entity still exists")
 
@@ -116,7 +116,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 	res = tidy(t, v)
 	assert.EqualValues(t, 1, res["orphans_revoked"])
 	assert.Equal(t, "revoked", lookupEntry(t, v, keyID).Status)
-	read, err := v.Client.Logical().Read("apikeys/keys/roots")
+	read, err := v.Client.Logical().Read("apikeys/tenants/acme/keys/roots")
 	require.NoError(t, err)
 	assert.Equal(t, "active", read.Data["status"])
 }
@@ -124,7 +124,7 @@ func TestIntegrationOwnerBinding(t *testing.T) {
 func TestIntegrationRoleDowngrade(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=a:read,a:write")
-	id := cliJSON(t, v, "write", "apikeys/keys/k", "role=dev")["data"].(map[string]interface{})["key_id"].(string)
+	id := cliJSON(t, v, "write", "apikeys/tenants/acme/keys/k", "role=dev")["data"].(map[string]interface{})["key_id"].(string)
 	assert.ElementsMatch(t, []string{"a:read", "a:write"}, lookupEntry(t, v, id).Permissions)
 	head := lookupEntry(t, v, id).Seq
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=a:read")
@@ -143,7 +143,7 @@ func TestIntegrationKEKRotationAndRewrap(t *testing.T) {
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=*")
 	var keys []string
 	for i := 0; i < 6; i++ {
-		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/k%d", i), map[string]interface{}{"role": "dev"})
+		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/k%d", i), map[string]interface{}{"role": "dev"})
 		require.NoError(t, err)
 		keys = append(keys, sec.Data["key"].(string))
 	}
@@ -157,7 +157,7 @@ func TestIntegrationKEKRotationAndRewrap(t *testing.T) {
 		assert.NoError(t, openWithTransit(t, v, k), "a live key must still verify after the old KEK version is retired")
 	}
 	// Keys issued after the rewrap are sealed under the new version too.
-	sec, err := v.Client.Logical().Write("apikeys/keys/after", map[string]interface{}{"role": "dev"})
+	sec, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/after", map[string]interface{}{"role": "dev"})
 	require.NoError(t, err)
 	assert.NoError(t, openWithTransit(t, v, sec.Data["key"].(string)))
 }
@@ -169,20 +169,20 @@ func TestIntegrationAuditLogNeverHoldsKeys(t *testing.T) {
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=*")
 	var secrets []string
 	for i := 0; i < 3; i++ {
-		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/k%d", i), map[string]interface{}{"role": "dev"})
+		sec, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/k%d", i), map[string]interface{}{"role": "dev"})
 		require.NoError(t, err)
 		key := sec.Data["key"].(string)
 		tok, _ := token.Parse(key)
 		secrets = append(secrets, key, tok.Secret)
 	}
-	rot, err := v.Client.Logical().Write("apikeys/keys/k1/rotate", map[string]interface{}{"grace": "1h"})
+	rot, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/k1/rotate", map[string]interface{}{"grace": "1h"})
 	require.NoError(t, err)
 	secrets = append(secrets, rot.Data["key"].(string))
 	_, err = v.Client.Logical().Write("apikeys/revoke", map[string]interface{}{"key": secrets[0]})
 	require.NoError(t, err)
 	audit, err := os.ReadFile(auditPath)
 	require.NoError(t, err)
-	require.Contains(t, string(audit), "apikeys/keys/k0", "the audit log must record the requests")
+	require.Contains(t, string(audit), "apikeys/tenants/acme/keys/k0", "the audit log must record the requests")
 	for _, s := range secrets {
 		assert.NotContains(t, string(audit), s)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -55,63 +54,6 @@ func (b *Backend) processExpiries(ctx context.Context, s logical.Storage) (expir
 		}
 	}
 	return expired, graceRevoked, nil
-}
-
-// revokeOrphans revokes keys whose creating entity no longer exists.
-// Revocation is final, so "no such entity" must be a settled fact, not a
-// moment: after an unseal or a leadership change Vault loads identities after
-// periodic work starts, and lookups answer nothing for entities not loaded yet.
-// So an entity counts as gone only when it was absent in every run for at
-// least orphan_grace, and never within orphan_grace of this node starting to
-// serve. A lookup error, or the entity being found, restarts its streak.
-// An entity merged into another counts as gone: its id no longer resolves
-// (Vault answers only for the surviving entity), so keys created by the
-// merged-away entity are revoked once the grace has passed.
-// Runs under tidyMu.
-func (b *Backend) revokeOrphans(ctx context.Context, s logical.Storage, grace time.Duration) (int, error) {
-	lookup := b.entityInfo
-	if lookup == nil {
-		if b.System() == nil {
-			return 0, nil
-		}
-		lookup = b.System().EntityInfo
-	}
-	entities, err := s.List(ctx, storageOwnerPrefix)
-	if err != nil {
-		return 0, fmt.Errorf("list key owners: %w", err)
-	}
-	now := b.now()
-	seen := make(map[string]bool, len(entities))
-	revoked := 0
-	for _, e := range entities {
-		entityID := strings.TrimSuffix(e, "/")
-		seen[entityID] = true
-		ent, err := lookup(entityID)
-		if err != nil || ent != nil {
-			delete(b.orphanSince, entityID)
-			continue
-		}
-		since, ok := b.orphanSince[entityID]
-		if !ok {
-			since = now
-			b.orphanSince[entityID] = now
-		}
-		if now.Sub(since) < grace || now.Sub(b.startedAt) < grace {
-			continue
-		}
-		n, err := b.revokeOwnedBy(ctx, s, entityID)
-		revoked += n
-		if err != nil {
-			return revoked, err
-		}
-		delete(b.orphanSince, entityID)
-	}
-	for id := range b.orphanSince {
-		if !seen[id] {
-			delete(b.orphanSince, id) // no keys left to watch
-		}
-	}
-	return revoked, nil
 }
 
 // revokeOwnedBy revokes every live key the entity created and drops its index.

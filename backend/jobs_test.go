@@ -17,7 +17,7 @@ import (
 func (e *testEnv) issueAs(entityID, name string) string {
 	e.t.Helper()
 	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
-		Operation: logical.CreateOperation, Path: "keys/" + name, Storage: e.s,
+		Operation: logical.CreateOperation, Path: "tenants/acme/keys/" + name, Storage: e.s,
 		Data: map[string]interface{}{"role": "dev"}, EntityID: entityID, DisplayName: "alice",
 	})
 	require.NoError(e.t, err)
@@ -99,11 +99,11 @@ func TestExpiryIsEnforcedAndAnnounced(t *testing.T) {
 	id := e.issue("k", map[string]interface{}{"ttl": "1h"})["key_id"].(string)
 	clock = clock.Add(61 * time.Minute)
 	assert.Equal(t, "expired", e.lookupStatus(id))
-	assert.Equal(t, "expired", e.mustOK(logical.ReadOperation, "keys/k", nil).Data["status"])
+	assert.Equal(t, "expired", e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["status"])
 	res := e.tidy()
 	assert.Equal(t, 1, toInt(res["expired_announced"]))
 	assert.Equal(t, []string{"expired"}, e.lastOps(1))
 	again := e.tidy()
 	assert.Equal(t, 0, toInt(again["expired_announced"]), "announced once")
-	e.mustFail(logical.UpdateOperation, "keys/k/enable", nil, "expired")
+	e.mustFail(logical.UpdateOperation, "tenants/acme/keys/k/enable", nil, "expired")
 }

@@ -19,9 +19,11 @@ import (
 // of these, and render what it returns; every change is written, published and
 // announced through commitKeys (publish.go).
 //
-// Locks are taken role first, then name: a role's writers (update, delete)
-// hold its lock exclusively, and issuance holds it shared from reading the role
-// until the key is committed, so a key is never left live under a deleted role.
+// Locks are taken role first, then tenant, then name: a role's writers
+// (update, delete) hold its lock exclusively, and issuance holds it shared from
+// reading the role until the key is committed, so a key is never left live
+// under a deleted role; the tenant lock does the same for a deleted tenant or
+// allow-list.
 
 // maxGrace bounds how long a rotated-out key stays valid.
 const maxGrace = 7 * 24 * time.Hour
@@ -129,11 +131,26 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 	if err != nil {
 		return nil, err
 	}
-	lock := b.nameLock(kr.Name)
+	who, creatorRole := b.creatorOf(req, cfg)
+	if err := b.checkCeiling(ctx, s, creatorRole, cfg.CreatorRoleKey); err != nil {
+		return nil, err
+	}
+	tlock := b.tenantLock(kr.Tenant)
+	tlock.RLock()
+	defer tlock.RUnlock()
+	tenant, err := b.getTenant(ctx, s, kr.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.checkAllowlists(ctx, s, kr.Tenant, kr.Allowlists); err != nil {
+		return nil, err
+	}
+	ref := kr.ref()
+	lock := b.nameLock(ref)
 	lock.Lock()
 	defer lock.Unlock()
 
-	why, err := b.index.Reserve(ctx, s, kr.Name, role.Name, cfg.MaxKeys, role.MaxKeys)
+	why, err := b.index.Reserve(ctx, s, ref, role.Name, Limits{Mount: cfg.MaxKeys, Tenant: tenant.maxKeys(cfg), Role: role.MaxKeys})
 	if err != nil {
 		return nil, err
 	}
@@ -141,9 +158,9 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 		return nil, invalid("%s", why)
 	}
 	var committed *NameEntry
-	defer func() { b.index.Commit(kr.Name, committed) }()
+	defer func() { b.index.Commit(ref, committed) }()
 
-	out, err := b.mint(ctx, req, sealer, cfg, kr.KeySpec, ttl)
+	out, err := b.mint(ctx, sealer, cfg, kr.KeySpec, ttl, who, creatorRole)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +182,7 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 		}
 		committed = &entry
 		return nil
-	}, event{"key-created", []string{"key_id", rec.KeyID, "name", rec.Name, "role", rec.Role}})
+	}, event{"key-created", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}})
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +190,8 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 }
 
 // mint generates a key and builds its sealed record; nothing is stored yet.
-func (b *Backend) mint(ctx context.Context, req *logical.Request, sealer Sealer, cfg *Config, spec KeySpec, ttl time.Duration) (*issued, error) {
+// who and creatorRole are the issuer and its platform role (creatorOf).
+func (b *Backend) mint(ctx context.Context, sealer Sealer, cfg *Config, spec KeySpec, ttl time.Duration, who Creator, creatorRole string) (*issued, error) {
 	tok, err := token.Generate(cfg.Prefix)
 	if err != nil {
 		return nil, err
@@ -186,7 +204,7 @@ func (b *Backend) mint(ctx context.Context, req *logical.Request, sealer Sealer,
 		return nil, fmt.Errorf("seal key %s: %w", tok.KeyID, err)
 	}
 	rec := &Record{KeyID: tok.KeyID, KeySpec: spec, Status: wire.StatusActive, CreatedAt: now,
-		CreatedBy: b.creator(req), Sealed: sealed}
+		CreatedBy: who, CreatorRole: creatorRole, Sealed: sealed}
 	if ttl > 0 {
 		exp := now.Add(ttl)
 		rec.ExpiresAt = &exp
@@ -194,20 +212,10 @@ func (b *Backend) mint(ctx context.Context, req *logical.Request, sealer Sealer,
 	return &issued{rec: rec, key: tok}, nil
 }
 
-func (b *Backend) creator(req *logical.Request) Creator {
-	c := Creator{EntityID: req.EntityID, DisplayName: req.DisplayName}
-	if req.EntityID != "" && b.System() != nil {
-		if ent, err := b.System().EntityInfo(req.EntityID); err == nil && ent != nil && ent.Name != "" {
-			c.DisplayName = ent.Name
-		}
-	}
-	return c
-}
-
 // rotate issues a new key for a live name with the same KeySpec, through the
 // same checks as issue; the old key stays valid for grace, or is revoked at
 // once when grace is 0.
-func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string, grace, ttl time.Duration, ttlGiven bool) (*issued, error) {
+func (b *Backend) rotate(ctx context.Context, req *logical.Request, ref string, grace, ttl time.Duration, ttlGiven bool) (*issued, error) {
 	s := req.Storage
 	if grace < 0 || grace > maxGrace {
 		return nil, invalid("grace must be between 0 and %s", maxGrace)
@@ -217,12 +225,12 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 		return nil, err
 	}
 	// Read the name once unlocked to learn which role to lock first.
-	n, err := b.getName(ctx, s, name)
+	n, err := b.getName(ctx, s, ref)
 	if err != nil {
 		return nil, err
 	}
 	if n == nil {
-		return nil, errNoLiveKey(name)
+		return nil, errNoLiveKey(ref)
 	}
 	lockedRole := n.Role
 	role, unlock, err := b.readRole(ctx, s, lockedRole)
@@ -230,7 +238,7 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 		return nil, err
 	}
 	defer unlock()
-	n, old, unlockName, err := b.lockLiveKey(ctx, s, name)
+	n, old, unlockName, err := b.lockLiveKey(ctx, s, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +246,11 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 	now := b.now()
 	switch {
 	case n.Role != lockedRole:
-		return nil, invalid("key %q changed while it was being rotated: try again", name)
+		return nil, invalid("key %s changed while it was being rotated: try again", describeRef(ref))
 	case old.status(now) != wire.StatusActive:
 		return nil, invalid("key %q is %s: only an active key can be rotated", old.Name, old.status(now))
 	case grace > 0 && len(n.Previous) >= maxInGrace:
-		return nil, invalid("key %q already has %d keys in rotation grace: revoke them (vault write apikeys/revoke key_id=…) or rotate with grace=0", old.Name, len(n.Previous))
+		return nil, invalid("key %q already has %d keys in rotation grace: revoke them (vault write apikeys/tenants/%s/revoke key_id=…) or rotate with grace=0", old.Name, len(n.Previous), old.Tenant)
 	case role == nil:
 		return nil, invalid("role %q of key %q no longer exists: issue a new key under another role", old.Role, old.Name)
 	}
@@ -251,7 +259,11 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 	if err != nil {
 		return nil, err
 	}
-	out, err := b.mint(ctx, req, sealer, cfg, kr.KeySpec, life)
+	who, creatorRole := b.creatorOf(req, cfg)
+	if err := b.checkCeiling(ctx, s, creatorRole, cfg.CreatorRoleKey); err != nil {
+		return nil, err
+	}
+	out, err := b.mint(ctx, sealer, cfg, kr.KeySpec, life, who, creatorRole)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +284,7 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 		markRevoked(old, now)
 		events = append(events, revokedEvent(old))
 	}
-	events = append(events, event{"key-rotated", []string{"key_id", rec.KeyID, "previous_key_id", old.KeyID, "name", rec.Name}})
+	events = append(events, event{"key-rotated", []string{"key_id", rec.KeyID, "previous_key_id", old.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
 	entry := nameEntryOf(rec, previous)
 	out.seq, err = b.commitKeys(ctx, s, []keyChange{{old, oldOp}, {rec, wire.OpCreated}}, func(ctx context.Context) error {
 		// In grace the old record is written first (with its end on the
@@ -292,7 +304,7 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 		if err := b.putNamed(ctx, s, rec, entry); err != nil {
 			return err
 		}
-		b.index.Set(rec.Name, entry)
+		b.index.Set(ref, entry)
 		if grace == 0 {
 			return b.writeRevoked(ctx, s, old)
 		}
@@ -310,7 +322,7 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, name string,
 // the name does point at, or whose name cannot be read, is kept: a write that
 // reported failure may still have landed. The caller holds the name lock.
 func (b *Backend) dropUnnamed(ctx context.Context, s logical.Storage, rec *Record) (bool, error) {
-	n, err := b.getName(ctx, s, rec.Name)
+	n, err := b.getName(ctx, s, rec.ref())
 	if err != nil {
 		return false, err
 	}

@@ -16,18 +16,19 @@ import (
 // done to a name applies to every key of it, the current one and those still
 // in rotation grace (DESIGN §4).
 
-func errNoLiveKey(name string) error {
-	return invalid("no live key named %q (list keys with `vault list apikeys/keys`)", printable(name))
+func errNoLiveKey(ref string) error {
+	tenant, _ := splitRef(ref)
+	return invalid("no live key named %s (list keys with `vault list apikeys/tenants/%s/keys`)", describeRef(ref), printable(tenant))
 }
 
-// lockLiveKey takes a name's lock and reads its entry and current record. The
-// caller releases the lock with the returned func.
-func (b *Backend) lockLiveKey(ctx context.Context, s logical.Storage, name string) (*NameEntry, *Record, func(), error) {
-	lock := b.nameLock(name)
+// lockLiveKey takes the lock of ref (tenant/name) and reads its entry and
+// current record. The caller releases the lock with the returned func.
+func (b *Backend) lockLiveKey(ctx context.Context, s logical.Storage, ref string) (*NameEntry, *Record, func(), error) {
+	lock := b.nameLock(ref)
 	lock.Lock()
-	n, err := b.getName(ctx, s, name)
+	n, err := b.getName(ctx, s, ref)
 	if err == nil && n == nil {
-		err = errNoLiveKey(name)
+		err = errNoLiveKey(ref)
 	}
 	if err != nil {
 		lock.Unlock()
@@ -35,7 +36,7 @@ func (b *Backend) lockLiveKey(ctx context.Context, s logical.Storage, name strin
 	}
 	rec, err := b.getRecord(ctx, s, n.KeyID)
 	if err == nil && rec == nil {
-		err = fmt.Errorf("key %s: name entry without record %s", name, n.KeyID)
+		err = fmt.Errorf("key %s: name entry without record %s", ref, n.KeyID)
 	}
 	if err != nil {
 		lock.Unlock()
@@ -78,15 +79,15 @@ type statusChanged struct {
 // setStatus disables or enables every key of a name. A key already in that
 // state changes nothing, but a change of it that never reached the feed is
 // published now (the retry of a request whose publish failed).
-func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status, op string) (*statusChanged, error) {
-	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+func (b *Backend) setStatus(ctx context.Context, s logical.Storage, ref, status, op string) (*statusChanged, error) {
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, ref)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 	now := b.now()
 	if cur.status(now) == wire.StatusExpired {
-		return nil, invalid("key %q has expired: issue a new one instead", printable(name))
+		return nil, invalid("key %s has expired: issue a new one instead", describeRef(ref))
 	}
 	recs, err := b.nameRecords(ctx, s, n)
 	if err != nil {
@@ -109,7 +110,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status
 		}
 		rec.Status = status
 		changes = append(changes, keyChange{rec, op})
-		events = append(events, event{"key-" + op, []string{"key_id", rec.KeyID, "name", name, "role", rec.Role}})
+		events = append(events, event{"key-" + op, []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}})
 	}
 	published, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
 		for _, c := range changes {
@@ -124,7 +125,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status
 			if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
 				return err
 			}
-			b.index.Set(name, entry)
+			b.index.Set(ref, entry)
 		}
 		return nil
 	}, events...)
@@ -134,7 +135,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, name, status
 	if seq, err = b.seqOrHead(ctx, s, max(seq, published)); err != nil {
 		return nil, err
 	}
-	return &statusChanged{name: name, keyID: cur.KeyID, status: status, seq: seq}, nil
+	return &statusChanged{name: cur.Name, keyID: cur.KeyID, status: status, seq: seq}, nil
 }
 
 // keyPatch holds the fields `vault patch` may change; nil means unchanged.
@@ -142,6 +143,7 @@ type keyPatch struct {
 	description *string
 	metadata    *map[string]string
 	cidrs       *[]string
+	allowlists  *[]string
 }
 
 func (p keyPatch) apply(spec *KeySpec) {
@@ -154,11 +156,24 @@ func (p keyPatch) apply(spec *KeySpec) {
 	if p.cidrs != nil {
 		spec.AllowedCIDRs = *p.cidrs
 	}
+	if p.allowlists != nil {
+		spec.Allowlists = *p.allowlists
+	}
 }
 
-// patch changes every live key of a name and returns the current one.
-func (b *Backend) patch(ctx context.Context, s logical.Storage, name string, p keyPatch) (*Record, uint64, error) {
-	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+// patch changes every live key of a name and returns the current one. It
+// holds the tenant lock shared: the allow-lists it names stay while it runs.
+func (b *Backend) patch(ctx context.Context, s logical.Storage, ref string, p keyPatch) (*Record, uint64, error) {
+	tenant, _ := splitRef(ref)
+	tlock := b.tenantLock(tenant)
+	tlock.RLock()
+	defer tlock.RUnlock()
+	if p.allowlists != nil {
+		if err := b.checkAllowlists(ctx, s, tenant, *p.allowlists); err != nil {
+			return nil, 0, err
+		}
+	}
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, ref)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -178,13 +193,22 @@ func (b *Backend) patch(ctx context.Context, s logical.Storage, name string, p k
 			cur = rec // render the patched copy
 		}
 		changes = append(changes, keyChange{rec, wire.OpUpdated})
-		events = append(events, event{"key-updated", []string{"key_id", rec.KeyID, "name", rec.Name}})
+		events = append(events, event{"key-updated", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
 	}
 	seq, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
 		for _, c := range changes {
-			if err := b.putRecord(ctx, s, c.rec); err != nil {
+			if c.rec.KeyID != cur.KeyID {
+				if err := b.putRecord(ctx, s, c.rec); err != nil {
+					return err
+				}
+				continue
+			}
+			// The name entry repeats description and allow-lists for listing.
+			entry := nameEntryOf(c.rec, n.Previous)
+			if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
 				return err
 			}
+			b.index.Set(ref, entry)
 		}
 		return nil
 	}, events...)
@@ -201,9 +225,9 @@ type revoked struct {
 	already bool // it was revoked before this request
 }
 
-// revokeName revokes every key of a name and frees the name. The caller
-// holds the name lock.
-func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string, n *NameEntry) (uint64, error) {
+// revokeName revokes every key of a name (ref: tenant/name) and frees the
+// name. The caller holds the name lock.
+func (b *Backend) revokeName(ctx context.Context, s logical.Storage, ref string, n *NameEntry) (uint64, error) {
 	recs, err := b.nameRecords(ctx, s, n)
 	if err != nil {
 		return 0, err
@@ -238,25 +262,26 @@ func (b *Backend) revokeName(ctx context.Context, s logical.Storage, name string
 	}
 	// The name is freed only once its keys are published, so a retry of a
 	// failed delete still finds them.
-	if err := s.Delete(ctx, storageNamePrefix+name); err != nil {
-		return 0, fmt.Errorf("free name %s: %w", name, err)
+	if err := s.Delete(ctx, storageNamePrefix+ref); err != nil {
+		return 0, fmt.Errorf("free name %s: %w", ref, err)
 	}
-	b.index.Remove(name)
+	b.index.Remove(ref)
 	return b.seqOrHead(ctx, s, max(seq, published))
 }
 
-// revokeLiveName revokes a name by its name (`vault delete keys/<name>`).
-func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, name string) (*revoked, error) {
-	n, cur, unlock, err := b.lockLiveKey(ctx, s, name)
+// revokeLiveName revokes a name by its name (`vault delete tenants/<t>/keys/<name>`).
+func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, ref string) (*revoked, error) {
+	n, cur, unlock, err := b.lockLiveKey(ctx, s, ref)
 	var missing *inputError
 	if errors.As(err, &missing) {
-		return nil, invalid("no live key named %q: nothing was revoked (list keys with `vault list apikeys/keys`)", printable(name))
+		tenant, _ := splitRef(ref)
+		return nil, invalid("no live key named %s: nothing was revoked (list keys with `vault list apikeys/tenants/%s/keys`)", describeRef(ref), printable(tenant))
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	seq, err := b.revokeName(ctx, s, name, n)
+	seq, err := b.revokeName(ctx, s, ref, n)
 	if err != nil {
 		return nil, err
 	}
@@ -264,15 +289,21 @@ func (b *Backend) revokeLiveName(ctx context.Context, s logical.Storage, name st
 }
 
 // revokeID revokes one key_id wherever it stands: the current key of its name
-// (which revokes the name and frees it) or a rotated-out key in grace.
-func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string) (*revoked, error) {
+// (which revokes the name and frees it) or a rotated-out key in grace. With
+// tenant set, a key of another tenant is no key at all: an error that says
+// nothing of it and changes nothing.
+func (b *Backend) revokeID(ctx context.Context, s logical.Storage, tenant, keyID string) (*revoked, error) {
 	rec, unlock, err := b.lockRecord(ctx, s, keyID)
 	defer unlock()
 	if err != nil {
 		return nil, err
 	}
-	if rec == nil {
-		return nil, invalid("no key with key_id %s on this mount: nothing was revoked", keyID)
+	if rec == nil || (tenant != "" && rec.Tenant != tenant) {
+		where := "on this mount"
+		if tenant != "" {
+			where = fmt.Sprintf("in tenant %q", printable(tenant))
+		}
+		return nil, invalid("no key with key_id %s %s: nothing was revoked", keyID, where)
 	}
 	if rec.Status == wire.StatusRevoked {
 		seq, err := b.republishKey(ctx, s, rec)
@@ -281,12 +312,12 @@ func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string)
 		}
 		return &revoked{rec: rec, seq: seq, already: true}, err
 	}
-	n, err := b.getName(ctx, s, rec.Name)
+	n, err := b.getName(ctx, s, rec.ref())
 	if err != nil {
 		return nil, err
 	}
 	if n != nil && n.KeyID == rec.KeyID {
-		seq, err := b.revokeName(ctx, s, rec.Name, n)
+		seq, err := b.revokeName(ctx, s, rec.ref(), n)
 		return &revoked{rec: rec, seq: seq}, err
 	}
 	markRevoked(rec, b.now())
@@ -294,32 +325,34 @@ func (b *Backend) revokeID(ctx context.Context, s logical.Storage, keyID string)
 		if err := b.writeRevoked(ctx, s, rec); err != nil {
 			return err
 		}
-		return b.dropPrevious(ctx, s, rec.Name, n, rec.KeyID)
+		return b.dropPrevious(ctx, s, rec.ref(), n, rec.KeyID)
 	}, revokedEvent(rec))
 	return &revoked{rec: rec, seq: seq}, err
 }
 
 // revokeKeyID revokes a record's key_id (for the periodic jobs).
 func (b *Backend) revokeKeyID(ctx context.Context, s logical.Storage, rec *Record) error {
-	_, err := b.revokeID(ctx, s, rec.KeyID)
+	_, err := b.revokeID(ctx, s, "", rec.KeyID)
 	return err
 }
 
-// revokeRoleKeys revokes every live key of a role (role delete with
-// revoke_keys). The caller holds the role's write lock, so no key of the role
-// is issued meanwhile. It returns the seq of the last revocation.
-func (b *Backend) revokeRoleKeys(ctx context.Context, s logical.Storage, role string) (uint64, error) {
+// revokeKeysWhere revokes every live key the filter selects (role or tenant
+// delete with revoke_keys). The caller holds the role's or tenant's write
+// lock, so no such key is issued meanwhile. It returns the seq of the last
+// revocation.
+func (b *Backend) revokeKeysWhere(ctx context.Context, s logical.Storage, f ListFilter) (uint64, error) {
 	var last uint64
+	f.Limit = 500
 	for {
-		names, entries, err := b.index.Page(ctx, s, ListFilter{Role: role, Limit: 500})
-		if err != nil || len(names) == 0 {
+		refs, entries, _, err := b.index.Page(ctx, s, f)
+		if err != nil || len(refs) == 0 {
 			return last, err
 		}
-		for _, name := range names {
-			n := entries[name]
-			lock := b.nameLock(name)
+		for _, ref := range refs {
+			n := entries[ref]
+			lock := b.nameLock(ref)
 			lock.Lock()
-			seq, err := b.revokeName(ctx, s, name, &n)
+			seq, err := b.revokeName(ctx, s, ref, &n)
 			lock.Unlock()
 			if err != nil {
 				return last, err
@@ -334,7 +367,7 @@ func markRevoked(rec *Record, now time.Time) {
 }
 
 func revokedEvent(rec *Record) event {
-	return event{"key-revoked", []string{"key_id", rec.KeyID, "name", rec.Name, "role", rec.Role}}
+	return event{"key-revoked", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
 }
 
 // writeRevoked stores a revoked record as its own tombstone, indexed by
@@ -354,9 +387,9 @@ func (b *Backend) writeRevoked(ctx context.Context, s logical.Storage, rec *Reco
 	return nil
 }
 
-// dropPrevious removes a rotated-out key_id from its name's grace list. The
-// caller holds the name lock.
-func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, name string, n *NameEntry, keyID string) error {
+// dropPrevious removes a rotated-out key_id from its name's (ref's) grace
+// list. The caller holds the name lock.
+func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, ref string, n *NameEntry, keyID string) error {
 	if n == nil {
 		return nil
 	}
@@ -365,10 +398,10 @@ func (b *Backend) dropPrevious(ctx context.Context, s logical.Storage, name stri
 		return nil
 	}
 	n.Previous = slices.Delete(slices.Clone(n.Previous), i, i+1)
-	if err := putJSON(ctx, s, storageNamePrefix+name, n); err != nil {
+	if err := putJSON(ctx, s, storageNamePrefix+ref, n); err != nil {
 		return err
 	}
-	b.index.Set(name, *n)
+	b.index.Set(ref, *n)
 	return nil
 }
 
@@ -385,6 +418,6 @@ func (b *Backend) announceExpired(ctx context.Context, s logical.Storage, keyID 
 	}
 	_, err = b.commitKeys(ctx, s, []keyChange{{rec, wire.OpExpired}}, func(ctx context.Context) error {
 		return b.putRecord(ctx, s, rec) // keeps LastOp for a repair
-	}, event{"key-expired", []string{"key_id", rec.KeyID, "name", rec.Name}})
+	}, event{"key-expired", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
 	return err == nil, err
 }

@@ -28,23 +28,23 @@ func (e *testEnv) lastOps(n int) []string {
 func TestNameActionsReachKeysInGrace(t *testing.T) {
 	e := configured(t)
 	oldID := e.issue("k", nil)["key_id"].(string)
-	newID := e.mustOK(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "1h"}).Data["key_id"].(string)
+	newID := e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/rotate", map[string]interface{}{"grace": "1h"}).Data["key_id"].(string)
 	require.Equal(t, wire.StatusActive, e.lookupStatus(oldID))
 
-	e.mustOK(logical.UpdateOperation, "keys/k/disable", nil)
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/disable", nil)
 	assert.Equal(t, wire.StatusDisabled, e.lookupStatus(newID))
 	assert.Equal(t, wire.StatusDisabled, e.lookupStatus(oldID), "the key in grace is disabled too")
 
-	e.mustOK(logical.UpdateOperation, "keys/k/enable", nil)
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/enable", nil)
 	assert.Equal(t, wire.StatusActive, e.lookupStatus(oldID), "and enabled again")
 
-	e.mustOK(logical.PatchOperation, "keys/k", map[string]interface{}{"allowed_cidrs": "10.1.0.0/16"})
+	e.mustOK(logical.PatchOperation, "tenants/acme/keys/k", map[string]interface{}{"allowed_cidrs": "10.1.0.0/16"})
 	for _, id := range []string{newID, oldID} {
 		resp := e.mustOK(logical.ReadOperation, "lookup/"+id, nil)
 		assert.Equal(t, []interface{}{"10.1.0.0/16"}, resp.Data["allowed_cidrs"], "key %s", id)
 	}
 
-	e.mustOK(logical.DeleteOperation, "keys/k", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k", nil)
 	assert.Equal(t, wire.StatusRevoked, e.lookupStatus(oldID))
 	assert.Equal(t, wire.StatusRevoked, e.lookupStatus(newID))
 }
@@ -69,7 +69,7 @@ func TestEveryMutationAnswersItsSeq(t *testing.T) {
 		require.True(t, ok, "seq is a uint64: %#v", resp.Data["seq"])
 		return seq
 	}
-	created := e.mustOK(logical.CreateOperation, "keys/k", map[string]interface{}{"role": "dev"})
+	created := e.mustOK(logical.CreateOperation, "tenants/acme/keys/k", map[string]interface{}{"role": "dev"})
 	id := created.Data["key_id"].(string)
 	assert.Equal(t, wire.Change{Seq: seqOf(created), KeyID: id, Role: "dev", Op: wire.OpCreated}, withoutTime(entryAt(seqOf(created))))
 
@@ -79,12 +79,12 @@ func TestEveryMutationAnswersItsSeq(t *testing.T) {
 		data map[string]interface{}
 		want string
 	}{
-		{logical.UpdateOperation, "keys/k/disable", nil, wire.OpDisabled},
-		{logical.UpdateOperation, "keys/k/enable", nil, wire.OpEnabled},
-		{logical.PatchOperation, "keys/k", map[string]interface{}{"description": "x"}, wire.OpUpdated},
-		{logical.UpdateOperation, "keys/k/rotate", nil, wire.OpCreated},
+		{logical.UpdateOperation, "tenants/acme/keys/k/disable", nil, wire.OpDisabled},
+		{logical.UpdateOperation, "tenants/acme/keys/k/enable", nil, wire.OpEnabled},
+		{logical.PatchOperation, "tenants/acme/keys/k", map[string]interface{}{"description": "x"}, wire.OpUpdated},
+		{logical.UpdateOperation, "tenants/acme/keys/k/rotate", nil, wire.OpCreated},
 		{logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"}, wire.OpRoleUpdated},
-		{logical.DeleteOperation, "keys/k", nil, wire.OpRevoked},
+		{logical.DeleteOperation, "tenants/acme/keys/k", nil, wire.OpRevoked},
 	} {
 		resp := e.mustOK(step.op, step.path, step.data)
 		seq := seqOf(resp)
@@ -124,11 +124,11 @@ func TestFailedNameWriteLeavesNoActiveRecord(t *testing.T) {
 			e := configured(t)
 			fs := withFaults(e)
 			head := e.changes(0, "").Head
-			fs.failPut = func(key string) bool { return key == storageNamePrefix+"x" }
+			fs.failPut = func(key string) bool { return key == storageNamePrefix+"acme/x" }
 			if cleanupFails {
 				fs.failDelete = func(key string) bool { return strings.HasPrefix(key, storageKeyPrefix) }
 			}
-			_, err := e.do(logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "ttl": "1h"})
+			_, err := e.do(logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "ttl": "1h"})
 			require.Error(t, err)
 			fs.failPut, fs.failDelete = nil, nil
 			if cleanupFails {

@@ -23,7 +23,7 @@ func TestIntegrationPluginLogsVisible(t *testing.T) {
 	cli(t, v, "delete", "transit/keys/apikeys")
 	failed := false
 	for i := 0; i < 3 && !failed; i++ { // the prepared key, if any, is spent first
-		_, err := v.Client.Logical().Write("apikeys/keys/k"+string(rune('a'+i)), map[string]interface{}{"role": "r"})
+		_, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/k"+string(rune('a'+i)), map[string]interface{}{"role": "r"})
 		failed = err != nil
 	}
 	require.True(t, failed, "issuing without a transit key fails")

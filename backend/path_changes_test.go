@@ -30,7 +30,7 @@ func TestFeedOrdersEveryMutation(t *testing.T) {
 	require.Equal(t, uint64(1), base)
 	a := e.issue("a", nil)["key_id"].(string)
 	b := e.issue("b", nil)["key_id"].(string)
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
 	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
 	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": b})
 
@@ -113,13 +113,13 @@ func TestFeedResetAfterRetention(t *testing.T) {
 func TestFeedSurvivesRestart(t *testing.T) {
 	e := configured(t)
 	for i := 0; i < feedCheckpointEvery+10; i++ {
-		_, err := e.b.feed.Append(context.Background(), e.s, "", "dev", wire.OpRoleUpdated, time.Now())
+		_, err := e.b.feed.Append(context.Background(), e.s, wire.Change{Role: "dev", Op: wire.OpRoleUpdated}, time.Now())
 		require.NoError(t, err)
 	}
 	f := NewFeed()
 	require.NoError(t, f.Load(context.Background(), e.s))
 	assert.Equal(t, e.b.feed.head, f.head)
-	seq, err := f.Append(context.Background(), e.s, "", "dev", wire.OpRoleUpdated, time.Now())
+	seq, err := f.Append(context.Background(), e.s, wire.Change{Role: "dev", Op: wire.OpRoleUpdated}, time.Now())
 	require.NoError(t, err)
 	assert.Equal(t, e.b.feed.head+1, seq)
 }

@@ -22,12 +22,17 @@ const storageConfig = "config"
 
 // Config is the mount's configuration. Token is write-only: never returned.
 type Config struct {
-	VaultAddr          string        `json:"vault_addr"`
-	TransitMount       string        `json:"transit_mount"`
-	TransitKey         string        `json:"transit_key"`
-	Token              string        `json:"token"`
-	Prefix             string        `json:"prefix"`
-	MaxKeys            int           `json:"max_keys"`
+	VaultAddr    string `json:"vault_addr"`
+	TransitMount string `json:"transit_mount"`
+	TransitKey   string `json:"transit_key"`
+	Token        string `json:"token"`
+	Prefix       string `json:"prefix"`
+	MaxKeys      int    `json:"max_keys"`
+	// MaxKeysPerTenant is every tenant's quota unless its own max_keys says otherwise.
+	MaxKeysPerTenant int `json:"max_keys_per_tenant"`
+	// CreatorRoleKey is the entity metadata key that names a creator's platform
+	// role: a key never has more permissions than that role has now.
+	CreatorRoleKey     string        `json:"creator_role_key"`
 	DefaultTTL         time.Duration `json:"default_ttl"`
 	MaxTTL             time.Duration `json:"max_ttl"`
 	TombstoneRetention time.Duration `json:"tombstone_retention"`
@@ -50,7 +55,8 @@ func defaultConfig() *Config {
 		TransitMount:       "transit",
 		TransitKey:         "apikeys",
 		Prefix:             token.DefaultPrefix,
-		MaxKeys:            10000,
+		MaxKeysPerTenant:   10000,
+		CreatorRoleKey:     "apikeys_role",
 		TombstoneRetention: 720 * time.Hour,
 		FeedRetention:      72 * time.Hour,
 		DEKMaxUses:         10000,
@@ -74,7 +80,9 @@ func pathConfig(b *Backend) []*framework.Path {
 			"transit_key":         {Type: framework.TypeString, Default: "apikeys", Description: "Name of the transit key (KEK) that wraps data keys."},
 			"token":               {Type: framework.TypeString, Description: "Write-only. Vault token for transit: datakey/plaintext and rewrap on the KEK, renew-self. Renewed by the plugin; never returned.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 			"prefix":              {Type: framework.TypeString, Default: token.DefaultPrefix, Description: "Prefix of issued keys: [a-z][a-z0-9]{1,9}."},
-			"max_keys":            {Type: framework.TypeInt, Default: 10000, Description: "Most live keys the mount may hold (0 = unlimited)."},
+			"max_keys":            {Type: framework.TypeInt, Default: 0, Description: "Most live keys the whole mount may hold (0 = unlimited)."},
+			"max_keys_per_tenant": {Type: framework.TypeInt, Default: 10000, Description: "Most live keys one tenant may hold unless tenants/<tenant> max_keys overrides it (0 = unlimited)."},
+			"creator_role_key":    {Type: framework.TypeString, Default: "apikeys_role", Description: "Identity entity metadata key naming the creator's platform role: a key's permissions are capped by that role's current ones. A creator without it (root, machine tokens) sets no ceiling."},
 			"default_ttl":         {Type: framework.TypeDurationSecond, Description: "Key lifetime when neither the request nor the role sets one (0 = role max, else never)."},
 			"max_ttl":             {Type: framework.TypeDurationSecond, Description: "Longest key lifetime the mount allows (0 = no mount-wide limit)."},
 			"tombstone_retention": {Type: framework.TypeDurationSecond, Default: "720h", Description: "How long revoked key_ids are remembered so verifiers answer REVOKED."},
@@ -137,6 +145,8 @@ func (b *Backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 		"ca_cert":             cfg.CACert,
 		"prefix":              cfg.Prefix,
 		"max_keys":            cfg.MaxKeys,
+		"max_keys_per_tenant": cfg.MaxKeysPerTenant,
+		"creator_role_key":    cfg.CreatorRoleKey,
 		"default_ttl":         int64(cfg.DefaultTTL.Seconds()),
 		"max_ttl":             int64(cfg.MaxTTL.Seconds()),
 		"tombstone_retention": int64(cfg.TombstoneRetention.Seconds()),
@@ -169,12 +179,14 @@ func (b *Backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	str("token", &cfg.Token)
 	str("prefix", &cfg.Prefix)
 	str("ca_cert", &cfg.CACert)
+	str("creator_role_key", &cfg.CreatorRoleKey)
 	num := func(field string, dst *int) {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(int)
 		}
 	}
 	num("max_keys", &cfg.MaxKeys)
+	num("max_keys_per_tenant", &cfg.MaxKeysPerTenant)
 	num("dek_max_uses", &cfg.DEKMaxUses)
 	dur := func(field string, dst *time.Duration) {
 		if v, ok := d.GetOk(field); ok {
@@ -235,6 +247,10 @@ func (c *Config) validate() string {
 		return "transit_mount and transit_key must not be empty"
 	case c.MaxKeys < 0:
 		return "max_keys must be 0 (unlimited) or positive"
+	case c.MaxKeysPerTenant < 0:
+		return "max_keys_per_tenant must be 0 (unlimited) or positive"
+	case c.CreatorRoleKey == "" || !metaKeyRe.MatchString(c.CreatorRoleKey):
+		return "creator_role_key must be a metadata key: letters, digits, '.', '_' and '-'"
 	case c.DEKMaxUses < 1:
 		return "dek_max_uses must be at least 1"
 	case c.DefaultTTL < 0 || c.MaxTTL < 0 || c.TombstoneRetention < 0 || c.FeedRetention < 0 || c.DEKTTL < 0 || c.OrphanGrace < 0:

@@ -9,7 +9,7 @@ import (
 
 func TestMissingConfig(t *testing.T) {
 	e := newTestEnv(t)
-	e.mustFail(logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev"}, "not configured")
+	e.mustFail(logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev"}, "not configured")
 	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"token": "t"}, "vault_addr is required")
 	e.mustFail(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://a"}, "token is required")
 	assert.Empty(t, e.snapshot())
@@ -21,7 +21,9 @@ func TestConfigTokenIsWriteOnly(t *testing.T) {
 	assert.NotContains(t, data, "token")
 	assert.Equal(t, true, data["token_set"])
 	assert.Equal(t, "transit", data["transit_mount"])
-	assert.Equal(t, 10000, data["max_keys"])
+	assert.Equal(t, 0, data["max_keys"], "the whole mount: no limit by default")
+	assert.Equal(t, 10000, data["max_keys_per_tenant"], "every tenant: Neon's recommended 10,000")
+	assert.Equal(t, "apikeys_role", data["creator_role_key"])
 	assert.NotEmpty(t, data["mount_id"])
 	// A second write keeps the mount id (records stay bound to it).
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_keys": 5})

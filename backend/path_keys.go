@@ -19,21 +19,36 @@ const (
 
 func keyFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
-		"name":          {Type: framework.TypeString, Required: true, Description: "Name of the key, unique among live keys of the mount (letters, digits, '.', '_', '-'; up to 128)."},
+		"tenant":        tenantField(),
+		"name":          {Type: framework.TypeString, Required: true, Description: "Name of the key, unique among live keys of the tenant (letters, digits, '.', '_', '-'; up to 128)."},
 		"role":          {Type: framework.TypeString, Description: "Role the key is issued under (required on create; never changes)."},
 		"workspace":     {Type: framework.TypeString, Description: "Workspace the key is pinned to; must match the role's allowed_workspaces. Empty = any workspace the role allows."},
 		"description":   {Type: framework.TypeString, Description: "Free text shown in read and list (up to 1024 bytes)."},
 		"ttl":           {Type: framework.TypeDurationSecond, Description: "Lifetime of the key (e.g. 720h). 0 = never expires, only where neither role nor mount sets max_ttl. Default: role ttl, mount default_ttl, then max_ttl."},
-		"allowed_cidrs": {Type: framework.TypeCommaStringSlice, Description: "CIDR blocks clients of this key must come from, in addition to the role's."},
+		"allowed_cidrs": {Type: framework.TypeCommaStringSlice, Description: "CIDR blocks clients of this key may come from (with those of its allowlists); the role's and tenant's allowed_cidrs apply as well."},
+		"allowlists":    {Type: framework.TypeCommaStringSlice, Description: "Names of the tenant's allow-lists (tenants/<tenant>/allowlists) whose CIDRs clients of this key may come from; a change of a list applies at once."},
 		"permissions":   {Type: framework.TypeCommaStringSlice, Description: "Permissions of this key, capped by the role's current ones. Default * (all the role grants)."},
 		"metadata":      {Type: framework.TypeKVPairs, Description: "Free-form key=value pairs returned to verifiers with a valid key (up to 32)."},
 	}
 }
 
+// listFields are the paging and filter fields of key lists.
+func listFields() map[string]*framework.FieldSchema {
+	f := pageFields("row")
+	f["role"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys of this role."}
+	f["workspace"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys pinned to this workspace."}
+	f["status"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys with this status: active, disabled or expired."}
+	return f
+}
+
 func pathKeys(b *Backend) []*framework.Path {
+	tenantList := listFields()
+	tenantList["tenant"] = tenantField()
+	mountList := listFields()
+	mountList["tenant"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys of this tenant."}
 	return []*framework.Path{
 		{
-			Pattern:        "keys/" + nameSegment("name"),
+			Pattern:        tenantPrefix() + "keys/" + nameSegment("name"),
 			DisplayAttrs:   &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "key"},
 			Fields:         keyFields(),
 			ExistenceCheck: b.keyExists,
@@ -42,49 +57,75 @@ func pathKeys(b *Backend) []*framework.Path {
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathKeyUpdate},
 				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathKeyRead, Summary: "Read a key's record (never the key)."},
 				logical.DeleteOperation: &framework.PathOperation{Callback: b.pathKeyDelete, Summary: "Revoke a key at once."},
-				logical.PatchOperation:  &framework.PathOperation{Callback: b.pathKeyPatch, Summary: "Change description, metadata or allowed_cidrs."},
+				logical.PatchOperation:  &framework.PathOperation{Callback: b.pathKeyPatch, Summary: "Change description, metadata, allowed_cidrs or allowlists."},
 			},
 			HelpSynopsis:    pathKeysHelpSyn,
 			HelpDescription: pathKeysHelpDesc,
 		},
 		{
+			Pattern:      tenantPrefix() + "keys/?$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "tenant-keys"},
+			Fields:       tenantList,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathTenantKeyList},
+			},
+			HelpSynopsis:    "List the tenant's live keys by name, with every field of read (-detailed), and next.",
+			HelpDescription: "Pages with after (a name) and limit and answers next; filters by role, workspace and status. Served from an in-memory index, so it stays fast with a million keys. Paged or filtered from the CLI: vault read apikeys/tenants/<tenant>/keys list=true limit=100 status=active.",
+		},
+		{
 			Pattern:      "keys/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationSuffix: "keys"},
-			Fields: map[string]*framework.FieldSchema{
-				"after":     {Type: framework.TypeString, Query: true, Description: "List names after this one (pagination)."},
-				"limit":     {Type: framework.TypeInt, Query: true, Default: defaultListLimit, Description: "Most names to return (1-10000)."},
-				"role":      {Type: framework.TypeString, Query: true, Description: "Only keys of this role."},
-				"workspace": {Type: framework.TypeString, Query: true, Description: "Only keys pinned to this workspace."},
-				"status":    {Type: framework.TypeString, Query: true, Description: "Only keys with this status: active, disabled or expired."},
-			},
+			Fields:       mountList,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathKeyList},
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathMountKeyList},
 			},
-			HelpSynopsis:    "List live keys by name, with key_id, role, workspace and status.",
-			HelpDescription: "Pages with after and limit; filters by role, workspace and status. Served from an in-memory index, so it stays fast with a million keys.",
+			HelpSynopsis:    "List every live key of the mount as <tenant>/<name>, for operators.",
+			HelpDescription: "Pages with after (a <tenant>/<name> row) and limit and answers next; filters by tenant, role, workspace and status. Paged or filtered from the CLI: vault read apikeys/keys list=true tenant=acme limit=100 after=acme/ci.",
 		},
 	}
 }
 
-func (b *Backend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+// keyRef reads and checks the tenant and name path segments of a key path.
+func keyRef(d *framework.FieldData) (string, error) {
+	tenant, err := tenantArg(d)
+	if err != nil {
+		return "", err
+	}
 	name := d.Get("name").(string)
-	if validName("key", name) != nil {
+	if err := validName("key", name); err != nil {
+		return "", err
+	}
+	return refOf(tenant, name), nil
+}
+
+func (b *Backend) keyExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	ref, err := keyRef(d)
+	if err != nil {
 		return false, nil // the handler explains what is wrong with it
 	}
 	// The in-memory index answers without a storage round trip: this check runs
 	// before every write to keys/<name>, issuance included.
-	return b.index.Has(ctx, req.Storage, name)
+	return b.index.Has(ctx, req.Storage, ref)
 }
 
 // parseKeyRequest reads a create request. Checks that need the role (it may
 // change meanwhile) are made by issue, under the role's lock.
 func parseKeyRequest(d *framework.FieldData) (*keyRequest, error) {
-	kr := &keyRequest{KeySpec: KeySpec{Name: d.Get("name").(string), Role: d.Get("role").(string)}}
+	kr := &keyRequest{KeySpec: KeySpec{Tenant: d.Get("tenant").(string), Name: d.Get("name").(string), Role: d.Get("role").(string)}}
+	if err := validName("tenant", kr.Tenant); err != nil {
+		return nil, err
+	}
 	if err := validName("key", kr.Name); err != nil {
 		return nil, err
 	}
 	if kr.Role == "" {
 		return nil, errors.New("role is required: issue keys under a role, e.g. role=developer (list roles with `vault list apikeys/roles`)")
+	}
+	if v, ok := d.GetOk("allowlists"); ok {
+		kr.Allowlists = v.([]string)
+		if err := validAllowlistNames(kr.Allowlists); err != nil {
+			return nil, err
+		}
 	}
 	if ws, ok := d.GetOk("workspace"); ok && ws.(string) != "" {
 		kr.Workspace = ws.(string)
@@ -137,23 +178,27 @@ func (b *Backend) pathKeyCreate(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return failed(err)
 	}
-	data := b.recordView(out.rec, nil, out.rec.CreatedAt)
+	data := recordView(out.rec, nil, out.rec.CreatedAt)
 	data["key"] = out.key.String()
 	data["seq"] = out.seq
 	return &logical.Response{Data: data}, nil
 }
 
 func (b *Backend) pathKeyUpdate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	return logical.ErrorResponse("a key named %q already exists: keys are immutable once issued; use `vault patch apikeys/keys/%s` for description, metadata or allowed_cidrs, or keys/%s/rotate for a new secret", printable(name), printable(name), printable(name)), logical.ErrInvalidRequest
+	ref, err := keyRef(d)
+	if err != nil {
+		return badRequest(err)
+	}
+	tenant, name := splitRef(ref)
+	return logical.ErrorResponse("a key named %q already exists in tenant %q: keys are immutable once issued; use `vault patch apikeys/tenants/%s/keys/%s` for description, metadata, allowed_cidrs or allowlists, or tenants/%s/keys/%s/rotate for a new secret", name, tenant, tenant, name, tenant, name), logical.ErrInvalidRequest
 }
 
 func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validName("key", name); err != nil {
+	ref, err := keyRef(d)
+	if err != nil {
 		return badRequest(err)
 	}
-	n, err := b.getName(ctx, req.Storage, name)
+	n, err := b.getName(ctx, req.Storage, ref)
 	if err != nil || n == nil {
 		return nil, err
 	}
@@ -165,7 +210,7 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	if err != nil {
 		return nil, err
 	}
-	data := b.recordView(rec, u, b.now())
+	data := recordView(rec, u, b.now())
 	previous := []map[string]interface{}{}
 	for _, id := range n.Previous {
 		old, err := b.getRecord(ctx, req.Storage, id)
@@ -183,9 +228,33 @@ func (b *Backend) pathKeyRead(ctx context.Context, req *logical.Request, d *fram
 	return &logical.Response{Data: data}, nil
 }
 
-func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+func (b *Backend) pathTenantKeyList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	tenant, err := tenantArg(d)
+	if err != nil {
+		return badRequest(err)
+	}
+	after := d.Get("after").(string)
+	if after != "" {
+		after = refOf(tenant, after)
+	}
+	return b.listKeys(ctx, req, d, tenant, after, func(ref string) string { _, name := splitRef(ref); return name })
+}
+
+func (b *Backend) pathMountKeyList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	tenant := d.Get("tenant").(string)
+	if tenant != "" {
+		if err := validName("tenant", tenant); err != nil {
+			return badRequest(err)
+		}
+	}
+	return b.listKeys(ctx, req, d, tenant, d.Get("after").(string), func(ref string) string { return ref })
+}
+
+// listKeys answers a page of keys (within tenant when set) after the ref
+// after: rows named by row(ref), each with the fields of read, and next.
+func (b *Backend) listKeys(ctx context.Context, req *logical.Request, d *framework.FieldData, tenant, after string, row func(string) string) (*logical.Response, error) {
 	f := ListFilter{
-		After: d.Get("after").(string), Limit: d.Get("limit").(int),
+		After: after, Limit: d.Get("limit").(int), Tenant: tenant,
 		Role: d.Get("role").(string), Workspace: d.Get("workspace").(string),
 		Status: d.Get("status").(string), Now: b.now(),
 	}
@@ -197,49 +266,51 @@ func (b *Backend) pathKeyList(ctx context.Context, req *logical.Request, d *fram
 	default:
 		return badRequest(fmt.Errorf("status filter %q is invalid: use active, disabled or expired", printable(f.Status)))
 	}
-	names, entries, err := b.index.Page(ctx, req.Storage, f)
+	refs, entries, next, err := b.index.Page(ctx, req.Storage, f)
 	if err != nil {
 		return nil, err
 	}
-	info := make(map[string]interface{}, len(names))
-	for _, name := range names {
-		e := entries[name]
-		row := map[string]interface{}{
-			"key_id": e.KeyID, "role": e.Role, "workspace": e.Workspace,
-			"status": e.status(f.Now), "expires_at": formatTime(e.ExpiresAt),
-			"created_at": e.CreatedAt.Format(time.RFC3339),
-			"use_count":  uint64(0), "last_used_at": "", "last_used_from": "",
-		}
-		u, err := b.getUsage(ctx, req.Storage, e.KeyID)
+	rows := make([]string, 0, len(refs))
+	info := make(map[string]interface{}, len(refs))
+	for _, ref := range refs {
+		rec, err := b.getRecord(ctx, req.Storage, entries[ref].KeyID)
 		if err != nil {
 			return nil, err
 		}
-		if u != nil {
-			row["use_count"], row["last_used_at"], row["last_used_from"] = u.Count, u.LastUsedAt.Format(time.RFC3339), u.LastUsedFrom
+		if rec == nil {
+			continue // revoked and purged since the page was taken
 		}
-		info[name] = row
+		u, err := b.getUsage(ctx, req.Storage, rec.KeyID)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row(ref))
+		info[row(ref)] = recordView(rec, u, f.Now)
 	}
-	return logical.ListResponseWithInfo(names, info), nil
+	resp := logical.ListResponseWithInfo(rows, info)
+	if next != "" {
+		next = row(next)
+	}
+	resp.Data["next"] = next
+	return resp, nil
 }
 
 func (b *Backend) pathKeyDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	name := d.Get("name").(string)
-	if err := validName("key", name); err != nil {
+	ref, err := keyRef(d)
+	if err != nil {
 		return badRequest(err)
 	}
-	out, err := b.revokeLiveName(ctx, req.Storage, name)
+	out, err := b.revokeLiveName(ctx, req.Storage, ref)
 	if err != nil {
 		return failed(err)
 	}
-	return &logical.Response{Data: map[string]interface{}{
-		"name": name, "key_id": out.rec.KeyID, "status": wire.StatusRevoked, "seq": out.seq,
-	}}, nil
+	return b.revokedResponse(ctx, req.Storage, out)
 }
 
 const pathKeysHelpSyn = `Issue, read and revoke API keys.`
 
 const pathKeysHelpDesc = `
-Writing keys/<name> with a role issues a key and returns it once, in the "key"
+Writing tenants/<tenant>/keys/<name> with a role issues a key and returns it once, in the "key"
 field; Vault never stores it. Reading returns the record: key_id, role,
 workspace, permissions, status, timestamps and usage, never the key. Deleting
 revokes the key at once and frees the name; verifiers answer REVOKED for its

@@ -26,10 +26,10 @@ func TestTTLRules(t *testing.T) {
 	at, err := time.Parse(time.RFC3339, exp)
 	require.NoError(t, err)
 	assert.WithinDuration(t, time.Now().Add(time.Hour), at, time.Minute, "role ttl is the default")
-	e.mustFail(logical.CreateOperation, "keys/d", map[string]interface{}{"role": "short", "ttl": "3h"}, "exceeds")
+	e.mustFail(logical.CreateOperation, "tenants/acme/keys/d", map[string]interface{}{"role": "short", "ttl": "3h"}, "exceeds")
 	// A mount max_ttl caps roles without one.
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_ttl": "10h"})
-	e.mustFail(logical.CreateOperation, "keys/e", map[string]interface{}{"role": "forever", "ttl": "0"}, "never expires")
+	e.mustFail(logical.CreateOperation, "tenants/acme/keys/e", map[string]interface{}{"role": "forever", "ttl": "0"}, "never expires")
 }
 
 func TestIssueReadListRevoke(t *testing.T) {
@@ -43,7 +43,7 @@ func TestIssueReadListRevoke(t *testing.T) {
 	assert.Equal(t, "active", data["status"])
 	assert.NotEmpty(t, data["expires_at"])
 
-	read := e.mustOK(logical.ReadOperation, "keys/ci-deploy", nil).Data
+	read := e.mustOK(logical.ReadOperation, "tenants/acme/keys/ci-deploy", nil).Data
 	assert.NotContains(t, read, "key")
 	assert.Equal(t, "prod", read["workspace"])
 	assert.Equal(t, "developer"+"", "developer") // role name is dev here
@@ -51,13 +51,13 @@ func TestIssueReadListRevoke(t *testing.T) {
 	assert.Equal(t, map[string]string{"team": "infra"}, read["metadata"])
 	assert.NotContains(t, fmt.Sprint(read), tok.Secret)
 
-	list := e.mustOK(logical.ListOperation, "keys/", map[string]interface{}{}).Data
+	list := e.mustOK(logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{}).Data
 	assert.Equal(t, []string{"ci-deploy"}, list["keys"])
 	info := list["key_info"].(map[string]interface{})["ci-deploy"].(map[string]interface{})
 	assert.Equal(t, tok.KeyID, info["key_id"])
 
-	e.mustOK(logical.DeleteOperation, "keys/ci-deploy", nil)
-	resp := e.mustOK(logical.ReadOperation, "keys/ci-deploy", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/ci-deploy", nil)
+	resp := e.mustOK(logical.ReadOperation, "tenants/acme/keys/ci-deploy", nil)
 	assert.Nil(t, resp, "name is free after revoke")
 	lk := e.mustOK(logical.ReadOperation, "lookup/"+tok.KeyID, nil).Data
 	assert.Equal(t, wire.StatusRevoked, lk["status"])
@@ -74,7 +74,7 @@ func TestNoSecretInStorage(t *testing.T) {
 		tok, _ := token.Parse(data["key"].(string))
 		secrets = append(secrets, data["key"].(string), tok.Secret)
 	}
-	e.mustOK(logical.DeleteOperation, "keys/k3", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k3", nil)
 	for k, v := range e.snapshot() {
 		for _, s := range secrets {
 			require.NotContains(t, v, s, "secret found in storage entry %s", k)
@@ -93,29 +93,29 @@ func TestBadInputChangesNothing(t *testing.T) {
 		data map[string]interface{}
 		want string
 	}{
-		{"overlong name", logical.CreateOperation, "keys/" + long, map[string]interface{}{"role": "dev"}, "limit is 128"},
-		{"odd name", logical.CreateOperation, "keys/-bad", map[string]interface{}{"role": "dev"}, "invalid"},
-		{"dot name", logical.CreateOperation, "keys/..", map[string]interface{}{"role": "dev"}, "invalid"},
-		{"space name", logical.CreateOperation, "keys/a b", map[string]interface{}{"role": "dev"}, "invalid"},
-		{"unicode name", logical.CreateOperation, "keys/ключ", map[string]interface{}{"role": "dev"}, "invalid"},
-		{"control name", logical.CreateOperation, "keys/a\x00b", map[string]interface{}{"role": "dev"}, "invalid"},
-		{"missing role", logical.CreateOperation, "keys/x", map[string]interface{}{}, "role is required"},
-		{"unknown role", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "nope"}, "unknown role"},
-		{"workspace not allowed", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "workspace": "staging"}, "not allowed by role"},
-		{"bad workspace", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "workspace": "dev-/x"}, "invalid"},
-		{"ttl over max", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "ttl": "99999h"}, "exceeds the max_ttl"},
-		{"negative ttl", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "ttl": "-1h"}, "negative"},
-		{"never-expire under max_ttl", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "ttl": "0"}, "never expires"},
-		{"malformed cidr", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "allowed_cidrs": "10.0.0.0/33"}, "not a cidr"},
-		{"junk cidr", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "allowed_cidrs": "hello"}, "not a cidr"},
-		{"metadata key", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"bad key": "v"}}, "metadata key"},
-		{"metadata value control", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"k": "a\nb"}}, "control"},
-		{"metadata too long", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"k": strings.Repeat("v", 600)}}, "limit"},
-		{"oversized description", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "description": strings.Repeat("d", 2000)}, "limit is 1024"},
-		{"bad permission", logical.CreateOperation, "keys/x", map[string]interface{}{"role": "dev", "permissions": "drop table"}, "permission"},
-		{"duplicate create", logical.CreateOperation, "keys/taken", map[string]interface{}{"role": "dev", "workspace": "prod"}, "already exists"},
-		{"update existing", logical.UpdateOperation, "keys/taken", map[string]interface{}{"role": "dev"}, "already exists"},
-		{"delete unknown", logical.DeleteOperation, "keys/ghost", nil, "no live key"},
+		{"overlong name", logical.CreateOperation, "tenants/acme/keys/" + long, map[string]interface{}{"role": "dev"}, "limit is 128"},
+		{"odd name", logical.CreateOperation, "tenants/acme/keys/-bad", map[string]interface{}{"role": "dev"}, "invalid"},
+		{"dot name", logical.CreateOperation, "tenants/acme/keys/..", map[string]interface{}{"role": "dev"}, "invalid"},
+		{"space name", logical.CreateOperation, "tenants/acme/keys/a b", map[string]interface{}{"role": "dev"}, "invalid"},
+		{"unicode name", logical.CreateOperation, "tenants/acme/keys/ключ", map[string]interface{}{"role": "dev"}, "invalid"},
+		{"control name", logical.CreateOperation, "tenants/acme/keys/a\x00b", map[string]interface{}{"role": "dev"}, "invalid"},
+		{"missing role", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{}, "role is required"},
+		{"unknown role", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "nope"}, "unknown role"},
+		{"workspace not allowed", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "workspace": "staging"}, "not allowed by role"},
+		{"bad workspace", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "workspace": "dev-/x"}, "invalid"},
+		{"ttl over max", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "ttl": "99999h"}, "exceeds the max_ttl"},
+		{"negative ttl", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "ttl": "-1h"}, "negative"},
+		{"never-expire under max_ttl", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "ttl": "0"}, "never expires"},
+		{"malformed cidr", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "allowed_cidrs": "10.0.0.0/33"}, "not a cidr"},
+		{"junk cidr", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "allowed_cidrs": "hello"}, "not a cidr"},
+		{"metadata key", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"bad key": "v"}}, "metadata key"},
+		{"metadata value control", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"k": "a\nb"}}, "control"},
+		{"metadata too long", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "metadata": map[string]interface{}{"k": strings.Repeat("v", 600)}}, "limit"},
+		{"oversized description", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "description": strings.Repeat("d", 2000)}, "limit is 1024"},
+		{"bad permission", logical.CreateOperation, "tenants/acme/keys/x", map[string]interface{}{"role": "dev", "permissions": "drop table"}, "permission"},
+		{"duplicate create", logical.CreateOperation, "tenants/acme/keys/taken", map[string]interface{}{"role": "dev", "workspace": "prod"}, "already exists"},
+		{"update existing", logical.UpdateOperation, "tenants/acme/keys/taken", map[string]interface{}{"role": "dev"}, "already exists"},
+		{"delete unknown", logical.DeleteOperation, "tenants/acme/keys/ghost", nil, "no live key"},
 		{"revoke unknown id", logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": "AAAAAAAAAAAAAAAA"}, "no key with key_id"},
 		{"revoke malformed id", logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": "short"}, "not a key_id"},
 		{"revoke junk key", logical.UpdateOperation, "revoke", map[string]interface{}{"key": "vak_nope"}, "not a valid api key"},
@@ -126,8 +126,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"batch lookup too many", logical.UpdateOperation, "lookup", map[string]interface{}{"key_ids": strings.Split(strings.Repeat("AAAAAAAAAAAAAAAA,", 101), ",")[:101]}, "1 to 100"},
 		{"changes bad after", logical.ReadOperation, "changes", map[string]interface{}{"after": "-1"}, "sequence number"},
 		{"changes bad wait", logical.ReadOperation, "changes", map[string]interface{}{"wait": "soon"}, "not a duration"},
-		{"list bad limit", logical.ListOperation, "keys/", map[string]interface{}{"limit": 0}, "limit"},
-		{"list bad status", logical.ListOperation, "keys/", map[string]interface{}{"status": "weird"}, "status filter"},
+		{"list bad limit", logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{"limit": 0}, "limit"},
+		{"list bad status", logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{"status": "weird"}, "status filter"},
 		{"role no permissions", logical.CreateOperation, "roles/r", map[string]interface{}{"permissions": ""}, "permissions must not be empty"},
 		{"role bad glob", logical.CreateOperation, "roles/r", map[string]interface{}{"permissions": "a:b", "allowed_workspaces": "[x"}, "glob"},
 		{"role ttl over max", logical.CreateOperation, "roles/r", map[string]interface{}{"permissions": "a:b", "ttl": "10h", "max_ttl": "1h"}, "longer than max_ttl"},
@@ -163,7 +163,7 @@ func TestListPagesAndFilters(t *testing.T) {
 		e.issue(fmt.Sprintf("key-%02d", i), map[string]interface{}{"role": role, "workspace": ws})
 	}
 	page := func(data map[string]interface{}) []string {
-		keys, _ := e.mustOK(logical.ListOperation, "keys/", data).Data["keys"].([]string)
+		keys, _ := e.mustOK(logical.ListOperation, "tenants/acme/keys/", data).Data["keys"].([]string)
 		return keys
 	}
 	first := page(map[string]interface{}{"limit": 10})
@@ -183,12 +183,12 @@ func TestQuotaAtBoundary(t *testing.T) {
 	e.mustOK(logical.CreateOperation, "roles/small", map[string]interface{}{"permissions": "*", "max_keys": 2})
 	e.issue("a", map[string]interface{}{"role": "small"})
 	e.issue("b", map[string]interface{}{"role": "small"})
-	e.mustFail(logical.CreateOperation, "keys/c", map[string]interface{}{"role": "small"}, "key limit exceeded")
+	e.mustFail(logical.CreateOperation, "tenants/acme/keys/c", map[string]interface{}{"role": "small"}, "key limit exceeded")
 	e.issue("c", nil)
 	before := e.snapshot()
-	e.mustFail(logical.CreateOperation, "keys/d", map[string]interface{}{"role": "dev"}, "key limit exceeded")
+	e.mustFail(logical.CreateOperation, "tenants/acme/keys/d", map[string]interface{}{"role": "dev"}, "key limit exceeded")
 	assert.Equal(t, before, e.snapshot())
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
 	e.issue("d", map[string]interface{}{"role": "small"})
 	role := e.mustOK(logical.ReadOperation, "roles/small", nil).Data
 	assert.Equal(t, 2, role["key_count"])
@@ -206,7 +206,7 @@ func TestConcurrentCreatesNeverExceedLimit(t *testing.T) {
 			defer wg.Done()
 			name := fmt.Sprintf("k%d", i%30) // some names collide on purpose
 			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
-				Operation: logical.CreateOperation, Path: "keys/" + name, Storage: e.s,
+				Operation: logical.CreateOperation, Path: "tenants/acme/keys/" + name, Storage: e.s,
 				Data: map[string]interface{}{"role": "dev"},
 			})
 			if err == nil && resp != nil && !resp.IsError() {
@@ -218,7 +218,7 @@ func TestConcurrentCreatesNeverExceedLimit(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, 10, ok)
-	names, err := e.s.List(context.Background(), storageNamePrefix)
+	names, err := e.s.List(context.Background(), storageNamePrefix+"acme/")
 	require.NoError(t, err)
 	assert.Len(t, names, 10)
 }
@@ -235,7 +235,7 @@ func TestIndexSurvivesRestart(t *testing.T) {
 	conf.StorageView = e.s
 	require.NoError(t, b2.Setup(context.Background(), conf))
 	e2 := &testEnv{t: t, b: b2, s: e.s, sealer: e.sealer}
-	e2.mustFail(logical.CreateOperation, "keys/c", map[string]interface{}{"role": "dev"}, "key limit exceeded")
-	keys := e2.mustOK(logical.ListOperation, "keys/", map[string]interface{}{}).Data["keys"]
+	e2.mustFail(logical.CreateOperation, "tenants/acme/keys/c", map[string]interface{}{"role": "dev"}, "key limit exceeded")
+	keys := e2.mustOK(logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{}).Data["keys"]
 	assert.Equal(t, []string{"a", "b"}, keys)
 }

@@ -100,8 +100,8 @@ func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string,
 		return wire.Entry{}, err
 	}
 	e := wire.Entry{
-		KeyID: keyID, Status: rec.status(b.now()), Name: rec.Name, Role: rec.Role,
-		Workspace: rec.Workspace, AllowedCIDRs: rec.AllowedCIDRs, ExpiresAt: rec.ExpiresAt,
+		KeyID: keyID, Status: rec.status(b.now()), Name: rec.Name, Tenant: rec.Tenant, Role: rec.Role,
+		Workspace: rec.Workspace, ExpiresAt: rec.ExpiresAt, CreatorRole: rec.CreatorRole,
 		Seq: seq, Sealed: &rec.Sealed,
 	}
 	if cfg != nil {
@@ -119,9 +119,19 @@ func (b *Backend) entryFor(ctx context.Context, s logical.Storage, keyID string,
 		e.Permissions = []string{}
 		return e, nil
 	}
-	e.Permissions = wire.Intersect(rec.Permissions, role.Permissions)
+	if e.Permissions, err = b.capPermissions(ctx, s, wire.Intersect(rec.Permissions, role.Permissions), rec.CreatorRole); err != nil {
+		return wire.Entry{}, err
+	}
 	e.AllowedWorkspaces = role.AllowedWorkspaces
 	e.RoleAllowedCIDRs = role.AllowedCIDRs
+	if e.AllowedCIDRs, err = b.keyCIDRs(ctx, s, rec); err != nil {
+		return wire.Entry{}, err
+	}
+	tenant, err := b.getTenant(ctx, s, rec.Tenant)
+	if err != nil {
+		return wire.Entry{}, err
+	}
+	e.TenantAllowedCIDRs = tenant.cidrs()
 	if e.Status == wire.StatusActive {
 		e.Metadata = rec.Metadata
 	}
@@ -132,8 +142,9 @@ const pathLookupHelpSyn = `Look up a key_id for a verifier: sealed digest, statu
 
 const pathLookupHelpDesc = `
 Returns what a verifier needs to decide: status (active, disabled, expired,
-revoked), effective permissions (the key's own ∩ its role's current ones), the
-role's workspaces and CIDRs, expiry, metadata, the sealed digest with its
+revoked), its tenant, effective permissions (the key's own ∩ its role's current
+ones ∩ its creator's platform role's), the role's workspaces, the key's address
+allow-set (its CIDRs and its allow-lists'), the role's and the tenant's CIDRs, expiry, metadata, the sealed digest with its
 transit-wrapped data key, and seq: the change-feed head read before the record.
 Never returns a key or secret; the digest is sealed.
 `

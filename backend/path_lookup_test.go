@@ -78,7 +78,7 @@ func TestBatchLookup(t *testing.T) {
 	e := configured(t)
 	a := e.issue("a", nil)["key_id"].(string)
 	b := e.issue("b", nil)["key_id"].(string)
-	e.mustOK(logical.DeleteOperation, "keys/b", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/b", nil)
 	data := e.mustOK(logical.UpdateOperation, "lookup", map[string]interface{}{"key_ids": []string{a, b, "ZZZZZZZZZZZZZZZZ"}}).Data
 	entries := data["entries"].([]interface{})
 	require.Len(t, entries, 3)

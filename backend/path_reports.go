@@ -19,39 +19,101 @@ const staleScanBudget = 5000
 const expiringScanBudget = 200000
 
 func pathReports(b *Backend) []*framework.Path {
-	page := map[string]*framework.FieldSchema{
-		"after": {Type: framework.TypeString, Query: true, Description: "Continue after this key name (the previous page's next)."},
-		"limit": {Type: framework.TypeInt, Query: true, Default: 100, Description: "Most keys per page (1-10000)."},
-	}
-	with := func(name string, f *framework.FieldSchema) map[string]*framework.FieldSchema {
-		out := map[string]*framework.FieldSchema{name: f}
-		for k, v := range page {
-			out[k] = v
+	// Each report is served twice: mount-wide for operators (rows
+	// <tenant>/<name>, a tenant filter) and under tenants/<tenant>/ for its
+	// admins (rows are names).
+	var out []*framework.Path
+	for _, perTenant := range []bool{false, true} {
+		fields := func(name string, f *framework.FieldSchema) map[string]*framework.FieldSchema {
+			out := pageFields("row")
+			out[name] = f
+			if perTenant {
+				out["tenant"] = tenantField()
+			} else {
+				out["tenant"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys of this tenant."}
+			}
+			return out
 		}
-		return out
-	}
-	return []*framework.Path{
-		{
-			Pattern:      "report/expiring",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "expiring"},
-			Fields:       with("within", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "720h", Description: "Report active keys that expire within this long (e.g. 720h)."}),
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathReportExpiring},
+		prefix, suffix := "", ""
+		if perTenant {
+			prefix, suffix = tenantPrefix(), "-tenant"
+		}
+		report := reportScope{perTenant: perTenant}
+		out = append(out,
+			&framework.Path{
+				Pattern:      prefix + "report/expiring$",
+				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "expiring" + suffix},
+				Fields:       fields("within", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "720h", Description: "Report active keys that expire within this long (e.g. 720h)."}),
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: report.wrap(b.pathReportExpiring)},
+				},
+				HelpSynopsis:    "Keys that expire soon, with their expiry, paginated.",
+				HelpDescription: "Lists active keys whose expires_at falls within the window. Answers keys, key_info and next (empty on the last page).",
 			},
-			HelpSynopsis:    "Keys that expire soon, with their expiry, paginated by name.",
-			HelpDescription: "Lists active keys whose expires_at falls within the window. Answers keys, key_info and next (empty on the last page).",
-		},
-		{
-			Pattern:      "report/stale",
-			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "stale"},
-			Fields:       with("unused_for", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "2160h", Description: "Report live keys not used for this long; never-used keys count once their age passes it."}),
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathReportStale},
-			},
-			HelpSynopsis:    "Keys unused for a while (candidates for revocation), paginated by name.",
-			HelpDescription: "Uses the usage verifiers report. Answers keys, key_info (last_used_at, created_at) and next; a page examines a bounded number of keys, so follow next until it is empty.",
-		},
+			&framework.Path{
+				Pattern:      prefix + "report/stale$",
+				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "stale" + suffix},
+				Fields:       fields("unused_for", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "2160h", Description: "Report live keys not used for this long; never-used keys count once their age passes it."}),
+				Operations: map[logical.Operation]framework.OperationHandler{
+					logical.ReadOperation: &framework.PathOperation{Callback: report.wrap(b.pathReportStale)},
+				},
+				HelpSynopsis:    "Keys unused for a while (candidates for revocation), paginated.",
+				HelpDescription: "Uses the usage verifiers report. Answers keys, key_info (last_used_at, created_at) and next; a page examines a bounded number of keys, so follow next until it is empty.",
+			})
 	}
+	return out
+}
+
+// reportScope is where a report looks: one tenant (its rows are names) or
+// the mount, optionally filtered to a tenant (rows are <tenant>/<name>).
+type reportScope struct {
+	perTenant bool
+	tenant    string
+}
+
+type reportFunc func(ctx context.Context, req *logical.Request, d *framework.FieldData, sc reportScope, after string, limit int) (*logical.Response, error)
+
+// wrap reads the scope and page of a report request, then runs it.
+func (sc reportScope) wrap(run reportFunc) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		sc.tenant = d.Get("tenant").(string)
+		if sc.perTenant || sc.tenant != "" {
+			if err := validName("tenant", sc.tenant); err != nil {
+				return badRequest(err)
+			}
+		}
+		after, limit, err := pageArgs(d)
+		if err != nil {
+			return badRequest(err)
+		}
+		if sc.perTenant && after != "" {
+			after = refOf(sc.tenant, after)
+		}
+		return run(ctx, req, d, sc, after, limit)
+	}
+}
+
+// row names a ref in this scope's answers.
+func (sc reportScope) row(ref string) string {
+	if sc.perTenant {
+		_, name := splitRef(ref)
+		return name
+	}
+	return ref
+}
+
+// response renders a page, naming rows for the scope.
+func (sc reportScope) response(refs []string, info map[string]interface{}, next string) *logical.Response {
+	keys := make([]string, len(refs))
+	rows := make(map[string]interface{}, len(refs))
+	for i, ref := range refs {
+		keys[i] = sc.row(ref)
+		rows[keys[i]] = info[ref]
+	}
+	if next != "" {
+		next = sc.row(next)
+	}
+	return &logical.Response{Data: map[string]interface{}{"keys": keys, "key_info": rows, "next": next}}
 }
 
 func pageArgs(d *framework.FieldData) (string, int, error) {
@@ -62,18 +124,14 @@ func pageArgs(d *framework.FieldData) (string, int, error) {
 	return d.Get("after").(string), limit, nil
 }
 
-func (b *Backend) pathReportExpiring(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	after, limit, err := pageArgs(d)
-	if err != nil {
-		return badRequest(err)
-	}
+func (b *Backend) pathReportExpiring(ctx context.Context, req *logical.Request, d *framework.FieldData, sc reportScope, after string, limit int) (*logical.Response, error) {
 	within := time.Duration(d.Get("within").(int)) * time.Second
 	if within <= 0 {
 		return badRequest(fmt.Errorf("within must be a positive duration such as 720h"))
 	}
 	now := b.now()
 	horizon := now.Add(within)
-	keys, info, next, err := b.index.Select(ctx, req.Storage, after, limit, expiringScanBudget, func(_ string, e NameEntry) (map[string]interface{}, bool) {
+	keys, info, next, err := b.index.Select(ctx, req.Storage, sc.tenant, after, limit, expiringScanBudget, func(_ string, e NameEntry) (map[string]interface{}, bool) {
 		if e.status(now) != wire.StatusActive || e.ExpiresAt == nil || e.ExpiresAt.After(horizon) {
 			return nil, false
 		}
@@ -83,14 +141,10 @@ func (b *Backend) pathReportExpiring(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return nil, err
 	}
-	return reportResponse(keys, info, next), nil
+	return sc.response(keys, info, next), nil
 }
 
-func (b *Backend) pathReportStale(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	after, limit, err := pageArgs(d)
-	if err != nil {
-		return badRequest(err)
-	}
+func (b *Backend) pathReportStale(ctx context.Context, req *logical.Request, d *framework.FieldData, sc reportScope, after string, limit int) (*logical.Response, error) {
 	unused := time.Duration(d.Get("unused_for").(int)) * time.Second
 	if unused <= 0 {
 		return badRequest(fmt.Errorf("unused_for must be a positive duration such as 2160h"))
@@ -98,7 +152,7 @@ func (b *Backend) pathReportStale(ctx context.Context, req *logical.Request, d *
 	now := b.now()
 	cutoff := now.Add(-unused)
 	var readErr error
-	keys, info, next, err := b.index.Select(ctx, req.Storage, after, limit, staleScanBudget, func(_ string, e NameEntry) (map[string]interface{}, bool) {
+	keys, info, next, err := b.index.Select(ctx, req.Storage, sc.tenant, after, limit, staleScanBudget, func(_ string, e NameEntry) (map[string]interface{}, bool) {
 		if readErr != nil {
 			return nil, false
 		}
@@ -124,9 +178,5 @@ func (b *Backend) pathReportStale(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	return reportResponse(keys, info, next), nil
-}
-
-func reportResponse(keys []string, info map[string]interface{}, next string) *logical.Response {
-	return &logical.Response{Data: map[string]interface{}{"keys": keys, "key_info": info, "next": next}}
+	return sc.response(keys, info, next), nil
 }

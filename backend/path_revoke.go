@@ -12,23 +12,48 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
+func revokeFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"key_id": {Type: framework.TypeString, Description: "key_id of the key to revoke (as shown by read, list and audit lines)."},
+		"key":    {Type: framework.TypeString, Description: "A leaked key itself: its format and checksum are checked, then its key_id is revoked.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	}
+}
+
 func pathRevoke(b *Backend) []*framework.Path {
-	return []*framework.Path{{
-		Pattern:      "revoke",
-		DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "revoke"},
-		Fields: map[string]*framework.FieldSchema{
-			"key_id": {Type: framework.TypeString, Description: "key_id of the key to revoke (as shown by read, list and audit lines)."},
-			"key":    {Type: framework.TypeString, Description: "A leaked key itself: its format and checksum are checked, then its key_id is revoked.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+	tenantFields := revokeFields()
+	tenantFields["tenant"] = tenantField()
+	return []*framework.Path{
+		{
+			Pattern:      "revoke",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "revoke"},
+			Fields:       revokeFields(),
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRevokeWrite},
+			},
+			HelpSynopsis:    "Revoke any key of the mount by key_id, or by the leaked key itself (incident response).",
+			HelpDescription: "Give exactly one of key_id or key. Revocation is immediate and final: the name is freed and verifiers answer REVOKED. Answers revoked=true with the key's last use.",
 		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRevokeWrite},
+		{
+			Pattern:      tenantPrefix() + "revoke$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "revoke", OperationSuffix: "tenant-key"},
+			Fields:       tenantFields,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathRevokeWrite},
+			},
+			HelpSynopsis:    "Revoke a key of this tenant by key_id, or by the leaked key itself.",
+			HelpDescription: "Give exactly one of key_id or key. A key of another tenant is no key here: an error, and nothing changes. Answers revoked=true with the key's last use.",
 		},
-		HelpSynopsis:    "Revoke a key by key_id, or by the leaked key itself.",
-		HelpDescription: "Give exactly one of key_id or key. Revocation is immediate and final: the name is freed and verifiers answer REVOKED.",
-	}}
+	}
 }
 
 func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	tenant := ""
+	if _, ok := d.Schema["tenant"]; ok {
+		var err error
+		if tenant, err = tenantArg(d); err != nil {
+			return badRequest(err)
+		}
+	}
 	keyID := d.Get("key_id").(string)
 	leaked := d.Get("key").(string)
 	switch {
@@ -46,11 +71,25 @@ func (b *Backend) pathRevokeWrite(ctx context.Context, req *logical.Request, d *
 	case !token.ValidKeyID(keyID):
 		return badRequest(keyIDError("key_id", keyID))
 	}
-	out, err := b.revokeID(ctx, req.Storage, keyID)
+	out, err := b.revokeID(ctx, req.Storage, tenant, keyID)
 	if err != nil {
 		return failed(err)
 	}
-	data := map[string]interface{}{"key_id": keyID, "name": out.rec.Name, "status": wire.StatusRevoked, "seq": out.seq}
+	return b.revokedResponse(ctx, req.Storage, out)
+}
+
+// revokedResponse is what every revocation answers (Neon's shape): the key,
+// revoked=true, the feed seq, and the key's last use.
+func (b *Backend) revokedResponse(ctx context.Context, s logical.Storage, out *revoked) (*logical.Response, error) {
+	u, err := b.getUsage(ctx, s, out.rec.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]interface{}{
+		"tenant": out.rec.Tenant, "name": out.rec.Name, "key_id": out.rec.KeyID,
+		"status": wire.StatusRevoked, "revoked": true, "seq": out.seq,
+	}
+	addUsage(data, u)
 	if out.already {
 		data["already_revoked"] = true
 	}

@@ -13,10 +13,10 @@ import (
 func TestRevokeGraceKeyByID(t *testing.T) {
 	e := configured(t)
 	oldID := e.issue("k", nil)["key_id"].(string)
-	e.mustOK(logical.UpdateOperation, "keys/k/rotate", map[string]interface{}{"grace": "1h"})
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/rotate", map[string]interface{}{"grace": "1h"})
 	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": oldID})
 	assert.Equal(t, "revoked", e.lookupStatus(oldID))
-	read := e.mustOK(logical.ReadOperation, "keys/k", nil).Data
+	read := e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data
 	assert.Empty(t, read["previous_keys"])
 	assert.Equal(t, "active", read["status"], "revoking the old key leaves the name's current key alone")
 }
@@ -27,7 +27,7 @@ func TestRevokeByIDAndLeakedKey(t *testing.T) {
 	bKey := e.issue("b", nil)["key"].(string)
 	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": a["key_id"]})
 	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key": bKey})
-	keys := e.mustOK(logical.ListOperation, "keys/", map[string]interface{}{}).Data["keys"]
+	keys := e.mustOK(logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{}).Data["keys"]
 	assert.Empty(t, keys)
 	again := e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key": bKey}).Data
 	assert.Equal(t, true, again["already_revoked"])
@@ -47,7 +47,7 @@ func TestRetryPublishesRevocationWhoseAppendFailed(t *testing.T) {
 			head := e.changes(0, "").Head
 			revoke := func() (*logical.Response, error) {
 				if how == "vault delete" {
-					return e.do(logical.DeleteOperation, "keys/k", nil)
+					return e.do(logical.DeleteOperation, "tenants/acme/keys/k", nil)
 				}
 				return e.do(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": id})
 			}

@@ -22,7 +22,7 @@ func TestRewrapMovesEveryRecordToNewKEK(t *testing.T) {
 		tok, _ := token.Parse(data["key"].(string))
 		ids, toks = append(ids, tok.KeyID), append(toks, tok)
 	}
-	e.mustOK(logical.DeleteOperation, "keys/k0", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k0", nil)
 	e.sealer.rotate()
 	res := e.mustOK(logical.UpdateOperation, "rewrap", nil).Data
 	assert.Equal(t, 5, res["records_rewrapped"])

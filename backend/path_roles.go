@@ -25,21 +25,7 @@ type Role struct {
 }
 
 func (b *Backend) getRole(ctx context.Context, s logical.Storage, name string) (*Role, error) {
-	if r, ok := b.roles.Get(name); ok {
-		return r, nil
-	}
-	gen := b.roles.Begin(name)
-	var r *Role
-	var role Role
-	found, err := getJSON(ctx, s, storageRolePrefix+name, &role)
-	if err != nil {
-		return nil, err
-	}
-	if found {
-		r = &role
-	}
-	b.roles.AddRead(name, r, gen)
-	return r, nil
+	return readThrough(ctx, s, b.roles, name, storageRolePrefix+name)
 }
 
 func roleFields() map[string]*framework.FieldSchema {
@@ -50,7 +36,7 @@ func roleFields() map[string]*framework.FieldSchema {
 		"allowed_cidrs":      {Type: framework.TypeCommaStringSlice, Description: "CIDR blocks clients of this role's keys must come from (empty = anywhere)."},
 		"ttl":                {Type: framework.TypeDurationSecond, Description: "Default lifetime of keys of this role (0 = mount default_ttl, else max_ttl)."},
 		"max_ttl":            {Type: framework.TypeDurationSecond, Description: "Longest lifetime of keys of this role; with it set, keys cannot be made never-expiring (ttl=0)."},
-		"max_keys":           {Type: framework.TypeInt, Description: "Most live keys of this role (0 = unlimited)."},
+		"max_keys":           {Type: framework.TypeInt, Description: "Most live keys of this role in one tenant (0 = unlimited)."},
 		"revoke_keys":        {Type: framework.TypeBool, Description: "On delete: also revoke every live key of the role. Without it, deleting a role that has keys fails."},
 	}
 }
@@ -160,13 +146,8 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	// Every write publishes, creation included: a role deleted and created
 	// again must reach verifiers that still hold keys of the old one.
-	seq, err := b.commitRole(ctx, req.Storage, name, wire.OpRoleUpdated, func(ctx context.Context) error {
-		if err := putJSON(ctx, req.Storage, storageRolePrefix+name, r); err != nil {
-			b.roles.Remove(name) // unknown state: read it back next time
-			return err
-		}
-		b.roles.Set(name, r)
-		return nil
+	seq, err := b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleUpdated, func(ctx context.Context) error {
+		return writeThrough(ctx, req.Storage, b.roles, name, storageRolePrefix+name, r)
 	})
 	if err != nil {
 		return nil, err
@@ -219,17 +200,12 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 		if !d.Get("revoke_keys").(bool) {
 			return logical.ErrorResponse("role %q still has %d live keys: revoke them first, or delete with revoke_keys=true to revoke them all", name, count), logical.ErrInvalidRequest
 		}
-		if _, err := b.revokeRoleKeys(ctx, req.Storage, name); err != nil {
+		if _, err := b.revokeKeysWhere(ctx, req.Storage, ListFilter{Role: name}); err != nil {
 			return nil, err
 		}
 	}
-	seq, err := b.commitRole(ctx, req.Storage, name, wire.OpRoleDeleted, func(ctx context.Context) error {
-		if err := req.Storage.Delete(ctx, storageRolePrefix+name); err != nil {
-			b.roles.Remove(name)
-			return fmt.Errorf("delete role %s: %w", name, err)
-		}
-		b.roles.Set(name, nil)
-		return nil
+	seq, err := b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleDeleted, func(ctx context.Context) error {
+		return deleteThrough(ctx, req.Storage, b.roles, name, storageRolePrefix+name)
 	})
 	if err != nil {
 		return nil, err

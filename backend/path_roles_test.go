@@ -83,7 +83,7 @@ func TestRoleDeleteRacingCreateLeavesNoOrphanKey(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, _ = e.do(logical.CreateOperation, "keys/k", map[string]interface{}{"role": "tmp"})
+			_, _ = e.do(logical.CreateOperation, "tenants/acme/keys/k", map[string]interface{}{"role": "tmp"})
 		}()
 		go func() {
 			defer wg.Done()
@@ -104,7 +104,7 @@ func TestRoleDeleteRacingCreateManyTimes(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, _ = e.do(logical.CreateOperation, "keys/k", map[string]interface{}{"role": "tmp"})
+			_, _ = e.do(logical.CreateOperation, "tenants/acme/keys/k", map[string]interface{}{"role": "tmp"})
 		}()
 		go func() {
 			defer wg.Done()
@@ -112,7 +112,7 @@ func TestRoleDeleteRacingCreateManyTimes(t *testing.T) {
 		}()
 		wg.Wait()
 		e.assertNoKeyWithoutRole("k", "tmp")
-		_, _ = e.do(logical.DeleteOperation, "keys/k", nil)
+		_, _ = e.do(logical.DeleteOperation, "tenants/acme/keys/k", nil)
 		_, _ = e.do(logical.DeleteOperation, "roles/tmp", nil)
 	}
 }
@@ -121,7 +121,7 @@ func (e *testEnv) assertNoKeyWithoutRole(name, role string) {
 	e.t.Helper()
 	r, err := e.do(logical.ReadOperation, "roles/"+role, nil)
 	require.NoError(e.t, err)
-	k, err := e.do(logical.ReadOperation, "keys/"+name, nil)
+	k, err := e.do(logical.ReadOperation, "tenants/acme/keys/"+name, nil)
 	require.NoError(e.t, err)
 	if r == nil && k != nil {
 		e.t.Fatalf("key %s is %v under deleted role %s", name, k.Data["status"], role)

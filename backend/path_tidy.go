@@ -17,6 +17,8 @@ type TidyResult struct {
 	ExpiredAnnounced  int `json:"expired_announced"`
 	GraceRevoked      int `json:"grace_revoked"`
 	OrphansRevoked    int `json:"orphans_revoked"`
+	// CeilingsApplied counts keys whose creator's platform role changed.
+	CeilingsApplied int `json:"ceilings_applied"`
 	// Republished counts written changes whose publish had failed.
 	Republished int `json:"republished"`
 }
@@ -31,7 +33,7 @@ func pathTidy(b *Backend) []*framework.Path {
 		},
 		HelpSynopsis: "Start the periodic housekeeping now, in the background (the active node also runs it every minute); read it for the last run.",
 		HelpDescription: "Writing starts a run and returns at once (run, started_at); if a run is already going, it answers that one (started=false). " +
-			"A run revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, announces expired keys on the change feed, " +
+			"A run revokes rotated-out keys whose grace ended and keys whose creating entity was deleted, caps keys whose creator's platform role changed, announces expired keys on the change feed, " +
 			"publishes any written change whose publish had failed, and removes tombstones older than tombstone_retention and feed entries older than feed_retention. " +
 			"Reading answers running (and running_since) and the last finished run on this node: run, trigger, started_at, finished_at, the counts, and error if it failed. " +
 			"Runs only where writes are safe (not on standbys or performance secondaries).",
@@ -63,7 +65,9 @@ func (b *Backend) pathTidyRead(context.Context, *logical.Request, *framework.Fie
 
 // tidy is one pass, shared by the periodic job and background runs of the
 // tidy path (tidy_run.go).
-func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, error) {
+// A full pass (the tidy path) examines every creator; the periodic job a
+// bounded share of them per run (creatorBudget).
+func (b *Backend) tidy(ctx context.Context, s logical.Storage, full bool) (TidyResult, error) {
 	b.tidyMu.Lock() // one pass at a time: the periodic job and the path may overlap
 	defer b.tidyMu.Unlock()
 	var res TidyResult
@@ -78,7 +82,13 @@ func (b *Backend) tidy(ctx context.Context, s logical.Storage) (TidyResult, erro
 	if res.ExpiredAnnounced, res.GraceRevoked, err = b.processExpiries(ctx, s); err != nil {
 		return res, err
 	}
-	if res.OrphansRevoked, err = b.revokeOrphans(ctx, s, cfg.OrphanGrace); err != nil {
+	budget := creatorBudget
+	if full {
+		budget = 0
+	}
+	creators, err := b.checkCreators(ctx, s, cfg, budget)
+	res.OrphansRevoked, res.CeilingsApplied = creators.orphansRevoked, creators.ceilingsMoved
+	if err != nil {
 		return res, err
 	}
 	now := b.now()

@@ -17,7 +17,7 @@ func TestTombstonesPurgedAfterRetention(t *testing.T) {
 	clock := time.Now().UTC()
 	e.b.now = func() time.Time { return clock }
 	id := e.issue("a", nil)["key_id"].(string)
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
 	assert.Equal(t, 0, toInt(e.tidy()["tombstones_purged"]))
 	assert.Equal(t, "revoked", e.mustOK(logical.ReadOperation, "lookup/"+id, nil).Data["status"])
 	clock = clock.Add(721 * time.Hour)
@@ -32,7 +32,7 @@ func TestOrphanJobSkipsLiveEntities(t *testing.T) {
 	e.issue("k", nil)
 	res := e.tidy()
 	assert.Equal(t, 0, toInt(res["orphans_revoked"]))
-	assert.Equal(t, wire.StatusActive, e.mustOK(logical.ReadOperation, "keys/k", nil).Data["status"])
+	assert.Equal(t, wire.StatusActive, e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["status"])
 }
 
 // gateStorage holds List of the unpublished-changes prefix (the first thing a

@@ -57,7 +57,7 @@ func checkCapabilities(t *testing.T, c *api.Client, caps []capability) {
 func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 	v := vaulttest.Start(t)
 	cli(t, v, "write", "apikeys/roles/dev", "permissions=*")
-	sec, err := v.Client.Logical().Write("apikeys/keys/existing", map[string]interface{}{"role": "dev"})
+	sec, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/existing", map[string]interface{}{"role": "dev"})
 	require.NoError(t, err)
 	keyID := sec.Data["key_id"].(string)
 	wrapped := lookupEntry(t, v, keyID).Sealed.WrappedDEK
@@ -68,18 +68,18 @@ func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 			{"write", "transit/rewrap/apikeys", map[string]interface{}{"ciphertext": wrapped}, true},
 			{"write", "transit/decrypt/apikeys", map[string]interface{}{"ciphertext": wrapped}, false},
 			{"write", "transit/keys/apikeys/rotate", nil, false},
-			{"read", "apikeys/keys/existing", nil, false},
+			{"read", "apikeys/tenants/acme/keys/existing", nil, false},
 			{"read", "apikeys/config", nil, false},
 			{"list", "sys/policies/acl", nil, false},
 		})
 	})
 	t.Run("key operator", func(t *testing.T) {
 		checkCapabilities(t, clientWith(t, v, "policies/key-operator.hcl"), []capability{
-			{"write", "apikeys/keys/op-issued", map[string]interface{}{"role": "dev"}, true},
-			{"read", "apikeys/keys/op-issued", nil, true},
-			{"list", "apikeys/keys", nil, true},
-			{"write", "apikeys/keys/op-issued/disable", nil, true},
-			{"delete", "apikeys/keys/op-issued", nil, true},
+			{"write", "apikeys/tenants/acme/keys/op-issued", map[string]interface{}{"role": "dev"}, true},
+			{"read", "apikeys/tenants/acme/keys/op-issued", nil, true},
+			{"list", "apikeys/tenants/acme/keys", nil, true},
+			{"write", "apikeys/tenants/acme/keys/op-issued/disable", nil, true},
+			{"delete", "apikeys/tenants/acme/keys/op-issued", nil, true},
 			{"read", "apikeys/report/expiring", nil, true},
 			{"write", "apikeys/roles/dev", map[string]interface{}{"permissions": "a:b"}, false},
 			{"write", "apikeys/config", map[string]interface{}{"max_keys": 1}, false},
@@ -90,14 +90,14 @@ func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 	})
 	t.Run("auditor", func(t *testing.T) {
 		checkCapabilities(t, clientWith(t, v, "policies/auditor.hcl"), []capability{
-			{"list", "apikeys/keys", nil, true},
-			{"read", "apikeys/keys/existing", nil, true},
+			{"list", "apikeys/tenants/acme/keys", nil, true},
+			{"read", "apikeys/tenants/acme/keys/existing", nil, true},
 			{"read", "apikeys/report/stale", nil, true},
 			{"read", "apikeys/changes", nil, true},
-			{"write", "apikeys/keys/auditor-issued", map[string]interface{}{"role": "dev"}, false},
-			{"delete", "apikeys/keys/existing", nil, false},
+			{"write", "apikeys/tenants/acme/keys/auditor-issued", map[string]interface{}{"role": "dev"}, false},
+			{"delete", "apikeys/tenants/acme/keys/existing", nil, false},
 			{"write", "apikeys/revoke", map[string]interface{}{"key_id": keyID}, false},
-			{"write", "apikeys/keys/existing/disable", nil, false},
+			{"write", "apikeys/tenants/acme/keys/existing/disable", nil, false},
 			{"read", "apikeys/config", nil, false},
 		})
 	})
@@ -111,15 +111,15 @@ func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 			{"read", "apikeys/changes", nil, true},
 			{"write", "apikeys/usage", map[string]interface{}{"usage": []interface{}{}}, true},
 			{"write", "transit/decrypt/apikeys", map[string]interface{}{"ciphertext": wrapped}, true},
-			{"write", "apikeys/keys/verifier-issued", map[string]interface{}{"role": "dev"}, false},
-			{"delete", "apikeys/keys/existing", nil, false},
+			{"write", "apikeys/tenants/acme/keys/verifier-issued", map[string]interface{}{"role": "dev"}, false},
+			{"delete", "apikeys/tenants/acme/keys/existing", nil, false},
 			{"write", "apikeys/revoke", map[string]interface{}{"key_id": keyID}, false},
-			{"read", "apikeys/keys/existing", nil, false},
+			{"read", "apikeys/tenants/acme/keys/existing", nil, false},
 			{"write", "transit/datakey/plaintext/apikeys", nil, false},
 		})
 	})
 	// Nothing the denied calls tried took effect.
-	read, err := v.Client.Logical().Read("apikeys/keys/existing")
+	read, err := v.Client.Logical().Read("apikeys/tenants/acme/keys/existing")
 	require.NoError(t, err)
 	assert.Equal(t, "active", read.Data["status"])
 }

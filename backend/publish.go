@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/vault-apikeys/vault-apikeys/wire"
@@ -24,8 +26,8 @@ import (
 // record, which is the truth.
 
 const (
-	storageUnpublishedKey  = "unpublished/key/"
-	storageUnpublishedRole = "unpublished/role/"
+	storageUnpublishedPrefix = "unpublished/"
+	storageUnpublishedKey    = storageUnpublishedPrefix + "key/"
 )
 
 // unpublishedMark is the stored mark of a change not yet on the feed. The op is
@@ -78,7 +80,7 @@ func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []k
 
 // publishKey appends the record's last change to the feed and drops its mark.
 func (b *Backend) publishKey(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
-	seq, err := b.feed.Append(ctx, s, rec.KeyID, rec.Role, lastOp(rec), b.now())
+	seq, err := b.feed.Append(ctx, s, wire.Change{KeyID: rec.KeyID, Role: rec.Role, Tenant: rec.Tenant, Op: lastOp(rec)}, b.now())
 	if err != nil {
 		return 0, err
 	}
@@ -122,32 +124,129 @@ func (b *Backend) republishKey(ctx context.Context, s logical.Storage, rec *Reco
 	return seq, nil
 }
 
-// commitRole writes a role change and publishes it, in the order commitKeys
-// keeps. Every role write and delete publishes: verifiers drop the role's keys
-// and re-read them. The caller holds the role's write lock.
-func (b *Backend) commitRole(ctx context.Context, s logical.Storage, name, op string, write func(context.Context) error) (uint64, error) {
+// scope is what a change that names no key is about: a role, a tenant's
+// settings, or a tenant's allow-list. Verifiers drop every key it covers.
+type scope struct {
+	kind   string // scopeRole, scopeTenant or scopeAllowlist
+	tenant string // tenant and allow-list scopes
+	name   string // the role or the allow-list
+}
+
+const (
+	scopeRole      = "role"
+	scopeTenant    = "tenant"
+	scopeAllowlist = "allowlist"
+)
+
+func roleScope(name string) scope     { return scope{kind: scopeRole, name: name} }
+func tenantScope(tenant string) scope { return scope{kind: scopeTenant, tenant: tenant} }
+func allowlistScope(tenant, name string) scope {
+	return scope{kind: scopeAllowlist, tenant: tenant, name: name}
+}
+
+// markKey is where the scope's unpublished mark is stored: one flat level per
+// kind, so the repair pass lists each kind once (':' never appears in a name).
+func (sc scope) markKey() string {
+	switch sc.kind {
+	case scopeRole:
+		return storageUnpublishedPrefix + scopeRole + "/" + sc.name
+	case scopeTenant:
+		return storageUnpublishedPrefix + scopeTenant + "/" + sc.tenant
+	}
+	return storageUnpublishedPrefix + scopeAllowlist + "/" + sc.tenant + ":" + sc.name
+}
+
+// scopeFromMark is the inverse of markKey for the repair pass.
+func scopeFromMark(kind, id string) scope {
+	switch kind {
+	case scopeRole:
+		return roleScope(id)
+	case scopeTenant:
+		return tenantScope(id)
+	}
+	tenant, name, _ := strings.Cut(id, ":")
+	return allowlistScope(tenant, name)
+}
+
+// change is the feed entry of op on the scope.
+func (sc scope) change(op string) wire.Change {
+	switch sc.kind {
+	case scopeRole:
+		return wire.Change{Role: sc.name, Op: op}
+	case scopeTenant:
+		return wire.Change{Tenant: sc.tenant, Op: op}
+	}
+	return wire.Change{Tenant: sc.tenant, Allowlist: sc.name, Op: op}
+}
+
+// ops are the scope's feed ops: while it exists, and once it is gone.
+func (sc scope) ops() (updated, deleted string) {
+	switch sc.kind {
+	case scopeRole:
+		return wire.OpRoleUpdated, wire.OpRoleDeleted
+	case scopeTenant:
+		return wire.OpTenantUpdated, wire.OpTenantDeleted
+	}
+	return wire.OpAllowlistUpdated, wire.OpAllowlistDeleted
+}
+
+// storageKey is where the scope itself is stored.
+func (sc scope) storageKey() string {
+	switch sc.kind {
+	case scopeRole:
+		return storageRolePrefix + sc.name
+	case scopeTenant:
+		return storageTenantPrefix + sc.tenant
+	}
+	return allowlistKey(sc.tenant, sc.name)
+}
+
+// lock is the lock writers of the scope hold exclusively.
+func (b *Backend) scopeLock(sc scope) *locksutil.LockEntry {
+	if sc.kind == scopeRole {
+		return b.roleLock(sc.name)
+	}
+	return b.tenantLock(sc.tenant)
+}
+
+// eventArgs names the scope in a plugin event.
+func (sc scope) eventArgs() []string {
+	switch sc.kind {
+	case scopeRole:
+		return []string{"role", sc.name}
+	case scopeTenant:
+		return []string{"tenant", sc.tenant}
+	}
+	return []string{"tenant", sc.tenant, "allowlist", sc.name}
+}
+
+// commitScope writes a change of a role, tenant or allow-list and publishes
+// it, in the order commitKeys keeps. Every write and delete publishes:
+// verifiers drop the keys it covers and re-read them. The caller holds the
+// scope's write lock (scopeLock).
+func (b *Backend) commitScope(ctx context.Context, s logical.Storage, sc scope, op string, write func(context.Context) error) (uint64, error) {
 	ctx = context.WithoutCancel(ctx)
-	if err := putJSON(ctx, s, storageUnpublishedRole+name, unpublishedMark{Op: op}); err != nil {
+	if err := putJSON(ctx, s, sc.markKey(), unpublishedMark{Op: op}); err != nil {
 		return 0, err
 	}
 	if err := write(ctx); err != nil {
 		return 0, err
 	}
-	seq, err := b.publishRole(ctx, s, name, op)
+	seq, err := b.publishScope(ctx, s, sc, op)
 	if err != nil {
 		return 0, err
 	}
-	b.sendEvent(ctx, op, "role", name)
+	b.sendEvent(ctx, op, sc.eventArgs()...)
 	return seq, nil
 }
 
-func (b *Backend) publishRole(ctx context.Context, s logical.Storage, name, op string) (uint64, error) {
-	seq, err := b.feed.Append(ctx, s, "", name, op, b.now())
+func (b *Backend) publishScope(ctx context.Context, s logical.Storage, sc scope, op string) (uint64, error) {
+	seq, err := b.feed.Append(ctx, s, sc.change(op), b.now())
 	if err != nil {
 		return 0, err
 	}
-	if err := s.Delete(ctx, storageUnpublishedRole+name); err != nil {
-		b.logger.Warn("drop publish mark", "role", name, "error", err)
+	if err := s.Delete(ctx, sc.markKey()); err != nil {
+		b.logger.Warn("drop publish mark", "scope", sc.kind, "error", err)
 	}
 	return seq, nil
 }
@@ -181,17 +280,19 @@ func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error)
 			done++
 		}
 	}
-	roles, err := s.List(ctx, storageUnpublishedRole)
-	if err != nil {
-		return done, fmt.Errorf("list unpublished role changes: %w", err)
-	}
-	for _, name := range roles {
-		ok, err := b.republishRole(ctx, s, name)
+	for _, kind := range []string{scopeRole, scopeTenant, scopeAllowlist} {
+		ids, err := s.List(ctx, storageUnpublishedPrefix+kind+"/")
 		if err != nil {
-			return done, err
+			return done, fmt.Errorf("list unpublished %s changes: %w", kind, err)
 		}
-		if ok {
-			done++
+		for _, id := range ids {
+			ok, err := b.republishScope(ctx, s, scopeFromMark(kind, id))
+			if err != nil {
+				return done, err
+			}
+			if ok {
+				done++
+			}
 		}
 	}
 	return done, nil
@@ -216,33 +317,32 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 	return b.republishKey(ctx, s, rec)
 }
 
-// republishRole publishes a marked role change as the role stands now:
+// republishScope publishes a marked scope change as the scope stands now:
 // updated while it exists, deleted once it is gone.
-func (b *Backend) republishRole(ctx context.Context, s logical.Storage, name string) (bool, error) {
-	lock := b.roleLock(name)
+func (b *Backend) republishScope(ctx context.Context, s logical.Storage, sc scope) (bool, error) {
+	lock := b.scopeLock(sc)
 	lock.Lock()
 	defer lock.Unlock()
 	var mark unpublishedMark
-	due, err := getJSON(ctx, s, storageUnpublishedRole+name, &mark)
+	due, err := getJSON(ctx, s, sc.markKey(), &mark)
 	if err != nil || !due {
 		return false, err
 	}
-	var role Role
-	exists, err := getJSON(ctx, s, storageRolePrefix+name, &role)
+	entry, err := s.Get(ctx, sc.storageKey())
 	if err != nil {
 		return false, err
 	}
-	op := wire.OpRoleDeleted
-	if exists {
-		op = wire.OpRoleUpdated
+	op, deleted := sc.ops()
+	if entry == nil {
+		op = deleted
 	}
 	ctx = context.WithoutCancel(ctx)
-	seq, err := b.publishRole(ctx, s, name, op)
+	seq, err := b.publishScope(ctx, s, sc, op)
 	if err != nil {
 		return false, err
 	}
-	b.logger.Warn("published a role change whose publish had failed", "role", name, "op", op, "seq", seq)
-	b.sendEvent(ctx, op, "role", name)
+	b.logger.Warn("published a change whose publish had failed", "scope", sc.kind, "op", op, "seq", seq)
+	b.sendEvent(ctx, op, sc.eventArgs()...)
 	return true, nil
 }
 

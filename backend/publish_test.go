@@ -29,7 +29,7 @@ func TestFeedPublishesAfterRecordIsWritten(t *testing.T) {
 			checked = true
 		}
 	}}
-	e.mustOK(logical.DeleteOperation, "keys/a", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
 	assert.True(t, checked)
 }
 
@@ -49,11 +49,11 @@ func TestEventsSent(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
 	e.mustOK(logical.CreateOperation, "roles/dev", map[string]interface{}{"permissions": "*"})
 	e.issue("k", nil)
-	e.mustOK(logical.UpdateOperation, "keys/k/disable", nil)
-	e.mustOK(logical.UpdateOperation, "keys/k/enable", nil)
-	e.mustOK(logical.UpdateOperation, "keys/k/rotate", nil)
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/disable", nil)
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/enable", nil)
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/rotate", nil)
 	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "a:b"})
-	e.mustOK(logical.DeleteOperation, "keys/k", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k", nil)
 	var types []string
 	for _, ev := range sender.Events {
 		types = append(types, string(ev.Type))
@@ -71,7 +71,7 @@ func TestEventFailureNeverFailsRequest(t *testing.T) {
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
 	e.mustOK(logical.CreateOperation, "roles/dev", map[string]interface{}{"permissions": "*"})
 	e.issue("k", nil)
-	e.mustOK(logical.DeleteOperation, "keys/k", nil)
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k", nil)
 }
 
 type failingSender struct{}
@@ -150,7 +150,7 @@ func TestRepairPassPublishesUnpublishedChanges(t *testing.T) {
 			_, err := e.do(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": revokedID})
 			require.Error(t, err)
 			fs.failFeed.Store(1)
-			_, err = e.do(logical.UpdateOperation, "keys/d/disable", nil)
+			_, err = e.do(logical.UpdateOperation, "tenants/acme/keys/d/disable", nil)
 			require.Error(t, err)
 			fs.failFeed.Store(1)
 			_, err = e.do(logical.DeleteOperation, "roles/dev", map[string]interface{}{"revoke_keys": false})

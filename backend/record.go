@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -29,13 +30,38 @@ type Creator struct {
 // KeySpec is what the caller chose for a key at issuance. Rotation copies it
 // whole, so a field added here is carried to the new key without another edit.
 type KeySpec struct {
-	Name         string            `json:"name"`
-	Role         string            `json:"role"`
-	Workspace    string            `json:"workspace,omitempty"`
-	Description  string            `json:"description,omitempty"`
-	Permissions  []string          `json:"permissions"`
-	AllowedCIDRs []string          `json:"allowed_cidrs,omitempty"`
-	Metadata     map[string]string `json:"metadata,omitempty"`
+	// Tenant and Name identify the key's name in the mount (see ref).
+	Tenant       string   `json:"tenant"`
+	Name         string   `json:"name"`
+	Role         string   `json:"role"`
+	Workspace    string   `json:"workspace,omitempty"`
+	Description  string   `json:"description,omitempty"`
+	Permissions  []string `json:"permissions"`
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
+	// Allowlists names the tenant's allow-lists whose CIDRs the key's clients
+	// may also come from (read when a verifier looks the key up).
+	Allowlists []string          `json:"allowlists,omitempty"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+}
+
+// ref is the key's name in the mount: names are unique within a tenant.
+func (k *KeySpec) ref() string { return refOf(k.Tenant, k.Name) }
+
+// refOf joins a tenant and a name into the mount-wide name the index, the
+// name locks and name/ storage are keyed by: "<tenant>/<name>". Neither part
+// may contain '/' (validName), so it splits back unambiguously.
+func refOf(tenant, name string) string { return tenant + "/" + name }
+
+// splitRef is the inverse of refOf.
+func splitRef(ref string) (tenant, name string) {
+	tenant, name, _ = strings.Cut(ref, "/")
+	return tenant, name
+}
+
+// describeRef names a key for messages: `"ci" in tenant "acme"`.
+func describeRef(ref string) string {
+	tenant, name := splitRef(ref)
+	return fmt.Sprintf("%q in tenant %q", printable(name), printable(tenant))
 }
 
 // Record is one key_id's durable state, stored at key/<key_id>. A revoked record
@@ -44,11 +70,15 @@ type KeySpec struct {
 type Record struct {
 	KeyID string `json:"key_id"`
 	KeySpec
-	Status    string     `json:"status"`
-	CreatedAt time.Time  `json:"created_at"`
-	CreatedBy Creator    `json:"created_by"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"created_at"`
+	CreatedBy Creator   `json:"created_by"`
+	// CreatorRole is the platform role of the creator's entity (its
+	// creator_role_key metadata) as last applied: the key's permissions are
+	// capped by that role's current ones. "" = no ceiling (root, machine tokens).
+	CreatorRole string     `json:"creator_role,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
 	// GraceUntil is set on a key replaced by rotation: it stays valid until then
 	// (ExpiresAt is capped to it) and is revoked afterwards.
 	GraceUntil *time.Time      `json:"grace_until,omitempty"`
@@ -59,22 +89,28 @@ type Record struct {
 	LastOp string `json:"last_op,omitempty"`
 }
 
-// NameEntry maps a name to its live key_id (stored at name/<name>). Role,
-// workspace and status are repeated so listing and filters need no record reads.
+// NameEntry maps a name to its live key_id (stored at name/<tenant>/<name>).
+// What list rows and filters show is repeated here so that listing needs no
+// record reads: role, workspace, status, expiry, creation, description and
+// the allow-lists the key names (an allow-list in use cannot be deleted).
 type NameEntry struct {
-	KeyID     string     `json:"key_id"`
-	Role      string     `json:"role"`
-	Workspace string     `json:"workspace,omitempty"`
-	Status    string     `json:"status"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
+	KeyID       string     `json:"key_id"`
+	Role        string     `json:"role"`
+	Workspace   string     `json:"workspace,omitempty"`
+	Status      string     `json:"status"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CreatedBy   Creator    `json:"created_by"`
+	Description string     `json:"description,omitempty"`
+	Allowlists  []string   `json:"allowlists,omitempty"`
 	// Previous lists key_ids replaced by rotation that are still in grace.
 	Previous []string `json:"previous,omitempty"`
 }
 
 func nameEntryOf(rec *Record, previous []string) NameEntry {
 	return NameEntry{KeyID: rec.KeyID, Role: rec.Role, Workspace: rec.Workspace, Status: rec.Status,
-		ExpiresAt: rec.ExpiresAt, CreatedAt: rec.CreatedAt, Previous: previous}
+		ExpiresAt: rec.ExpiresAt, CreatedAt: rec.CreatedAt, CreatedBy: rec.CreatedBy,
+		Description: rec.Description, Allowlists: rec.Allowlists, Previous: previous}
 }
 
 // status is the entry's status at now, as Record.status.
@@ -126,7 +162,7 @@ func (b *Backend) lockRecord(ctx context.Context, s logical.Storage, keyID strin
 	if err != nil || rec == nil {
 		return nil, func() {}, err
 	}
-	lock := b.nameLock(rec.Name)
+	lock := b.nameLock(rec.ref())
 	lock.Lock()
 	rec, err = b.getRecord(ctx, s, keyID)
 	return rec, lock.Unlock, err
@@ -162,9 +198,10 @@ func (b *Backend) putRecord(ctx context.Context, s logical.Storage, rec *Record)
 	return nil
 }
 
-func (b *Backend) getName(ctx context.Context, s logical.Storage, name string) (*NameEntry, error) {
+// getName reads the name entry of ref (tenant/name); nil when the name is free.
+func (b *Backend) getName(ctx context.Context, s logical.Storage, ref string) (*NameEntry, error) {
 	var n NameEntry
-	ok, err := getJSON(ctx, s, storageNamePrefix+name, &n)
+	ok, err := getJSON(ctx, s, storageNamePrefix+ref, &n)
 	if !ok {
 		return nil, err
 	}
@@ -191,7 +228,7 @@ func (b *Backend) putNamed(ctx context.Context, s logical.Storage, rec *Record, 
 	if err := b.putRecord(ctx, s, rec); err != nil {
 		return err
 	}
-	return putJSON(ctx, s, storageNamePrefix+rec.Name, entry)
+	return putJSON(ctx, s, storageNamePrefix+rec.ref(), entry)
 }
 
 // putIndexes writes the expiry and owner index entries of a new record.

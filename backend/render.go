@@ -40,30 +40,36 @@ func failed(err error) (*logical.Response, error) {
 }
 
 // recordView is what read, list and create show: never the key or its digest.
-func (b *Backend) recordView(rec *Record, u *wire.Usage, now time.Time) map[string]interface{} {
+func recordView(rec *Record, u *wire.Usage, now time.Time) map[string]interface{} {
 	data := map[string]interface{}{
-		"name":           rec.Name,
-		"key_id":         rec.KeyID,
-		"role":           rec.Role,
-		"workspace":      rec.Workspace,
-		"permissions":    rec.Permissions,
-		"allowed_cidrs":  nonNil(rec.AllowedCIDRs),
-		"description":    rec.Description,
-		"status":         rec.status(now),
-		"created_at":     rec.CreatedAt.Format(time.RFC3339),
-		"created_by":     map[string]interface{}{"entity_id": rec.CreatedBy.EntityID, "display_name": rec.CreatedBy.DisplayName},
-		"expires_at":     formatTime(rec.ExpiresAt),
-		"metadata":       nonNilMap(rec.Metadata),
-		"use_count":      uint64(0),
-		"last_used_at":   "",
-		"last_used_from": "",
+		"name":          rec.Name,
+		"tenant":        rec.Tenant,
+		"key_id":        rec.KeyID,
+		"role":          rec.Role,
+		"workspace":     rec.Workspace,
+		"permissions":   rec.Permissions,
+		"allowed_cidrs": nonNil(rec.AllowedCIDRs),
+		"allowlists":    nonNil(rec.Allowlists),
+		"creator_role":  rec.CreatorRole,
+		"description":   rec.Description,
+		"status":        rec.status(now),
+		"created_at":    rec.CreatedAt.Format(time.RFC3339),
+		"created_by":    map[string]interface{}{"entity_id": rec.CreatedBy.EntityID, "display_name": rec.CreatedBy.DisplayName},
+		"expires_at":    formatTime(rec.ExpiresAt),
+		"metadata":      nonNilMap(rec.Metadata),
 	}
+	addUsage(data, u)
+	return data
+}
+
+// addUsage sets the usage fields of a view (zero and empty when never used).
+func addUsage(data map[string]interface{}, u *wire.Usage) {
+	data["use_count"], data["last_used_at"], data["last_used_from"] = uint64(0), "", ""
 	if u != nil {
 		data["use_count"] = u.Count
 		data["last_used_at"] = u.LastUsedAt.Format(time.RFC3339)
 		data["last_used_from"] = u.LastUsedFrom
 	}
-	return data
 }
 
 func formatTime(t *time.Time) string {

@@ -76,7 +76,7 @@ func (b *Backend) claimTidy(trigger string) (*tidyRun, bool) {
 
 // finishTidy runs a claimed run to its end and records it as the last one.
 func (b *Backend) finishTidy(ctx context.Context, s logical.Storage, run *tidyRun) error {
-	res, err := b.tidy(ctx, s)
+	res, err := b.tidy(ctx, s, run.Trigger != "periodic")
 	done := *run
 	done.Result, done.FinishedAt = res, b.now()
 	if err != nil {

@@ -62,8 +62,8 @@ func TestPastedKeyIsNeverEchoed(t *testing.T) {
 				map[string]interface{}{"key_id": pasted, "count": 1, "last_used_at": "2026-01-01T00:00:00Z"}}}},
 			{"usage count", logical.UpdateOperation, "usage", map[string]interface{}{"usage": []interface{}{
 				map[string]interface{}{"key_id": tok.KeyID, "count": pasted, "last_used_at": "2026-01-01T00:00:00Z"}}}},
-			{"key name", logical.ReadOperation, "keys/" + pasted, nil},
-			{"disable by name", logical.UpdateOperation, "keys/" + pasted + "/disable", nil},
+			{"key name", logical.ReadOperation, "tenants/acme/keys/" + pasted, nil},
+			{"disable by name", logical.UpdateOperation, "tenants/acme/keys/" + pasted + "/disable", nil},
 			{"role name", logical.UpdateOperation, "roles/" + pasted, map[string]interface{}{"permissions": "x:y"}},
 		}
 		for _, c := range cases {

@@ -76,7 +76,7 @@ func TestSealWithVerifierFollowing(t *testing.T) {
 
 	var issued atomic.Int32
 	load := vaulttest.StartLoad(3, func(w, i int) {
-		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/keys/load-%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
+		if _, err := v.Client.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/load-%d-%d", w, i), map[string]interface{}{"role": "r"}); err == nil {
 			issued.Add(1)
 		}
 	})

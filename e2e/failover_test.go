@@ -39,7 +39,7 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 		attempted.Add(1)
 		var key string
 		err := c.do(func(cl *api.Client) error {
-			sec, err := cl.Logical().Write("apikeys/keys/"+name, map[string]interface{}{"role": "r"})
+			sec, err := cl.Logical().Write("apikeys/tenants/acme/keys/"+name, map[string]interface{}{"role": "r"})
 			if err == nil {
 				key = sec.Data["key"].(string)
 			}
@@ -70,7 +70,10 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 		if !ok {
 			return
 		}
-		err := c.do(func(cl *api.Client) error { _, err := cl.Logical().Delete("apikeys/keys/" + name); return err })
+		err := c.do(func(cl *api.Client) error {
+			_, err := cl.Logical().Delete("apikeys/tenants/acme/keys/" + name)
+			return err
+		})
 		mu.Lock()
 		if err == nil {
 			revoked[name] = key
@@ -107,7 +110,7 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 	answered := waitFor(30*time.Second, func() bool {
 		if fresh == "" {
 			_ = c.do(func(cl *api.Client) error {
-				sec, err := cl.Logical().Write("apikeys/keys/after-failover", map[string]interface{}{"role": "r"})
+				sec, err := cl.Logical().Write("apikeys/tenants/acme/keys/after-failover", map[string]interface{}{"role": "r"})
 				if err == nil {
 					fresh = sec.Data["key"].(string)
 					vaultBack = time.Since(killed)
@@ -154,7 +157,10 @@ func TestFailoverKeepsEveryAcknowledgedWrite(t *testing.T) {
 	for name, key := range created {
 		victim = name
 		require.Equal(t, "VALID", ver.code(t, key))
-		require.NoError(t, c.do(func(cl *api.Client) error { _, err := cl.Logical().Delete("apikeys/keys/" + name); return err }))
+		require.NoError(t, c.do(func(cl *api.Client) error {
+			_, err := cl.Logical().Delete("apikeys/tenants/acme/keys/" + name)
+			return err
+		}))
 		start := time.Now()
 		assert.True(t, waitFor(2*time.Second, func() bool { return ver.code(t, key) == "REVOKED" }))
 		t.Logf("revocation on the new active node seen in %s", time.Since(start))
@@ -175,11 +181,11 @@ func TestRestartKeepsKeysAndFeed(t *testing.T) {
 	require.NoError(t, err)
 	keys := map[string]string{}
 	for i := 0; i < 10; i++ {
-		sec, err := cl.Logical().Write(fmt.Sprintf("apikeys/keys/k%d", i), map[string]interface{}{"role": "r"})
+		sec, err := cl.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/k%d", i), map[string]interface{}{"role": "r"})
 		require.NoError(t, err)
 		keys[fmt.Sprintf("k%d", i)] = sec.Data["key"].(string)
 	}
-	_, err = cl.Logical().Delete("apikeys/keys/k0")
+	_, err = cl.Logical().Delete("apikeys/tenants/acme/keys/k0")
 	require.NoError(t, err)
 	ver := startClusterVerifier(t, c, "-stale-if-error", "60s")
 	require.Equal(t, "VALID", ver.code(t, keys["k1"]))
@@ -194,7 +200,7 @@ func TestRestartKeepsKeysAndFeed(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, head, after.Data["head"], "the feed position survives the restart")
 	assert.Len(t, after.Data["changes"], 12, "the role's creation, ten keys, one revocation")
-	list, err := cl.Logical().List("apikeys/keys")
+	list, err := cl.Logical().List("apikeys/tenants/acme/keys")
 	require.NoError(t, err)
 	assert.Len(t, list.Data["keys"], 9)
 	assert.Equal(t, "REVOKED", ver.code(t, keys["k0"]))
@@ -204,7 +210,7 @@ func TestRestartKeepsKeysAndFeed(t *testing.T) {
 		}
 	}
 	// New mutations continue the sequence, and the verifier follows them.
-	_, err = cl.Logical().Delete("apikeys/keys/k1")
+	_, err = cl.Logical().Delete("apikeys/tenants/acme/keys/k1")
 	require.NoError(t, err)
 	assert.True(t, waitFor(5*time.Second, func() bool { return ver.code(t, keys["k1"]) == "REVOKED" }))
 	next, err := cl.Logical().Read("apikeys/changes")
@@ -224,7 +230,7 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 	ver := startClusterVerifier(t, c)
 	var key string
 	require.NoError(t, c.do(func(cl *api.Client) error {
-		sec, err := cl.Logical().Write("apikeys/keys/rotating", map[string]interface{}{"role": "r"})
+		sec, err := cl.Logical().Write("apikeys/tenants/acme/keys/rotating", map[string]interface{}{"role": "r"})
 		if err == nil {
 			key = sec.Data["key"].(string)
 		}
@@ -241,13 +247,13 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 	}
 	issuers := vaulttest.StartLoad(1, func(_, i int) {
 		count(c.do(func(cl *api.Client) error {
-			_, err := cl.Logical().Write(fmt.Sprintf("apikeys/keys/sd-%05d", i), map[string]interface{}{"role": "r"})
+			_, err := cl.Logical().Write(fmt.Sprintf("apikeys/tenants/acme/keys/sd-%05d", i), map[string]interface{}{"role": "r"})
 			return err
 		}))
 	})
 	rotators := vaulttest.StartLoad(1, func(int, int) {
 		count(c.do(func(cl *api.Client) error {
-			_, err := cl.Logical().Write("apikeys/keys/rotating/rotate", map[string]interface{}{"grace": "0"})
+			_, err := cl.Logical().Write("apikeys/tenants/acme/keys/rotating/rotate", map[string]interface{}{"grace": "0"})
 			return err
 		}))
 	})
@@ -270,7 +276,7 @@ func TestStepDownWithRequestsInFlight(t *testing.T) {
 	assert.Less(t, took, 5*time.Second)
 	require.True(t, waitFor(10*time.Second, func() bool {
 		return c.do(func(cl *api.Client) error {
-			_, err := cl.Logical().Write("apikeys/keys/after-stepdown", map[string]interface{}{"role": "r"})
+			_, err := cl.Logical().Write("apikeys/tenants/acme/keys/after-stepdown", map[string]interface{}{"role": "r"})
 			return err
 		}) == nil
 	}), "a new active node takes writes")

@@ -152,7 +152,7 @@ func (s *forwardAuthStack) check(t *testing.T, base string) {
 	// A client asking for another workspace cannot make a mismatching key pass.
 	assert.Equal(t, http.StatusForbidden, get(s.otherWS, map[string]string{"X-Apikey-Workspace": "dev-eu"}).StatusCode)
 
-	_, err := s.v.Client.Logical().Delete("apikeys/keys/good")
+	_, err := s.v.Client.Logical().Delete("apikeys/tenants/acme/keys/good")
 	require.NoError(t, err)
 	assert.True(t, waitFor(2*time.Second, func() bool { return get(s.good, nil).StatusCode == http.StatusUnauthorized }), "401 after revoke")
 

@@ -79,7 +79,7 @@ func (p *verifierProc) code(t *testing.T, key string) string {
 // issue creates a key as root and returns it.
 func issue(t *testing.T, v *vaulttest.Vault, name string, data map[string]interface{}) string {
 	t.Helper()
-	sec, err := v.Client.Logical().Write("apikeys/keys/"+name, data)
+	sec, err := v.Client.Logical().Write("apikeys/tenants/acme/keys/"+name, data)
 	require.NoError(t, err)
 	return sec.Data["key"].(string)
 }

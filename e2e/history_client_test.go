@@ -31,8 +31,8 @@ func newAPIClient(addrs []string, token, mount string) *apiClient {
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32}}}
 }
 
-func (c *apiClient) keyPath(name string) string { return c.mount + "/keys/" + name }
-func (c *apiClient) revokePath() string         { return c.mount + "/revoke" }
+func (c *apiClient) keyPath(name string) string { return c.mount + "/tenants/acme/keys/" + name }
+func (c *apiClient) revokePath() string         { return c.mount + "/tenants/acme/revoke" }
 func (c *apiClient) rolePath(role string) string {
 	return c.mount + "/roles/" + role
 }

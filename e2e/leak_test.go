@@ -61,18 +61,18 @@ func TestSecretLeakScan(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 
-	rotated := keep(w("apikeys/keys/a/rotate", map[string]interface{}{"grace": "1h"}).Data["key"].(string))
+	rotated := keep(w("apikeys/tenants/acme/keys/a/rotate", map[string]interface{}{"grace": "1h"}).Data["key"].(string))
 	ver.verify(t, map[string]interface{}{"key": rotated})
-	w("apikeys/keys/b/disable", nil)
+	w("apikeys/tenants/acme/keys/b/disable", nil)
 	ver.verify(t, map[string]interface{}{"key": b})
-	_, err = v.Client.Logical().JSONMergePatch(t.Context(), "apikeys/keys/c", map[string]interface{}{"description": "patched"})
+	_, err = v.Client.Logical().JSONMergePatch(t.Context(), "apikeys/tenants/acme/keys/c", map[string]interface{}{"description": "patched"})
 	require.NoError(t, err)
 	w("apikeys/revoke", map[string]interface{}{"key": c})
 	ver.verify(t, map[string]interface{}{"key": c})
 	w("transit/keys/apikeys/rotate", nil)
 	w("apikeys/rewrap", nil)
 	w("apikeys/tidy", nil)
-	_, err = v.Client.Logical().Delete("apikeys/keys/a")
+	_, err = v.Client.Logical().Delete("apikeys/tenants/acme/keys/a")
 	require.NoError(t, err)
 	ver.verify(t, map[string]interface{}{"key": a})
 	time.Sleep(1500 * time.Millisecond) // let a usage flush happen
@@ -89,7 +89,7 @@ func TestSecretLeakScan(t *testing.T) {
 	}
 	require.NotEmpty(t, sources["verifier audit lines"])
 	require.Contains(t, sources["raw storage (sys/raw)"], "key/")
-	require.Contains(t, sources["vault audit log"], "apikeys/keys/a")
+	require.Contains(t, sources["vault audit log"], "apikeys/tenants/acme/keys/a")
 	hits := 0
 	for where, text := range sources {
 		for i, s := range secrets {

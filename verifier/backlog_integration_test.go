@@ -109,7 +109,7 @@ func TestIntegrationBacklogIsServedByLookup(t *testing.T) {
 		perm := []string{"a:read", "b:read"}[i%2]
 		admin(t, s.vault, "apikeys/roles/noise", map[string]any{"permissions": perm})
 	}
-	_, err := s.vault.Client.Logical().Delete("apikeys/keys/hot")
+	_, err := s.vault.Client.Logical().Delete("apikeys/tenants/acme/keys/hot")
 	require.NoError(t, err)
 
 	gate.step(t) // the first page only

@@ -129,7 +129,7 @@ func (s *stack) issue(t *testing.T, name string, fields map[string]any) string {
 		fields = map[string]any{}
 	}
 	fields["role"] = "ops"
-	data := admin(t, s.vault, "apikeys/keys/"+name, fields)
+	data := admin(t, s.vault, "apikeys/tenants/acme/keys/"+name, fields)
 	key, _ := data["key"].(string)
 	require.NotEmpty(t, key, "create returned no key")
 	return key
@@ -196,9 +196,9 @@ func TestIntegrationEveryCode(t *testing.T) {
 	wide := s.issue(t, "wide", nil)
 	narrow := s.issue(t, "narrow", map[string]any{"allowed_cidrs": "10.1.0.0/16"})
 	disabled := s.issue(t, "disabled", nil)
-	admin(t, vt, "apikeys/keys/disabled/disable", nil)
+	admin(t, vt, "apikeys/tenants/acme/keys/disabled/disable", nil)
 	revoked := s.issue(t, "revoked", nil)
-	_, err := vt.Client.Logical().Delete("apikeys/keys/revoked")
+	_, err := vt.Client.Logical().Delete("apikeys/tenants/acme/keys/revoked")
 	require.NoError(t, err)
 	short := s.issue(t, "short", map[string]any{"ttl": "2s"})
 	require.Equal(t, "VALID", s.code(t, short, nil), "cached before it expires")
@@ -264,7 +264,7 @@ func TestIntegrationRevocationPropagation(t *testing.T) {
 	}
 	lat := make([]time.Duration, n)
 	for i, k := range keys {
-		_, err := s.vault.Client.Logical().Delete(fmt.Sprintf("apikeys/keys/hot-%03d", i))
+		_, err := s.vault.Client.Logical().Delete(fmt.Sprintf("apikeys/tenants/acme/keys/hot-%03d", i))
 		require.NoError(t, err)
 		lat[i] = s.within(t, k, nil, "REVOKED", propagation)
 	}
@@ -288,11 +288,11 @@ func TestIntegrationRoleDowngradeAndDisableEnable(t *testing.T) {
 	admin(t, s.vault, "apikeys/roles/ops", map[string]any{"permissions": "clusters:read,nodes:*"})
 	t.Logf("upgrade back seen after %s", s.within(t, key, need, "VALID", propagation))
 
-	admin(t, s.vault, "apikeys/keys/k/disable", nil)
+	admin(t, s.vault, "apikeys/tenants/acme/keys/k/disable", nil)
 	t.Logf("disable seen after %s", s.within(t, key, need, "DISABLED", propagation))
-	admin(t, s.vault, "apikeys/keys/k/enable", nil)
+	admin(t, s.vault, "apikeys/tenants/acme/keys/k/enable", nil)
 	t.Logf("enable seen after %s", s.within(t, key, need, "VALID", propagation))
-	admin(t, s.vault, "apikeys/keys/k/disable", nil)
+	admin(t, s.vault, "apikeys/tenants/acme/keys/k/disable", nil)
 	t.Logf("disable again seen after %s", s.within(t, key, need, "DISABLED", propagation))
 }
 
@@ -337,7 +337,7 @@ func TestIntegrationForwardAuthAndMiddleware(t *testing.T) {
 	require.Equal(t, http.StatusOK, call())
 	assert.Equal(t, "app", seen.Name, "the handler sees the key")
 
-	_, err := s.vault.Client.Logical().Delete("apikeys/keys/app")
+	_, err := s.vault.Client.Logical().Delete("apikeys/tenants/acme/keys/app")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return call() == http.StatusUnauthorized }, time.Second, 5*time.Millisecond, "revoked → 401 through the middleware")
 	assert.Equal(t, http.StatusUnauthorized, auth(map[string]string{"X-API-Key": key}).StatusCode, "revoked → 401 at forward-auth")
@@ -387,7 +387,7 @@ func TestIntegrationLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
 
 	// Usage arrives in batches, attributed to the client address.
 	require.Eventually(t, func() bool {
-		sec, err := s.vault.Client.Logical().Read("apikeys/keys/k")
+		sec, err := s.vault.Client.Logical().Read("apikeys/tenants/acme/keys/k")
 		require.NoError(t, err)
 		return fmt.Sprint(sec.Data["use_count"]) == "20" && sec.Data["last_used_from"] == "10.0.0.7"
 	}, 5*time.Second, 50*time.Millisecond, "usage reported")
@@ -398,12 +398,12 @@ func TestIntegrationLeastPrivilegeUsageAndNoLeaks(t *testing.T) {
 	c.SetToken(s.token)
 	for _, denied := range []func() error{
 		func() error {
-			_, err := c.Logical().Write("apikeys/keys/evil", map[string]any{"role": "ops"})
+			_, err := c.Logical().Write("apikeys/tenants/acme/keys/evil", map[string]any{"role": "ops"})
 			return err
 		},
 		func() error { _, err := c.Logical().Read("apikeys/config"); return err },
-		func() error { _, err := c.Logical().Delete("apikeys/keys/k"); return err },
-		func() error { _, err := c.Logical().List("apikeys/keys"); return err },
+		func() error { _, err := c.Logical().Delete("apikeys/tenants/acme/keys/k"); return err },
+		func() error { _, err := c.Logical().List("apikeys/tenants/acme/keys"); return err },
 		func() error {
 			_, err := c.Logical().Write("transit/encrypt/apikeys", map[string]any{"plaintext": "eA=="})
 			return err
@@ -453,7 +453,7 @@ func TestIntegrationAppRoleAndTokenFile(t *testing.T) {
 	tokenFile := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte(vt.TokenFromFile(t, "policies/verifier.hcl")), 0o600))
 	admin(t, vt, "apikeys/roles/ops", map[string]any{"permissions": "clusters:read"})
-	key := admin(t, vt, "apikeys/keys/k", map[string]any{"role": "ops"})["key"].(string)
+	key := admin(t, vt, "apikeys/tenants/acme/keys/k", map[string]any{"role": "ops"})["key"].(string)
 
 	for name, cfg := range map[string]verifier.Config{
 		"approle":    {AppRoleRoleID: roleID, AppRoleSecretIDFile: secretFile},

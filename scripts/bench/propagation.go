@@ -75,7 +75,7 @@ func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued
 			res.failures++
 			continue
 		}
-		if _, err := vaultDo(addr, "DELETE", "apikeys/keys/"+k.name, h, nil); err != nil {
+		if _, err := vaultDo(addr, "DELETE", "apikeys/tenants/acme/keys/"+k.name, h, nil); err != nil {
 			res.failures++
 			continue
 		}

@@ -107,11 +107,11 @@ func (r *results) markdown(o options) string {
 
 	fmt.Fprintf(&b, "\n## Issuance with the Go client (concurrency 16; these keys feed the verify loads)\n\n| phase | keys/s |\n|---|---:|\n")
 	fmt.Fprintf(&b, "| first %d keys (store empty → %d) | %.0f |\n| %d more with %d stored | %.0f |\n", o.fill, o.fill, r.fillRate, o.measured, o.fill, r.measuredRate)
-	fmt.Fprintf(&b, "\nFirst page of `LIST apikeys/keys` (limit 100) with %d keys stored: %s.\n", o.fill+o.measured, ms(r.listFirstPage))
+	fmt.Fprintf(&b, "\nFirst page of `LIST apikeys/tenants/acme/keys` (limit 100) with %d keys stored: %s.\n", o.fill+o.measured, ms(r.listFirstPage))
 
 	p := r.propagation
 	fmt.Fprintf(&b, "\n## Revocation propagation under load\n\n")
-	fmt.Fprintf(&b, "%d cached keys revoked one by one with `DELETE apikeys/keys/<name>` while wrk sent a paced load of other keys (%d connections, %d ms pause after each answer): target %.0f req/s = half the hot maximum, achieved %.0f req/s (p99 %s). Latency from the delete returning to the verifier's first REVOKED answer:\n\n",
+	fmt.Fprintf(&b, "%d cached keys revoked one by one with `DELETE apikeys/tenants/acme/keys/<name>` while wrk sent a paced load of other keys (%d connections, %d ms pause after each answer): target %.0f req/s = half the hot maximum, achieved %.0f req/s (p99 %s). Latency from the delete returning to the verifier's first REVOKED answer:\n\n",
 		len(p.latencies)+p.failures, p.background.conns, p.delayMs, p.targetRate, p.background.rps, ms(p.background.p99))
 	fmt.Fprintf(&b, "| p50 | p99 | max | not seen within 2 s |\n|---:|---:|---:|---:|\n| %s | %s | %s | %d |\n", ms(pct(p.latencies, 0.50)), ms(pct(p.latencies, 0.99)), ms(pct(p.latencies, 1)), p.failures)
 

@@ -38,7 +38,7 @@ func TestIntegrationInProcessAgainstVault(t *testing.T) {
 		return sec.Data
 	}
 	write("apikeys/roles/ops", map[string]any{"permissions": "clusters:read", "allowed_workspaces": "prod"})
-	key, _ := write("apikeys/keys/web", map[string]any{"role": "ops", "workspace": "prod"})["key"].(string)
+	key, _ := write("apikeys/tenants/acme/keys/web", map[string]any{"role": "ops", "workspace": "prod"})["key"].(string)
 	require.NotEmpty(t, key)
 
 	c, err := inprocess.Start(verifier.Config{
@@ -71,7 +71,7 @@ func TestIntegrationInProcessAgainstVault(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, verdict.WorkspaceMismatch, res.Code)
 
-	_, err = vt.Client.Logical().Delete("apikeys/keys/web")
+	_, err = vt.Client.Logical().Delete("apikeys/tenants/acme/keys/web")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return serve(key).Code == http.StatusUnauthorized }, 2*time.Second, 5*time.Millisecond,
 		"a revocation through Vault reaches the in-process verifier")
