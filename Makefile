@@ -62,7 +62,8 @@ bench:
 	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench && \
 	  cat scripts/bench/history.md >> BENCHMARKS.md
 
-## bench-scale: issuance and listing with 10k and with SCALE (default 1,000,000) keys stored (long)
+## bench-scale: one mount with 10k keys in 10 tenants, then SCALE (default 1,000,000) keys in SCALE/10 tenants:
+## issuance, tenant list pages and quota checks at both points (long)
 SCALE ?= 1000000
 bench-scale:
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \

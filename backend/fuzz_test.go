@@ -111,3 +111,47 @@ func FuzzNormalizeCIDRs(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTenantPaths drives the tenant segment, tenant settings, named
+// allow-lists and a key naming them: no panic, only success or a clean 4xx,
+// and a rejected create leaves no key behind.
+func FuzzTenantPaths(f *testing.F) {
+	f.Add("acme", "office", "10.0.0.0/8", "5", "office")
+	f.Add("", "", "", "", "")
+	f.Add("a/b", "..", "::1/129", "-1", "office,office")
+	f.Add(strings.Repeat("t", 200), "ключ", "300.0.0.1/8", "x", strings.Repeat("l,", 40))
+	f.Add("acme-x", "vpn", "2001:db8::/32", "0", "ghost")
+	f.Fuzz(func(t *testing.T, tenant, list, cidrs, maxKeys, names string) {
+		e := configured(t)
+		ok := func(what string, err error) {
+			if err != nil && !errors.Is(err, logical.ErrInvalidRequest) && !errors.Is(err, logical.ErrUnsupportedPath) && !errors.Is(err, logical.ErrUnsupportedOperation) {
+				t.Fatalf("%s: unexpected error kind: %v", what, err)
+			}
+		}
+		do := func(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
+			return e.b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: e.s})
+		}
+		_, err := do(logical.UpdateOperation, "tenants/"+tenant, map[string]interface{}{"max_keys": maxKeys, "allowed_cidrs": cidrs})
+		ok("tenant write", err)
+		_, err = do(logical.UpdateOperation, "tenants/"+tenant+"/allowlists/"+list, map[string]interface{}{"cidrs": cidrs})
+		ok("allow-list write", err)
+		resp, err := do(logical.CreateOperation, "tenants/"+tenant+"/keys/k", map[string]interface{}{"role": "dev", "allowlists": names})
+		ok("create", err)
+		failed := err != nil || resp == nil || resp.IsError()
+		keys, lerr := logical.CollectKeysWithPrefix(context.Background(), e.s, storageNamePrefix)
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		if failed && len(keys) != 0 {
+			t.Fatalf("a rejected create left %v behind", keys)
+		}
+		for _, path := range []string{"tenants/" + tenant, "tenants/" + tenant + "/allowlists/", "tenants/" + tenant + "/keys/", "keys/"} {
+			var op logical.Operation = logical.ListOperation
+			if !strings.HasSuffix(path, "/") {
+				op = logical.ReadOperation
+			}
+			_, err := do(op, path, map[string]interface{}{"tenant": tenant, "after": list})
+			ok(path, err)
+		}
+	})
+}

@@ -1,8 +1,11 @@
 package backend
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -181,4 +184,34 @@ func TestLookupCarriesTenant(t *testing.T) {
 	var batch wire.Batch
 	require.NoError(t, json.Unmarshal(raw, &batch))
 	assert.Equal(t, "acme", batch.Entries[0].Tenant)
+}
+
+// Concurrent creates in one tenant never pass its quota: in-flight creates
+// count against it, and another tenant's creates do not.
+func TestConcurrentCreatesNeverExceedTenantQuota(t *testing.T) {
+	e := configured(t)
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"max_keys_per_tenant": 10})
+	var wg sync.WaitGroup
+	var ok [2]atomic.Int32
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			tenant := i % 2
+			resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
+				Operation: logical.CreateOperation, Path: fmt.Sprintf("tenants/t%d/keys/k%d", tenant, i), Storage: e.s,
+				Data: map[string]interface{}{"role": "dev"},
+			})
+			if err == nil && resp != nil && !resp.IsError() {
+				ok[tenant].Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	for tenant := range ok {
+		assert.EqualValues(t, 10, ok[tenant].Load(), "tenant t%d", tenant)
+		names, err := e.s.List(context.Background(), fmt.Sprintf("%st%d/", storageNamePrefix, tenant))
+		require.NoError(t, err)
+		assert.Len(t, names, 10)
+	}
 }

@@ -129,8 +129,10 @@ func (s *forwardAuthStack) check(t *testing.T, base string) {
 	s.mu.Unlock()
 	// A client smuggling identity headers must not reach the upstream with them,
 	// nor widen what the route requires.
+	// The recipes pin no tenant: a client naming one (not its key's) would get
+	// TENANT_MISMATCH (403) if the proxy let the header through.
 	resp = get(s.good, map[string]string{"X-Apikey-Id": "forged", "X-Apikey-Role": "admin",
-		"X-Apikey-Permissions": "*", "X-Apikey-Workspace": "dev-eu"})
+		"X-Apikey-Permissions": "*", "X-Apikey-Workspace": "dev-eu", "X-Apikey-Tenant": "forged-tenant"})
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "good key")
 	s.mu.Lock()
 	require.Len(t, s.upstream, 1, "exactly one request reached the upstream")
@@ -141,6 +143,7 @@ func (s *forwardAuthStack) check(t *testing.T, base string) {
 	assert.Equal(t, "good", h.Get("X-Apikey-Name"))
 	assert.Equal(t, "ops", h.Get("X-Apikey-Role"))
 	assert.Equal(t, "prod", h.Get("X-Apikey-Workspace"))
+	assert.Equal(t, "acme", h.Get("X-Apikey-Tenant"), "the tenant the application sees is the key's")
 	assert.Empty(t, h.Get("X-Apikey-Permissions"), "the client's permission header is dropped")
 	assert.Empty(t, h.Get("Authorization"), "the key does not reach the application")
 

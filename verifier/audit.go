@@ -15,11 +15,13 @@ type auditLine struct {
 	RequestID string    `json:"request_id"`
 	Endpoint  string    `json:"endpoint"`
 	KeyID     string    `json:"key_id,omitempty"`
-	Name      string    `json:"name,omitempty"`
-	Code      string    `json:"code"`
-	Workspace string    `json:"workspace,omitempty"`
-	ClientIP  string    `json:"client_ip,omitempty"`
-	LatencyMS float64   `json:"latency_ms"`
+	// Tenant is the tenant the decision was for (auditTenant).
+	Tenant    string  `json:"tenant,omitempty"`
+	Name      string  `json:"name,omitempty"`
+	Code      string  `json:"code"`
+	Workspace string  `json:"workspace,omitempty"`
+	ClientIP  string  `json:"client_ip,omitempty"`
+	LatencyMS float64 `json:"latency_ms"`
 	// FeedSeq is the feed position the verifier had applied when it answered
 	// (DESIGN §6): a history checker orders answers against revocations by it.
 	FeedSeq uint64 `json:"feed_seq"`

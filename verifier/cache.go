@@ -7,7 +7,7 @@ import (
 
 const (
 	cacheShards = 64
-	// markTTL is how long the eviction of a key or role is remembered to refuse
+	// markTTL is how long the eviction of a key, role or tenant is remembered to refuse
 	// stale lookups; a lookup older than that is refused by the floor instead.
 	markTTL  = 30 * time.Second
 	maxMarks = 200_000
@@ -27,16 +27,18 @@ const (
 //
 // Race protection (DESIGN §6): a lookup entry reflects every change up to its
 // Seq. Insert refuses an entry when an eviction with a higher seq has already
-// been applied for its key_id, its role, or everything (a reset), because the
-// entry may predate that change. Evictions are remembered for markTTL; after
-// that the floor (the highest forgotten seq) refuses any older entry.
+// been applied for its key_id, its role, its creator's role, its tenant, or
+// everything (a reset), because the entry may predate that change. Evictions
+// are remembered for markTTL; after that the floor (the highest forgotten seq)
+// refuses any older entry.
 type cache struct {
 	shards      [cacheShards]cacheShard
 	perShard    int
 	negPerShard int
 	markMu      sync.Mutex // serialises Insert against evictions
 	keyMarks    map[string]uint64
-	roleMarks   map[string]uint64
+	roleMarks   map[string]uint64 // a role's own keys and the keys its holders created
+	tenantMarks map[string]uint64
 	order       []mark // evictions in the order applied, for forgetting
 	floor       uint64
 }
@@ -48,9 +50,9 @@ type cacheShard struct {
 }
 
 type mark struct {
-	seq       uint64
-	key, role string
-	at        time.Time
+	seq               uint64
+	key, role, tenant string
+	at                time.Time
 }
 
 // newCache returns a cache of at most size cached keys.
@@ -60,6 +62,7 @@ func newCache(size int) *cache {
 		negPerShard: max(1, size/negativeShare/cacheShards),
 		keyMarks:    make(map[string]uint64),
 		roleMarks:   make(map[string]uint64),
+		tenantMarks: make(map[string]uint64),
 	}
 	for i := range c.shards {
 		c.shards[i].byKeyID = make(map[string]*cachedKey)
@@ -94,7 +97,8 @@ func (c *cache) Get(keyID string) *cachedKey {
 func (c *cache) Insert(r *cachedKey, seq uint64) bool {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
-	if c.floor > seq || c.keyMarks[r.keyID] > seq || (r.role() != "" && c.roleMarks[r.role()] > seq) {
+	if c.floor > seq || c.keyMarks[r.keyID] > seq || c.marked(c.roleMarks, r.role(), seq) ||
+		c.marked(c.roleMarks, r.creatorRole(), seq) || c.marked(c.tenantMarks, r.tenantName(), seq) {
 		return false
 	}
 	s := c.shard(r.keyID)
@@ -113,6 +117,12 @@ func (c *cache) Insert(r *cachedKey, seq uint64) bool {
 	}
 	m[r.keyID] = r
 	return true
+}
+
+// marked reports whether name ("" names nothing) has an eviction after seq.
+// Caller holds markMu.
+func (c *cache) marked(marks map[string]uint64, name string, seq uint64) bool {
+	return name != "" && marks[name] > seq
 }
 
 // drop removes whatever is cached for keyID. Caller holds s.mu.
@@ -146,25 +156,44 @@ func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
 	c.forget(now)
 }
 
-// EvictRole drops every cached key of role and refuses entries older than seq for it.
+// EvictRole drops every cached key of role, and every key whose creator holds
+// role (its permissions are capped by that role: the creator ceiling, DESIGN
+// §4), and refuses entries older than seq for either.
 func (c *cache) EvictRole(role string, seq uint64, now time.Time) {
+	c.evictWhere(c.roleMarks, role, mark{seq: seq, role: role, at: now}, func(r *cachedKey) bool {
+		return r.role() == role || r.creatorRole() == role
+	})
+}
+
+// EvictTenant drops every cached key of tenant (its tenant-wide list or one
+// of its named allow-lists changed, or it was deleted) and refuses entries
+// older than seq for it.
+func (c *cache) EvictTenant(tenant string, seq uint64, now time.Time) {
+	c.evictWhere(c.tenantMarks, tenant, mark{seq: seq, tenant: tenant, at: now}, func(r *cachedKey) bool {
+		return r.tenantName() == tenant
+	})
+}
+
+// evictWhere marks name in marks at m.seq and drops every cached key that
+// hit selects: the one discipline of every eviction naming many keys.
+func (c *cache) evictWhere(marks map[string]uint64, name string, m mark, hit func(*cachedKey) bool) {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
-	if c.roleMarks[role] < seq {
-		c.roleMarks[role] = seq
+	if marks[name] < m.seq {
+		marks[name] = m.seq
 	}
-	c.order = append(c.order, mark{seq: seq, role: role, at: now})
+	c.order = append(c.order, m)
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
 		for _, r := range s.byKeyID {
-			if r.role() == role {
+			if hit(r) {
 				s.remove(r)
 			}
 		}
 		s.mu.Unlock()
 	}
-	c.forget(now)
+	c.forget(m.at)
 }
 
 // Flush drops everything and refuses entries older than seq: the feed was reset
@@ -175,6 +204,7 @@ func (c *cache) Flush(seq uint64) {
 	c.floor = seq // may go down: a reset to a lower head is a new feed
 	clear(c.keyMarks)
 	clear(c.roleMarks)
+	clear(c.tenantMarks)
 	c.order = nil
 	for i := range c.shards {
 		s := &c.shards[i]
@@ -197,6 +227,9 @@ func (c *cache) forget(now time.Time) {
 		}
 		if m.role != "" && c.roleMarks[m.role] <= m.seq {
 			delete(c.roleMarks, m.role)
+		}
+		if m.tenant != "" && c.tenantMarks[m.tenant] <= m.seq {
+			delete(c.tenantMarks, m.tenant)
 		}
 		n++
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
@@ -51,4 +52,51 @@ func TestCacheIsBounded(t *testing.T) {
 		c.Insert(rec(string(rune('A'+i%50))+string(rune('a'+i/50)), "r"), 1)
 	}
 	assert.LessOrEqual(t, c.Len(), cacheShards)
+}
+
+// tenantRec is rec of tenant, created by a holder of creatorRole.
+func tenantRec(id, role, tenant, creatorRole string) *cachedKey {
+	r := rec(id, role)
+	r.grants.entry.CreatorRole = creatorRole
+	r.tenant = &tenantBlock{name: tenant}
+	return r
+}
+
+func TestCacheEvictTenantRefusesOlderEntries(t *testing.T) {
+	now := time.Now()
+	c := newCache(100)
+	require.True(t, c.Insert(tenantRec("a", "r", "acme", ""), 1))
+	require.True(t, c.Insert(tenantRec("b", "r", "globex", ""), 1))
+	require.True(t, c.Insert(rec("c", "r"), 1))
+
+	c.EvictTenant("acme", 10, now)
+	assert.Nil(t, c.Get("a"), "a tenant change drops the tenant's keys")
+	assert.NotNil(t, c.Get("b"), "other tenants are unaffected")
+	assert.NotNil(t, c.Get("c"), "keys naming no tenant are unaffected")
+	assert.False(t, c.Insert(tenantRec("a", "r", "acme", ""), 9), "a lookup answered before the change may be stale")
+	assert.False(t, c.Insert(tenantRec("d", "r", "acme", ""), 9), "for every key of the tenant")
+	assert.True(t, c.Insert(tenantRec("e", "r", "globex", ""), 9))
+	assert.True(t, c.Insert(tenantRec("a", "r", "acme", ""), 10), "read at the change: reflects it")
+
+	// Forgotten after markTTL, the floor still refuses what the mark refused.
+	c.EvictKey("z", 11, now.Add(markTTL+time.Second))
+	assert.NotContains(t, c.tenantMarks, "acme")
+	assert.False(t, c.Insert(tenantRec("f", "r", "acme", ""), 9))
+
+	c.EvictTenant("globex", 20, now)
+	c.Flush(21)
+	assert.Empty(t, c.tenantMarks, "a flush clears the tenant marks (its floor refuses instead)")
+}
+
+func TestCacheEvictRoleTakesTheKeysItsHoldersCreated(t *testing.T) {
+	now := time.Now()
+	c := newCache(100)
+	require.True(t, c.Insert(tenantRec("a", "ops", "acme", "lead"), 1))
+	require.True(t, c.Insert(tenantRec("b", "ops", "acme", "dev"), 1))
+	c.EvictRole("lead", 10, now)
+	assert.Nil(t, c.Get("a"), "the creator's role changed: its ceiling may have narrowed")
+	assert.NotNil(t, c.Get("b"))
+	assert.False(t, c.Insert(tenantRec("a", "ops", "acme", "lead"), 9), "a lookup answered before the creator's role change")
+	assert.True(t, c.Insert(tenantRec("b2", "ops", "acme", "dev"), 9))
+	assert.True(t, c.Insert(tenantRec("a", "ops", "acme", "lead"), 10))
 }

@@ -24,6 +24,7 @@ const (
 	DefaultDEKCacheSize      = 1024
 	DefaultUsageMaxKeys      = 100_000
 	DefaultMaxAge            = 10 * time.Minute
+	DefaultTenantHeader      = "X-Apikey-Tenant"
 	DefaultWorkspaceHeader   = "X-Apikey-Workspace"
 	DefaultPermissionsHeader = "X-Apikey-Permissions"
 
@@ -78,7 +79,10 @@ type Config struct {
 
 	// TrustedProxies are peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
-	// WorkspaceHeader and PermissionsHeader carry what GET /v1/auth checks.
+	// TenantHeader, WorkspaceHeader and PermissionsHeader carry what GET
+	// /v1/auth checks. The proxy must set or clear each of them on every
+	// request: a value the client sent would otherwise reach the verifier.
+	TenantHeader      string
 	WorkspaceHeader   string
 	PermissionsHeader string
 
@@ -104,6 +108,7 @@ func (c *Config) setDefaults() {
 	def(&c.Mount, DefaultMount)
 	def(&c.TransitMount, DefaultTransitMount)
 	def(&c.TransitKey, DefaultTransitKey)
+	def(&c.TenantHeader, DefaultTenantHeader)
 	def(&c.WorkspaceHeader, DefaultWorkspaceHeader)
 	def(&c.PermissionsHeader, DefaultPermissionsHeader)
 	defDur(&c.StaleIfError, DefaultStaleIfError)

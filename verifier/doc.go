@@ -6,8 +6,16 @@
 // plugin's `lookup` path (coalesced per key_id, batched across keys, bounded in
 // flight) and opens the sealed digest with a data key unwrapped by transit. It
 // follows the plugin's `changes` feed by long-poll and evicts on every change, so
-// a revocation, disable or role downgrade takes effect at once; a lookup that
-// raced a change never puts the stale answer back (see cache.go). When the feed has
+// a revocation, disable or role downgrade takes effect at once (a role change
+// also drops the keys its holders created, whose permissions it caps; a tenant
+// or allow-list change drops the tenant's keys); a lookup that raced a change
+// never puts the stale answer back (see cache.go).
+//
+// One Verifier serves every tenant of a mount. A request may pin a tenant
+// (Request.Tenant, the verify body's "tenant", forward-auth's X-Apikey-Tenant
+// set by the proxy): a key of another tenant is then TENANT_MISMATCH whatever
+// its status, decided after the secret is checked, so a forged secret still
+// answers NOT_FOUND and no tenant learns of another's keys. When the feed has
 // not been reached for StaleIfError, every answer is ErrUnavailable (HTTP 503).
 //
 // Freshness (DESIGN §6, see follower.go): while Vault's feed head is beyond what the

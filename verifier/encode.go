@@ -155,6 +155,9 @@ func appendAuditLine(b []byte, l *auditLine) []byte {
 	if l.KeyID != "" {
 		b = appendStringField(b, "key_id", l.KeyID)
 	}
+	if l.Tenant != "" {
+		b = appendStringField(b, "tenant", l.Tenant)
+	}
 	if l.Name != "" {
 		b = appendStringField(b, "name", l.Name)
 	}

@@ -38,6 +38,7 @@ func TestAppendAuditLineMatchesEncodingJSON(t *testing.T) {
 	cases := []auditLine{
 		{Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), RequestID: "r1", Endpoint: "verify", Code: "VALID", LatencyMS: 0.125},
 		{Time: time.Unix(0, 0).UTC(), RequestID: "x", Endpoint: "auth", KeyID: "k", Name: "n\"", Code: "NOT_FOUND", Workspace: "w", ClientIP: "::1", LatencyMS: 12},
+		{Time: time.Unix(0, 0).UTC(), RequestID: "t", Endpoint: "auth", KeyID: "k", Tenant: "acme\"", Code: "TENANT_MISMATCH", LatencyMS: 1, FeedSeq: 7},
 	}
 	for _, c := range cases {
 		assert.Equal(t, jsonOf(t, c), string(appendAuditLine(nil, &c)))

@@ -31,6 +31,11 @@ func (x *TestVault) Issue(name, workspace string, metadata map[string]string) (s
 	return x.f.issue(name, "ops", keyOpts{workspace: workspace, metadata: metadata})
 }
 
+// IssueIn creates a key of role "ops" in tenant and returns its token and key_id.
+func (x *TestVault) IssueIn(tenant, name string) (string, string) {
+	return x.f.issue(name, "ops", keyOpts{tenant: tenant})
+}
+
 // Revoke revokes a key and publishes the change on the feed.
 func (x *TestVault) Revoke(keyID string) { x.f.setStatus(keyID, wire.StatusRevoked, wire.OpRevoked) }
 

@@ -34,6 +34,7 @@ type fakeVault struct {
 	mu      sync.Mutex
 	entries map[string]*wire.Entry
 	roles   map[string]fakeRole
+	tenants map[string][]string // tenant-wide allowed_cidrs
 	changes []wire.Change
 	head    uint64
 	purged  uint64 // changes up to here are gone: older cursors get reset
@@ -66,7 +67,7 @@ type fakeRole struct {
 func newFakeVault(t testing.TB) *fakeVault {
 	f := &fakeVault{
 		t: t, token: "test-token", mountID: "mount-1234",
-		entries: make(map[string]*wire.Entry), roles: make(map[string]fakeRole),
+		entries: make(map[string]*wire.Entry), roles: make(map[string]fakeRole), tenants: make(map[string][]string),
 		wake: make(chan struct{}),
 	}
 	f.dek = make([]byte, envelope.DEKSize)
@@ -123,10 +124,12 @@ func (f *fakeVault) role(name string, perms, workspaces, cidrs []string) {
 }
 
 type keyOpts struct {
-	workspace string
-	cidrs     []string
-	expires   *time.Time
-	metadata  map[string]string
+	tenant      string // "" = an entry naming no tenant (an engine before tenants)
+	creatorRole string // the platform role of the key's creator ("" = no ceiling)
+	workspace   string
+	cidrs       []string
+	expires     *time.Time
+	metadata    map[string]string
 }
 
 // issue creates a key of role and returns its token and key_id.
@@ -147,12 +150,17 @@ func (f *fakeVault) issueAs(tok token.Token, name, role string, o keyOpts) {
 	require.NoError(f.t, err)
 	f.mu.Lock()
 	r := f.roles[role]
+	perms := r.perms
+	if o.creatorRole != "" { // the creator ceiling: never more than the creator's role
+		perms = wire.Intersect(perms, f.roles[o.creatorRole].perms)
+	}
 	f.entries[tok.KeyID] = &wire.Entry{
-		KeyID: tok.KeyID, Status: wire.StatusActive, Name: name, Role: role, Workspace: o.workspace,
-		Permissions: r.perms, AllowedWorkspaces: r.workspaces, AllowedCIDRs: o.cidrs, RoleAllowedCIDRs: r.cidrs,
+		KeyID: tok.KeyID, Status: wire.StatusActive, Name: name, Tenant: o.tenant, Role: role, Workspace: o.workspace,
+		Permissions: perms, AllowedWorkspaces: r.workspaces, AllowedCIDRs: o.cidrs, RoleAllowedCIDRs: r.cidrs,
+		TenantAllowedCIDRs: f.tenants[o.tenant], CreatorRole: o.creatorRole,
 		ExpiresAt: o.expires, Metadata: o.metadata, MountID: f.mountID, Sealed: &sealed,
 	}
-	f.publish(wire.Change{KeyID: tok.KeyID, Role: role, Op: wire.OpCreated})
+	f.publish(wire.Change{KeyID: tok.KeyID, Tenant: o.tenant, Role: role, Op: wire.OpCreated})
 	f.mu.Unlock()
 }
 
@@ -166,7 +174,8 @@ func (f *fakeVault) setStatus(keyID, status, op string) uint64 {
 	return f.publish(wire.Change{KeyID: keyID, Role: e.Role, Op: op})
 }
 
-// downgrade sets a role's permissions and caps every key of it.
+// downgrade sets a role's permissions and caps every key of it, and every key
+// whose creator holds it (the creator ceiling), in one feed entry.
 func (f *fakeVault) downgrade(role string, perms []string) uint64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -177,8 +186,39 @@ func (f *fakeVault) downgrade(role string, perms []string) uint64 {
 		if e.Role == role {
 			e.Permissions = perms
 		}
+		if e.CreatorRole == role {
+			e.Permissions = wire.Intersect(e.Permissions, perms)
+		}
 	}
 	return f.publish(wire.Change{Role: role, Op: wire.OpRoleUpdated})
+}
+
+// setTenantCIDRs sets a tenant's allowed_cidrs on every key of it: one feed
+// entry naming the tenant and no key, as the plugin publishes it.
+func (f *fakeVault) setTenantCIDRs(tenant string, cidrs []string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tenants[tenant] = cidrs
+	return f.tenantChange(wire.Change{Tenant: tenant, Op: wire.OpTenantUpdated}, func(e *wire.Entry) { e.TenantAllowedCIDRs = cidrs })
+}
+
+// setAllowlist sets the CIDRs every key of tenant takes from its allow-list
+// name (the fake keeps them as the keys' own list): one feed entry naming the
+// tenant and the list, no key.
+func (f *fakeVault) setAllowlist(tenant, name string, cidrs []string) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.tenantChange(wire.Change{Tenant: tenant, Allowlist: name, Op: wire.OpAllowlistUpdated}, func(e *wire.Entry) { e.AllowedCIDRs = cidrs })
+}
+
+// tenantChange applies edit to every key of c.Tenant and publishes c. Caller holds mu.
+func (f *fakeVault) tenantChange(c wire.Change, edit func(*wire.Entry)) uint64 {
+	for _, e := range f.entries {
+		if e.Tenant == c.Tenant {
+			edit(e)
+		}
+	}
+	return f.publish(c)
 }
 
 // purge drops the feed's history so that cursors before the head get a reset.

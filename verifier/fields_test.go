@@ -36,7 +36,7 @@ func TestKeyFieldsDoNotDrift(t *testing.T) {
 	assert.ElementsMatch(t, wire, jsonFields(reflect.TypeOf(middleware.Key{})), "middleware.Key against verdict.VerifyResponse")
 
 	// Verdict is untagged: its Go names, mapped to the wire names they fill.
-	goToWire := map[string]string{"KeyID": "key_id", "Name": "name", "Role": "role", "Workspace": "workspace",
+	goToWire := map[string]string{"KeyID": "key_id", "Tenant": "tenant", "Name": "name", "Role": "role", "Workspace": "workspace",
 		"Permissions": "permissions", "ExpiresAt": "expires_at", "Metadata": "metadata"}
 	var got []string
 	for _, f := range jsonFields(reflect.TypeOf(Verdict{}), "Code", "FeedSeq") {
@@ -46,6 +46,5 @@ func TestKeyFieldsDoNotDrift(t *testing.T) {
 			t.Errorf("Verdict.%s is not on the wire: add it to verdict.VerifyResponse, middleware.Key and this map", f)
 		}
 	}
-	// tenant: on the wire for the tenants issue, not decided by the verifier yet.
-	assert.ElementsMatch(t, jsonFields(reflect.TypeOf(verdict.VerifyResponse{}), "valid", "code", "tenant"), got)
+	assert.ElementsMatch(t, jsonFields(reflect.TypeOf(verdict.VerifyResponse{}), "valid", "code"), got)
 }

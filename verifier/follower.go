@@ -14,7 +14,9 @@ import (
 // follower follows the plugin's change feed by long-poll from the last cursor and
 // evicts from the cache on every change: a key change drops that key (a
 // `created` drops a cached NOT_FOUND), a role change drops every key of the
-// role, and a reset or a seq gap drops everything.
+// role and every key its holders created, a tenant or allow-list change
+// (naming a tenant and no key) drops every key of the tenant, and a reset, a
+// seq gap or a change naming nothing drops everything.
 //
 // Freshness (DESIGN §6): heard is the newest head Vault has answered. While it
 // is beyond the cursor (after a restart of the poll loop, an outage, a pause,
@@ -141,8 +143,15 @@ func (f *follower) apply(ch wire.Changes) {
 		switch {
 		case c.KeyID != "":
 			f.cache.EvictKey(c.KeyID, c.Seq, now)
-		case c.Role != "":
-			f.cache.EvictRole(c.Role, c.Seq, now)
+		case c.Role != "" || c.Tenant != "":
+			// A role change names no tenant and a tenant change no role;
+			// one naming both drops both.
+			if c.Role != "" {
+				f.cache.EvictRole(c.Role, c.Seq, now)
+			}
+			if c.Tenant != "" {
+				f.cache.EvictTenant(c.Tenant, c.Seq, now)
+			}
 		default: // a change we cannot place: drop everything rather than guess
 			f.cache.Flush(c.Seq)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
@@ -63,5 +64,49 @@ func TestFollowerFlushesWhenItCannotVouch(t *testing.T) {
 		if name == "gap" {
 			assert.Equal(t, "d", f.cursorID, "the head's id is known from the answer")
 		}
+	}
+}
+
+// TestFollowerPlacesEveryKindOfChange: a key change drops the key, a role
+// change the role's keys and the keys its holders created, a tenant or
+// allow-list change (a tenant and no key) the tenant's keys, and a change
+// naming nothing everything.
+func TestFollowerPlacesEveryKindOfChange(t *testing.T) {
+	f := newTestFollower(0)
+	fill := func() {
+		for _, r := range []*cachedKey{
+			tenantRec("k1", "ops", "acme", ""), tenantRec("k2", "ops", "globex", "lead"),
+			tenantRec("k3", "dev", "acme", ""), tenantRec("k4", "dev", "globex", ""),
+		} {
+			f.cache.Insert(r, f.Cursor())
+		}
+	}
+	cached := func() []string {
+		var ids []string
+		for _, id := range []string{"k1", "k2", "k3", "k4"} {
+			if f.cache.Get(id) != nil {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	for _, tc := range []struct {
+		change wire.Change
+		left   []string
+	}{
+		{wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpRevoked}, []string{"k2", "k3", "k4"}},
+		{wire.Change{Role: "lead", Op: wire.OpRoleUpdated}, []string{"k1", "k3", "k4"}},
+		{wire.Change{Tenant: "acme", Op: wire.OpTenantUpdated}, []string{"k2", "k4"}},
+		{wire.Change{Tenant: "globex", Op: wire.OpTenantDeleted}, []string{"k1", "k3"}},
+		{wire.Change{Tenant: "acme", Allowlist: "office", Op: wire.OpAllowlistUpdated}, []string{"k2", "k4"}},
+		{wire.Change{Tenant: "globex", Allowlist: "office", Op: wire.OpAllowlistDeleted}, []string{"k1", "k3"}},
+		{wire.Change{Op: "something-new"}, nil},
+	} {
+		fill()
+		require.Equal(t, []string{"k1", "k2", "k3", "k4"}, cached())
+		seq := f.Cursor() + 1
+		f.apply(wire.Changes{Head: seq, Changes: []wire.Change{{Seq: seq, ID: "x", KeyID: tc.change.KeyID,
+			Role: tc.change.Role, Tenant: tc.change.Tenant, Allowlist: tc.change.Allowlist, Op: tc.change.Op}}})
+		assert.Equal(t, tc.left, cached(), "%+v", tc.change)
 	}
 }

@@ -17,12 +17,14 @@ const (
 )
 
 // serveAuth is forward-auth: the token comes from "Authorization: Bearer" or
-// X-API-Key, the workspace and permissions from configurable headers. The
-// status follows verdict.Code.Status, the rule the middleware follows too:
+// X-API-Key, the tenant, workspace and permissions to require from
+// configurable headers the proxy sets or clears (a client's own value must
+// never reach here: the shipped proxy configs overwrite them). The status
+// follows verdict.Code.Status, the rule the middleware follows too:
 //
-//	200  key may make the request; X-Apikey-Id, -Name, -Role, -Workspace set
+//	200  key may make the request; X-Apikey-Id, -Tenant, -Name, -Role, -Workspace set
 //	401  no key, or a key that does not authenticate (WWW-Authenticate set)
-//	403  an authentic key denied by client address, workspace or permission
+//	403  an authentic key denied by tenant, client address, workspace or permission
 //	503  cannot decide (fail closed)
 func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 	start := v.now()
@@ -38,8 +40,16 @@ func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "too many permissions requested")
 		return
 	}
+	// Two tenant headers mean a proxy appended its own to the client's instead
+	// of replacing it: which one is the proxy's cannot be told, so refuse.
+	tenants := r.Header.Values(v.cfg.TenantHeader)
+	if len(tenants) > 1 {
+		writeError(w, http.StatusBadRequest, "more than one tenant header: the proxy must replace the client's, not add to it")
+		return
+	}
 	req := Request{
 		Key:         key,
+		Tenant:      strings.TrimSpace(firstOf(tenants)),
 		Workspace:   strings.TrimSpace(r.Header.Get(v.cfg.WorkspaceHeader)),
 		Permissions: perms,
 		ClientIP:    v.clientAddr(r),
@@ -62,6 +72,7 @@ func writeAuthAnswer(w http.ResponseWriter, ans Verdict) {
 	switch status {
 	case http.StatusOK:
 		h.Set(verdict.HeaderKeyID, ans.KeyID)
+		h.Set(verdict.HeaderTenant, ans.Tenant)
 		h.Set(verdict.HeaderName, ans.Name)
 		h.Set(verdict.HeaderRole, ans.Role)
 		h.Set(verdict.HeaderWorkspace, ans.Workspace)
@@ -72,6 +83,13 @@ func writeAuthAnswer(w http.ResponseWriter, ans Verdict) {
 		h.Set("WWW-Authenticate", verdict.WWWAuthenticate)
 		writeJSON(w, status, verdict.ErrorResponse{Code: ans.Code, Error: "the API key is not valid"})
 	}
+}
+
+func firstOf(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
 }
 
 // headerList splits comma-separated header values, dropping empty items; false

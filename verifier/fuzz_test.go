@@ -31,8 +31,9 @@ func fuzzVerifier(f *testing.F) (*Verifier, string) {
 	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
 	require.NoError(f, err)
 	rec, err := newCachedKey(wire.Entry{
-		KeyID: tok.KeyID, Status: wire.StatusActive, Name: "fuzz", Role: "ops", Workspace: "prod",
-		Permissions: []string{"clusters:read"}, RoleAllowedCIDRs: []string{"127.0.0.0/8"}, MountID: "m", Sealed: &sealed,
+		KeyID: tok.KeyID, Status: wire.StatusActive, Name: "fuzz", Tenant: "acme", Role: "ops", Workspace: "prod",
+		Permissions: []string{"clusters:read"}, RoleAllowedCIDRs: []string{"127.0.0.0/8"}, TenantAllowedCIDRs: []string{"127.0.0.0/8"},
+		MountID: "m", Sealed: &sealed,
 	}, dek)
 	require.NoError(f, err)
 	require.True(f, v.cache.Insert(rec, 0))
@@ -56,6 +57,7 @@ func FuzzVerifyRequest(f *testing.F) {
 		`{"key":"` + key + `"}`,
 		`{"key":"` + key + `","workspace":"prod","permissions":["clusters:read"],"client_ip":"10.0.0.1"}`,
 		`{"key":"` + key + `","client_ip":"::ffff:10.0.0.1"}`,
+		`{"key":"` + key + `","tenant":"acme"}`, `{"key":"` + key + `","tenant":"globex"}`, `{"key":"a","tenant":7}`,
 		`{"key":"` + key[:len(key)-1] + `"}`,
 		`{"key":"hello"}`, `{"key":""}`, `{}`, `null`, `[]`, `""`, `{not json`, ``,
 		`{"key":"a","permissions":null}`, `{"key":"a","permissions":[1]}`, `{"key":"a"}{"key":"b"}`,

@@ -67,7 +67,7 @@ func decodeVerifyRequest(body []byte) (verdict.VerifyRequest, error) {
 		if errors.As(err, &syntax) && syntax.Offset > 0 && json.Valid(body[:syntax.Offset-1]) {
 			return req, fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
 		}
-		return req, fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
+		return req, fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"tenant\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
 	}
 	if req.Key == "" {
 		return req, fmt.Errorf("%w: \"key\" is missing", errBadRequest)
@@ -96,7 +96,7 @@ func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	req := Request{Key: in.Key, Workspace: in.Workspace, Permissions: in.Permissions}
+	req := Request{Key: in.Key, Tenant: in.Tenant, Workspace: in.Workspace, Permissions: in.Permissions}
 	if in.ClientIP != "" {
 		if req.ClientIP, err = netip.ParseAddr(in.ClientIP); err != nil {
 			writeError(w, http.StatusBadRequest, "\"client_ip\" is not an IP address")
@@ -118,7 +118,7 @@ func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 // writeVerifyAnswer renders a decided answer of POST /v1/verify: always 200.
 func writeVerifyAnswer(w http.ResponseWriter, ans *Verdict) {
 	resp := verdict.VerifyResponse{
-		Valid: ans.Valid(), Code: ans.Code, KeyID: ans.KeyID, Name: ans.Name,
+		Valid: ans.Valid(), Code: ans.Code, KeyID: ans.KeyID, Tenant: ans.Tenant, Name: ans.Name,
 		Role: ans.Role, Workspace: ans.Workspace, Permissions: nonNil(ans.Permissions),
 		ExpiresAt: ans.ExpiresAt, Metadata: ans.Metadata,
 	}
@@ -172,7 +172,7 @@ func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, 
 		code = "UNAVAILABLE"
 	}
 	line := auditLine{
-		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: ans.KeyID, Name: ans.Name,
+		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: ans.KeyID, Tenant: auditTenant(req, &ans), Name: ans.Name,
 		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
 		FeedSeq: ans.FeedSeq,
 	}
@@ -182,6 +182,16 @@ func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, 
 	if err := v.audit.Log(&line); err != nil {
 		v.log.Error("cannot write audit line", "error", err)
 	}
+}
+
+// auditTenant is the tenant a decision was for: the pinned one when the
+// request pinned one (a TENANT_MISMATCH is logged as that tenant's refusal),
+// else the key's when the answer describes the key.
+func auditTenant(req *Request, ans *Verdict) string {
+	if req.Tenant != "" {
+		return req.Tenant
+	}
+	return ans.Tenant
 }
 
 // requestID takes a caller's X-Request-Id when it is tame, or makes one, and

@@ -106,6 +106,33 @@ func TestInProcessMiddleware(t *testing.T) {
 		5*time.Second, 5*time.Millisecond, "fails closed once Vault has been gone for stale-if-error")
 }
 
+// TestInProcessTenant: the adapter passes the pinned tenant to the verifier
+// and the verified key in the context carries the key's tenant.
+func TestInProcessTenant(t *testing.T) {
+	tv, c := startInProcess(t, nil)
+	key, keyID := tv.IssueIn("acme", "web")
+	var seen middleware.Key
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, _ = middleware.KeyFromContext(r.Context())
+		w.WriteHeader(http.StatusNoContent)
+	})
+	acme := inprocess.Middleware(c, middleware.RequireTenant("acme"))(app)
+	globex := inprocess.Middleware(c, middleware.RequireTenant("globex"))(app)
+
+	require.Equal(t, http.StatusNoContent, serveFrom(acme, "127.0.0.1:4000", key).Code)
+	assert.Equal(t, keyID, seen.ID)
+	assert.Equal(t, "acme", seen.Tenant)
+	w := serveFrom(globex, "127.0.0.1:4000", key)
+	assert.Equal(t, http.StatusForbidden, w.Code)
+	assert.Contains(t, w.Body.String(), `"code":"`+string(verdict.TenantMismatch)+`"`)
+	tv.Revoke(keyID)
+	require.Eventually(t, func() bool { return serveFrom(acme, "127.0.0.1:4000", key).Code == http.StatusUnauthorized },
+		2*time.Second, time.Millisecond)
+	w = serveFrom(globex, "127.0.0.1:4000", key)
+	assert.Equal(t, http.StatusForbidden, w.Code, "a revoked key of another tenant is a mismatch, not REVOKED")
+	assert.NotContains(t, w.Body.String(), string(verdict.Revoked))
+}
+
 func TestInProcessVerifyHotPathDoesNotAllocate(t *testing.T) {
 	tv, c := startInProcess(t, nil)
 	key, _ := tv.Issue("k", "prod", nil)

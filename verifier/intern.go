@@ -11,39 +11,38 @@ import (
 )
 
 // interner shares what many cached keys repeat — the grants block of a role
-// (role, workspace, permissions, workspaces, role CIDRs) and metadata — so a
-// million cached keys of a few roles do not hold a million copies. It stops
-// taking new values of a kind at internMax, so keys with unique values cannot
-// make it grow without bound, and unique metadata cannot crowd out the blocks.
+// (role, workspace, permissions, workspaces, role CIDRs, creator role), the
+// tenant block (name, tenant CIDRs) and metadata — so a million cached keys
+// of a few roles do not hold a million copies. It stops taking new values of
+// a kind at its bound, so keys with unique values cannot make it grow without
+// bound, and unique metadata cannot crowd out the blocks.
 type interner struct {
-	mu     sync.Mutex
-	grants map[string]*grants
-	maps   map[string]map[string]string
+	mu      sync.Mutex
+	grants  map[string]*grants
+	tenants map[string]*tenantBlock
+	maps    map[string]map[string]string
 }
 
 const internMax = 50_000
 
+// internTenantsMax bounds the tenant blocks: a mount holds up to 100,000
+// tenants (DESIGN §1), each a few dozen bytes here, and tenants come only from
+// Vault's answers for real keys, never from what a caller sends.
+const internTenantsMax = 200_000
+
 // repeated is the one interner of the process: cached keys of every Verifier
 // in it share the values they repeat.
-var repeated = &interner{grants: map[string]*grants{}, maps: map[string]map[string]string{}}
+var repeated = &interner{grants: map[string]*grants{}, tenants: map[string]*tenantBlock{}, maps: map[string]map[string]string{}}
 
 // grantsOf returns the shared grants block of e, parsing its role CIDRs once
 // per distinct block.
 func (in *interner) grantsOf(e *wire.Entry) *grants {
 	var b strings.Builder
-	for _, s := range []string{e.Role, e.Workspace} {
+	for _, s := range []string{e.Role, e.Workspace, e.CreatorRole} {
 		appendPart(&b, s)
 	}
 	for _, l := range [][]string{e.Permissions, e.AllowedWorkspaces, e.RoleAllowedCIDRs} {
-		if l == nil { // nil and empty lists answer differently (JSON null and [])
-			b.WriteString("n;")
-			continue
-		}
-		b.WriteString(strconv.Itoa(len(l)))
-		b.WriteByte(';')
-		for _, s := range l {
-			appendPart(&b, s)
-		}
+		appendParts(&b, l)
 	}
 	key := b.String()
 	in.mu.Lock()
@@ -54,6 +53,7 @@ func (in *interner) grantsOf(e *wire.Entry) *grants {
 	g := &grants{
 		entry: wire.Entry{
 			Role: e.Role, Workspace: e.Workspace, Permissions: e.Permissions, AllowedWorkspaces: e.AllowedWorkspaces,
+			CreatorRole: e.CreatorRole,
 		},
 		roleNets: parseNets(e.RoleAllowedCIDRs),
 	}
@@ -61,6 +61,42 @@ func (in *interner) grantsOf(e *wire.Entry) *grants {
 		in.grants[key] = g
 	}
 	return g
+}
+
+// tenantOf returns the shared tenant block of e, parsing its tenant CIDRs once
+// per distinct block; nil when e names no tenant and has no tenant list.
+func (in *interner) tenantOf(e *wire.Entry) *tenantBlock {
+	if e.Tenant == "" && len(e.TenantAllowedCIDRs) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	appendPart(&b, e.Tenant)
+	appendParts(&b, e.TenantAllowedCIDRs)
+	key := b.String()
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if t, ok := in.tenants[key]; ok {
+		return t
+	}
+	t := &tenantBlock{name: e.Tenant, nets: parseNets(e.TenantAllowedCIDRs)}
+	if len(in.tenants) < internTenantsMax {
+		in.tenants[key] = t
+	}
+	return t
+}
+
+// appendParts writes l count-prefixed, its values with appendPart; nil and
+// empty lists differ (they answer differently: JSON null and []).
+func appendParts(b *strings.Builder, l []string) {
+	if l == nil {
+		b.WriteString("n;")
+		return
+	}
+	b.WriteString(strconv.Itoa(len(l)))
+	b.WriteByte(';')
+	for _, s := range l {
+		appendPart(b, s)
+	}
 }
 
 // appendPart writes s length-prefixed, so no two different lists of values

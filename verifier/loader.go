@@ -44,8 +44,16 @@ type lookupSource interface {
 type pending struct {
 	keyID string
 	done  chan struct{}
-	rec   *cachedKey
+	ans   answer
 	err   error
+}
+
+// answer is one key's lookup answer: the prepared key and the feed head it
+// was read at (wire.Entry.Seq). The seq is kept beside the cached key, not in
+// it: only the miss that asked needs it, and the cached key stays 128 bytes.
+type answer struct {
+	rec *cachedKey
+	seq uint64
 }
 
 func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout time.Duration, inFlight int, batchSize func(int)) *loader {
@@ -64,32 +72,32 @@ func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout t
 // It is returned even when it was not cached: it was true when read.
 // A low miss (from a suspected flood) waits in the small low queue, or fails
 // at once when that is full.
-func (l *loader) load(ctx context.Context, keyID string, low bool) (*cachedKey, error) {
+func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, error) {
 	p := &pending{keyID: keyID, done: make(chan struct{})}
 	if low {
 		select {
 		case l.low <- p:
 		default:
-			return nil, errFlooded
+			return answer{}, errFlooded
 		}
 	} else {
 		select {
 		case l.queue <- p:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return answer{}, ctx.Err()
 		}
 	}
 	for {
 		select {
 		case <-p.done:
-			return p.rec, p.err
+			return p.ans, p.err
 		default:
 		}
 		select {
 		case <-p.done:
-			return p.rec, p.err
+			return p.ans, p.err
 		case <-ctx.Done():
-			return nil, ctx.Err() // p stays queued; whoever takes it caches the answer
+			return answer{}, ctx.Err() // p stays queued; whoever takes it caches the answer
 		case l.slots <- struct{}{}:
 			batch := l.take()
 			if len(batch) > 0 {
@@ -101,9 +109,9 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (*cachedKey, 
 				// fetching: wait for it rather than spin on free slots.
 				select {
 				case <-p.done:
-					return p.rec, p.err
+					return p.ans, p.err
 				case <-ctx.Done():
-					return nil, ctx.Err()
+					return answer{}, ctx.Err()
 				}
 			}
 		}
@@ -170,7 +178,7 @@ func (l *loader) fetch(batch map[string][]*pending) {
 			} else if recs[i].err != nil {
 				p.err = recs[i].err
 			} else {
-				p.rec = recs[i].rec
+				p.ans = recs[i].ans
 			}
 			close(p.done)
 		}
@@ -178,7 +186,7 @@ func (l *loader) fetch(batch map[string][]*pending) {
 }
 
 type resolved struct {
-	rec *cachedKey
+	ans answer
 	err error
 }
 
@@ -213,7 +221,7 @@ func (l *loader) resolve(ctx context.Context, ids []string) ([]resolved, error) 
 			continue
 		}
 		rec.loaded = loaded
-		out[i].rec = rec
+		out[i].ans = answer{rec: rec, seq: e.Seq}
 		if !l.cache.Insert(rec, e.Seq) {
 			l.log.Debug("lookup raced a change: answer not cached", "key_id", e.KeyID, "seq", e.Seq)
 		}

@@ -12,23 +12,27 @@ import (
 )
 
 // cachedKey is a cached lookup answer, prepared so that deciding a request
-// needs no parsing and no allocation. It is kept small (128 bytes) because a
-// verifier holds a million of them: what keys of one role repeat lives in a
-// shared grants block, what most keys lack (own CIDR list, metadata) behind
-// one pointer that is nil for them, and nothing of the wire entry that
-// deciding does not read is kept.
+// needs no parsing and no allocation. It is kept small (128 bytes, see
+// TestCachedKeyStaysSmall) because a verifier holds a million of them: what
+// keys of one role repeat lives in a shared grants block, what keys of one
+// tenant repeat in a shared tenant block, what most keys lack (own CIDR list,
+// metadata) behind one pointer that is nil for them, and nothing of the wire
+// entry that deciding does not read is kept. The feed position of the lookup
+// travels beside the cached key (resolved.seq), not in it.
 type cachedKey struct {
 	keyID string
 	name  string
 	// grants is shared by every key with the same role, workspace, effective
-	// permissions and role lists; nil only for a NOT_FOUND answer.
+	// permissions, role lists and creator role; nil only for a NOT_FOUND answer.
 	grants *grants
+	// tenant is shared by every key of the tenant (with the same tenant-wide
+	// list); nil for a NOT_FOUND answer and for an entry naming no tenant.
+	// Not part of grants: a role's block stays shared across 100,000 tenants.
+	tenant *tenantBlock
 	extra  *keyExtra // nil when the key has neither its own CIDRs nor metadata
 	// expiresAt is the key's expires_at as the lookup answered it; verdicts
 	// point at it (ExpiresAt), so it is kept as a time and not as nanoseconds.
 	expiresAt time.Time
-	// seq is the feed head the lookup was answered at (wire.Entry.Seq).
-	seq uint64
 	// loaded is when the lookup was answered (unix nanoseconds): a key older
 	// than Config.MaxAge is not answered from the cache.
 	loaded int64
@@ -63,11 +67,20 @@ var statusOf = map[string]keyStatus{
 }
 
 // grants is what deciding reads of a key's role: entry holds only Role,
-// Workspace, Permissions and AllowedWorkspaces, so that the workspace rule is
-// wire.Entry.WorkspaceGrants itself. Shared between keys: never modified.
+// Workspace, Permissions, AllowedWorkspaces and CreatorRole, so that the
+// workspace rule is wire.Entry.WorkspaceGrants itself. Shared between keys:
+// never modified.
 type grants struct {
 	entry    wire.Entry
 	roleNets []netip.Prefix
+}
+
+// tenantBlock is what deciding reads of a key's tenant: its name and its
+// tenant-wide address list (an entry that does not parse matches nothing).
+// Shared between keys: never modified.
+type tenantBlock struct {
+	name string
+	nets []netip.Prefix
 }
 
 // keyExtra is what only some keys have.
@@ -85,7 +98,7 @@ func newCachedKey(e wire.Entry, dek []byte) (*cachedKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("lookup of key %s: unknown status %q", e.KeyID, e.Status)
 	}
-	r := &cachedKey{keyID: e.KeyID, seq: e.Seq, status: st}
+	r := &cachedKey{keyID: e.KeyID, status: st}
 	if st == statusNotFound {
 		return r, nil
 	}
@@ -110,6 +123,7 @@ func newCachedKey(e wire.Entry, dek []byte) (*cachedKey, error) {
 		r.expiresAt, r.hasExpiry = *e.ExpiresAt, true
 	}
 	r.grants = repeated.grantsOf(&e)
+	r.tenant = repeated.tenantOf(&e)
 	if len(e.AllowedCIDRs) > 0 || e.Metadata != nil {
 		r.extra = &keyExtra{keyNets: parseNets(e.AllowedCIDRs), metadata: repeated.metadata(e.Metadata)}
 	}
@@ -122,6 +136,22 @@ func (r *cachedKey) role() string {
 		return ""
 	}
 	return r.grants.entry.Role
+}
+
+// creatorRole is the platform role capping the key's permissions ("" for none).
+func (r *cachedKey) creatorRole() string {
+	if r.grants == nil {
+		return ""
+	}
+	return r.grants.entry.CreatorRole
+}
+
+// tenantName is the key's tenant ("" for a NOT_FOUND answer or an entry naming none).
+func (r *cachedKey) tenantName() string {
+	if r.tenant == nil {
+		return ""
+	}
+	return r.tenant.name
 }
 
 func parseNets(list []string) []netip.Prefix {
@@ -140,7 +170,7 @@ func parseNets(list []string) []netip.Prefix {
 }
 
 // decide answers req for a token whose digest is d, in the order of DESIGN §6:
-// digest, status, expiry, client address, workspace, permissions.
+// digest, tenant, status, expiry, client address, workspace, permissions.
 func (r *cachedKey) decide(d *[sha256.Size]byte, req *Request, now time.Time) Verdict {
 	// A secret that does not match is answered as if the key did not exist, so a
 	// forged token learns nothing about a real key_id. The cache finds keys by
@@ -148,27 +178,45 @@ func (r *cachedKey) decide(d *[sha256.Size]byte, req *Request, now time.Time) Ve
 	if r.status == statusNotFound || (r.hasDigest && !token.Equal(r.digest[:], d[:])) {
 		return Verdict{Code: CodeNotFound, KeyID: r.keyID}
 	}
+	mismatch := req.Tenant != "" && req.Tenant != r.tenantName()
 	status := refusal[r.status]
-	if !r.hasDigest { // a tombstone without its digest: refuse, describe nothing
+	if !r.hasDigest {
+		// A tombstone without its digest: nothing proves the caller holds the
+		// secret, so a key of another tenant is, for the pinned one, no key at
+		// all (its existence and status stay that tenant's). Otherwise refuse
+		// and describe nothing.
+		if mismatch {
+			return Verdict{Code: CodeNotFound, KeyID: r.keyID}
+		}
 		return Verdict{Code: status, KeyID: r.keyID}
+	}
+	if mismatch {
+		// Checked before the status, so that a revoked, disabled or expired key
+		// of another tenant answers as an active one does; and described no
+		// further: the asking tenant learns nothing of another tenant's key.
+		return Verdict{Code: CodeTenantMismatch, KeyID: r.keyID}
 	}
 	g := &r.grants.entry
 	v := Verdict{
-		KeyID: r.keyID, Name: r.name, Role: g.Role, Workspace: g.Workspace, Permissions: g.Permissions,
+		KeyID: r.keyID, Tenant: r.tenantName(), Name: r.name, Role: g.Role, Workspace: g.Workspace, Permissions: g.Permissions,
 	}
 	if r.hasExpiry {
 		v.ExpiresAt = &r.expiresAt
 	}
-	var keyNets []netip.Prefix
+	var keyNets, tenantNets []netip.Prefix
 	if r.extra != nil {
 		keyNets = r.extra.keyNets
+	}
+	if r.tenant != nil {
+		tenantNets = r.tenant.nets
 	}
 	switch {
 	case status != "":
 		v.Code = status
 	case r.hasExpiry && !r.expiresAt.IsZero() && now.UnixNano() >= r.expiresAt.UnixNano():
 		v.Code = CodeExpired
-	case !allowedFrom(keyNets, req.ClientIP) || !allowedFrom(r.grants.roleNets, req.ClientIP):
+	case !allowedFrom(keyNets, req.ClientIP) || !allowedFrom(r.grants.roleNets, req.ClientIP) ||
+		!allowedFrom(tenantNets, req.ClientIP):
 		v.Code = CodeIPNotAllowed
 	case !g.WorkspaceGrants(req.Workspace):
 		v.Code = CodeWorkspaceMismatch

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -114,4 +115,103 @@ func TestKeysOfARoleShareOneGrantsBlock(t *testing.T) {
 		edit(&other)
 		assert.NotSame(t, g, repeated.grantsOf(&other), "%+v", other)
 	}
+}
+
+// TestCachedKeyStaysSmall: a verifier holds a million cached keys (DESIGN §6,
+// BENCHMARKS.md: about 246 heap bytes per key). A field added to cachedKey
+// must find room in a shared block or in keyExtra, not grow every key.
+func TestCachedKeyStaysSmall(t *testing.T) {
+	assert.LessOrEqual(t, unsafe.Sizeof(cachedKey{}), uintptr(128))
+}
+
+// TestCachedKeyTenantRules pins the tenant rules of decide: the mismatch comes
+// after the secret check and before every status, and describes nothing; the
+// tenant-wide list is a third address list.
+func TestCachedKeyTenantRules(t *testing.T) {
+	tok := token.Token{Prefix: "vak", KeyID: "Ten0123456789abc", Secret: strings.Repeat("s", token.SecretLen)}
+	forged := tok
+	forged.Secret = strings.Repeat("f", token.SecretLen)
+	d, bad := tok.Digest(), forged.Digest()
+	dek := make([]byte, envelope.DEKSize)
+	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
+	require.NoError(t, err)
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	past := now.Add(-time.Hour)
+	base := func() wire.Entry {
+		return wire.Entry{
+			KeyID: tok.KeyID, Status: wire.StatusActive, Name: "n", Tenant: "acme", Role: "ops",
+			Permissions: []string{"clusters:read"}, AllowedWorkspaces: []string{"*"},
+			AllowedCIDRs: []string{"10.0.0.0/8"}, RoleAllowedCIDRs: []string{"10.0.0.0/8"},
+			TenantAllowedCIDRs: []string{"10.1.0.0/16"}, MountID: "m", Sealed: &sealed,
+		}
+	}
+	in, out := netip.MustParseAddr("10.1.2.3"), netip.MustParseAddr("10.2.0.1")
+	mismatch := Verdict{Code: CodeTenantMismatch, KeyID: tok.KeyID}
+	notFound := Verdict{Code: CodeNotFound, KeyID: tok.KeyID}
+	for _, tc := range []struct {
+		name   string
+		edit   func(*wire.Entry)
+		digest *[32]byte
+		req    Request
+		want   Code
+		exact  *Verdict
+	}{
+		{"own tenant", nil, &d, Request{Tenant: "acme", ClientIP: in}, CodeValid, nil},
+		{"no pin", nil, &d, Request{ClientIP: in}, CodeValid, nil},
+		{"another tenant", nil, &d, Request{Tenant: "globex", ClientIP: in}, "", &mismatch},
+		{"revoked, another tenant", func(e *wire.Entry) { e.Status = wire.StatusRevoked }, &d, Request{Tenant: "globex", ClientIP: in}, "", &mismatch},
+		{"disabled, another tenant", func(e *wire.Entry) { e.Status = wire.StatusDisabled }, &d, Request{Tenant: "globex", ClientIP: in}, "", &mismatch},
+		{"expired, another tenant", func(e *wire.Entry) { e.ExpiresAt = &past }, &d, Request{Tenant: "globex", ClientIP: in}, "", &mismatch},
+		{"outside every list, another tenant", nil, &d, Request{Tenant: "globex", ClientIP: out}, "", &mismatch},
+		{"forged, another tenant", nil, &bad, Request{Tenant: "globex", ClientIP: in}, "", &notFound},
+		{"tombstone without digest, another tenant", func(e *wire.Entry) { e.Status, e.Sealed = wire.StatusRevoked, nil }, &d, Request{Tenant: "globex"}, "", &notFound},
+		{"tombstone without digest, own tenant", func(e *wire.Entry) { e.Status, e.Sealed = wire.StatusRevoked, nil }, &d, Request{Tenant: "acme"}, CodeRevoked, nil},
+		{"no tenant on the entry, pinned", func(e *wire.Entry) { e.Tenant = "" }, &d, Request{Tenant: "acme", ClientIP: in}, "", &mismatch},
+		{"tenant CIDR", nil, &d, Request{Tenant: "acme", ClientIP: out}, CodeIPNotAllowed, nil},
+		{"bad tenant CIDR denies", func(e *wire.Entry) { e.TenantAllowedCIDRs = []string{"nonsense"} }, &d, Request{ClientIP: in}, CodeIPNotAllowed, nil},
+		{"no tenant list", func(e *wire.Entry) { e.TenantAllowedCIDRs = nil }, &d, Request{ClientIP: out}, CodeValid, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := base()
+			if tc.edit != nil {
+				tc.edit(&e)
+			}
+			r, err := newCachedKey(e, dek)
+			require.NoError(t, err)
+			got := r.decide(tc.digest, &tc.req, now)
+			if tc.exact != nil {
+				assert.Equal(t, *tc.exact, got)
+				return
+			}
+			assert.Equal(t, tc.want, got.Code)
+			if got.Code == CodeValid || got.Code == CodeIPNotAllowed {
+				assert.Equal(t, e.Tenant, got.Tenant, "a described answer names the key's tenant")
+			}
+		})
+	}
+}
+
+// TestKeysOfATenantShareOneTenantBlock: the tenant (and its list) is held
+// once per tenant, not per key, and apart from the role's grants block.
+func TestKeysOfATenantShareOneTenantBlock(t *testing.T) {
+	e := wire.Entry{Tenant: "share-acme", Role: "r1", TenantAllowedCIDRs: []string{"10.0.0.0/8"}}
+	e2 := e
+	e2.Role = "r2"
+	tb := repeated.tenantOf(&e)
+	assert.Same(t, tb, repeated.tenantOf(&e2))
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, tb.nets)
+	other := e
+	other.TenantAllowedCIDRs = []string{"10.1.0.0/16"}
+	assert.NotSame(t, tb, repeated.tenantOf(&other), "a changed tenant list makes a new block")
+	other = e
+	other.Tenant = "share-globex"
+	assert.NotSame(t, tb, repeated.tenantOf(&other))
+	assert.Nil(t, repeated.tenantOf(&wire.Entry{Role: "r1"}), "an entry naming no tenant holds no block")
+
+	g := wire.Entry{Role: "share-role", Tenant: "a"}
+	g2 := g
+	g2.Tenant = "b"
+	assert.Same(t, repeated.grantsOf(&g), repeated.grantsOf(&g2), "a role's block is shared across tenants")
+	g2.CreatorRole = "lead"
+	assert.NotSame(t, repeated.grantsOf(&g), repeated.grantsOf(&g2), "the creator role is part of the block")
 }

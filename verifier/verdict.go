@@ -21,6 +21,7 @@ const (
 	CodeDisabled                = verdict.Disabled
 	CodeExpired                 = verdict.Expired
 	CodeIPNotAllowed            = verdict.IPNotAllowed
+	CodeTenantMismatch          = verdict.TenantMismatch
 	CodeWorkspaceMismatch       = verdict.WorkspaceMismatch
 	CodeInsufficientPermissions = verdict.InsufficientPermissions
 )
@@ -34,12 +35,15 @@ var ErrUnavailable = errors.New("verifier cannot decide: Vault or its change fee
 type Request struct {
 	// Key is the presented token. It is never stored, logged or returned.
 	Key string
+	// Tenant, when set, pins the answer: a key of another tenant is
+	// TENANT_MISMATCH whatever its status, never VALID.
+	Tenant string
 	// Workspace, when set, must be one the key may act in.
 	Workspace string
 	// Permissions must each be granted by the key's effective permissions.
 	Permissions []string
-	// ClientIP is the end user's address; when the key or its role has CIDR
-	// lists, an invalid (zero) address is not allowed.
+	// ClientIP is the end user's address; when the key, its role or its tenant
+	// has CIDR lists, an invalid (zero) address is not allowed.
 	ClientIP netip.Addr
 }
 
@@ -49,8 +53,10 @@ type Verdict struct {
 	Code Code
 	// KeyID is the presented key_id (public) unless the format was invalid.
 	KeyID string
-	// Name, Role, Workspace, Permissions and ExpiresAt describe the key; they are
-	// set only when the presented secret matched the key's digest.
+	// Tenant, Name, Role, Workspace, Permissions and ExpiresAt describe the
+	// key; they are set only when the presented secret matched the key's
+	// digest, and never for a key of another tenant than the pinned one.
+	Tenant      string
 	Name        string
 	Role        string
 	Workspace   string

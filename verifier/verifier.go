@@ -182,19 +182,19 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 // before the request): its answer could predate a change this verifier already
 // knows of, so it is asked again once, and never used.
 func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*cachedKey, error) {
-	rec, err := v.miss(ctx, keyID, from)
-	if err == nil && rec.seq < heard {
-		rec, err = v.miss(ctx, keyID, from)
-		if err == nil && rec.seq < heard {
-			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, rec.seq, heard)
+	ans, err := v.miss(ctx, keyID, from)
+	if err == nil && ans.seq < heard {
+		ans, err = v.miss(ctx, keyID, from)
+		if err == nil && ans.seq < heard {
+			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, ans.seq, heard)
 		}
 	}
-	return rec, err
+	return ans.rec, err
 }
 
 // miss loads keyID once however many requests wait for it. The lookup runs on
 // its own deadline, so one caller giving up does not fail the others.
-func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*cachedKey, error) {
+func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (answer, error) {
 	low := v.loader.flood.suspect(from)
 	ch := v.misses.DoChan(keyID, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.Background(), 2*v.cfg.VaultTimeout)
@@ -203,20 +203,20 @@ func (v *Verifier) miss(ctx context.Context, keyID string, from netip.Addr) (*ca
 	})
 	select {
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		return answer{}, fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
 	case res := <-ch:
 		if res.Err != nil {
 			if !errors.Is(res.Err, ErrUnavailable) {
 				v.log.Warn("lookup failed: answering 503", "key_id", keyID, "error", res.Err)
-				return nil, fmt.Errorf("%w: %v", ErrUnavailable, res.Err)
+				return answer{}, fmt.Errorf("%w: %v", ErrUnavailable, res.Err)
 			}
-			return nil, res.Err
+			return answer{}, res.Err
 		}
-		rec := res.Val.(*cachedKey)
-		if rec.status == statusNotFound {
+		ans := res.Val.(answer)
+		if ans.rec.status == statusNotFound {
 			v.loader.flood.notFound(from)
 		}
-		return rec, nil
+		return ans, nil
 	}
 }
 

@@ -50,6 +50,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	fs.DurationVar(&c.MaxAge, "max-age", verifier.DefaultMaxAge, "oldest a cached verdict may be: refreshed in the background before, looked up after")
 	fs.StringVar(&c.AuditLog, "audit-log", "", `audit log: "-" for stdout, a file path, or empty for none`)
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For is believed (set it behind a proxy: without it, CIDR-restricted keys are checked against the proxy's address)")
+	fs.StringVar(&c.TenantHeader, "tenant-header", verifier.DefaultTenantHeader, "forward-auth request header naming the tenant the key must belong to (the proxy sets or clears it)")
 	fs.StringVar(&c.WorkspaceHeader, "workspace-header", verifier.DefaultWorkspaceHeader, "forward-auth request header naming the workspace")
 	fs.StringVar(&c.PermissionsHeader, "permissions-header", verifier.DefaultPermissionsHeader, "forward-auth request header listing the permissions (comma-separated)")
 	fs.StringVar(&o.logFormat, "log-format", "standard", `log format: "standard" or "json"`)

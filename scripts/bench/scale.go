@@ -10,52 +10,88 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
 )
 
-// runScale measures issuance and the first list page with 10,000 keys stored
-// and again with o.scale keys stored, in one run.
+// Scale (issue 10, item 8): one mount, first 10,000 keys in 10 tenants, then
+// o.scale keys with 10 keys per tenant (1,000,000 keys = 100,000 tenants).
+// At each point it measures issuance into existing tenants, the first page of
+// one tenant's list, and the quota check (a create refused by a full tenant,
+// which does everything a create does up to the quota and then stops).
+
+const keysPerScaleTenant = 10
+
+// scalePoint is what one measurement found.
+type scalePoint struct {
+	stored, tenants int
+	rate            float64       // keys/s issuing 5,000 keys into existing tenants
+	list            time.Duration // first page (limit 100) of one tenant's keys
+	mountList       time.Duration // first page of the operator's mount-wide list, filtered to a tenant
+	quota           time.Duration // mean latency of a create refused by the tenant quota
+}
+
 func runScale(s *vaulttest.Session, o options) (string, error) {
 	step := func(msg string) { fmt.Fprintf(os.Stderr, "bench-scale: %s\n", msg) }
 	step("starting a Vault dev server with transit and the plugin")
 	v := vaulttest.Start(s)
 	root := http.Header{"X-Vault-Token": {v.RootToken}}
-	if _, err := vaultDo(v.Addr, "POST", "apikeys/config", root, map[string]interface{}{"max_keys": 0}); err != nil {
+	for _, w := range []struct {
+		path string
+		data map[string]interface{}
+	}{
+		{"apikeys/config", map[string]interface{}{"max_keys": 0, "max_keys_per_tenant": 0}},
+		{"apikeys/roles/bench", map[string]interface{}{"permissions": "*"}},
+		{"apikeys/tenants/full", map[string]interface{}{"max_keys": 1}},
+	} {
+		if _, err := vaultDo(v.Addr, "POST", w.path, root, w.data); err != nil {
+			return "", err
+		}
+	}
+	if _, _, err := issue(v.Addr, v.RootToken, "only", 1, 1, func(int) string { return "full" }); err != nil {
 		return "", err
 	}
-	if _, err := vaultDo(v.Addr, "POST", "apikeys/roles/bench", root, map[string]interface{}{"permissions": "*"}); err != nil {
-		return "", err
-	}
-	type point struct {
-		stored   int
-		rate     float64
-		list     time.Duration
-		filtered time.Duration
-	}
-	measure := func(stored int) (point, error) {
-		_, rate, err := issue(v.Addr, v.RootToken, fmt.Sprintf("m%d", stored), 5000, 16)
-		if err != nil {
-			return point{}, err
-		}
-		p := point{stored: stored, rate: rate}
-		start := time.Now()
-		if _, err := vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100", root, nil); err != nil {
+	small := func(i int) string { return fmt.Sprintf("s%02d", i%10) } // the 10-tenant phase
+	wide := func(i int) string { return fmt.Sprintf("t%06d", i/keysPerScaleTenant) }
+
+	measure := func(stored, tenants int, into func(int) string, listed string) (scalePoint, error) {
+		p := scalePoint{stored: stored, tenants: tenants}
+		var err error
+		if _, p.rate, err = issue(v.Addr, v.RootToken, fmt.Sprintf("m%d", stored), 5000, 16, into); err != nil {
 			return p, err
 		}
-		p.list = time.Since(start)
-		start = time.Now()
-		if _, err := vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100&status=active&after=m", root, nil); err != nil {
+		timed := func(method, path string, want int) (time.Duration, error) {
+			var body interface{}
+			if method == "POST" {
+				body = map[string]interface{}{"role": "bench"}
+			}
+			start := time.Now()
+			_, err := vaultDoStatus(v.Addr, method, path, root, body, want)
+			return time.Since(start), err
+		}
+		if p.list, err = timed("LIST", "apikeys/tenants/"+listed+"/keys?limit=100", http.StatusOK); err != nil {
 			return p, err
 		}
-		p.filtered = time.Since(start)
-		step(fmt.Sprintf("%d stored: %.0f keys/s, first page %s", stored, rate, p.list))
+		if p.mountList, err = timed("LIST", "apikeys/keys?limit=100&tenant="+listed, http.StatusOK); err != nil {
+			return p, err
+		}
+		const refused = 200
+		var total time.Duration
+		for i := 0; i < refused; i++ {
+			d, err := timed("POST", fmt.Sprintf("apikeys/tenants/full/keys/over-%d-%d", stored, i), http.StatusBadRequest)
+			if err != nil {
+				return p, err
+			}
+			total += d
+		}
+		p.quota = total / refused
+		step(fmt.Sprintf("%d keys in %d tenants: %.0f keys/s, tenant page %s, quota check %s", stored, tenants, p.rate, p.list, p.quota))
 		return p, nil
 	}
-	var points []point
-	stored := 0
-	fill := func(upTo int) error {
+	stored := 1
+	fill := func(upTo int, tenant func(int) string) error {
 		const chunk = 50000
 		for stored < upTo {
 			n := min(chunk, upTo-stored)
 			start := time.Now()
-			if _, _, err := issue(v.Addr, v.RootToken, fmt.Sprintf("f%07d", stored), n, 16); err != nil {
+			base := stored
+			if _, _, err := issue(v.Addr, v.RootToken, fmt.Sprintf("f%07d", stored), n, 16, func(i int) string { return tenant(base + i) }); err != nil {
 				return err
 			}
 			stored += n
@@ -63,23 +99,34 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 		}
 		return nil
 	}
-	for _, target := range []int{10000, o.scale} {
-		if err := fill(target); err != nil {
-			return "", err
-		}
-		p, err := measure(stored)
-		if err != nil {
-			return "", err
-		}
-		stored += 5000
-		points = append(points, p)
+	var points []scalePoint
+	if err := fill(10000, small); err != nil {
+		return "", err
 	}
+	p, err := measure(stored, 10+1, small, "s03")
+	if err != nil {
+		return "", err
+	}
+	points = append(points, p)
+	stored += 5000
+	if err := fill(o.scale, wide); err != nil {
+		return "", err
+	}
+	tenants := 10 + 1 + (o.scale-10000)/keysPerScaleTenant
+	p, err = measure(stored, tenants, func(i int) string { return wide(10000 + i*keysPerScaleTenant) }, "s03")
+	if err != nil {
+		return "", err
+	}
+	points = append(points, p)
+
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Each row issues 5,000 more keys at concurrency 16 through Vault's HTTP API, then lists the first page.\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "| keys stored | keys/s | first page (limit 100) | filtered page (status=active, after=) |\n|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues 5,000 more keys into existing tenants at concurrency 16 through Vault's HTTP API, lists the first page (limit 100) of tenant `s03` (about 1,500 keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), keysPerScaleTenant, o.scale, 200)
+	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | tenant page | operator page (tenant filter) | quota check (mean) |\n|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %d | %.0f | %s | %s |\n", p.stored, p.rate, ms(p.list), ms(p.filtered))
+		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s |\n", p.stored, p.tenants, p.rate, ms(p.list), ms(p.mountList), ms(p.quota))
 	}
-	fmt.Fprintf(&b, "\nIssuance with %d stored is %.2f× the rate with %d stored.\n", points[1].stored, points[1].rate/points[0].rate, points[0].stored)
+	a, z := points[0], points[1]
+	fmt.Fprintf(&b, "\nWith %d keys in %d tenants: issuance is %.2f× its rate with %d keys in 10 tenants (target ≥ 0.8×); the tenant page takes %.2f× and the quota check %.2f× as long.\n",
+		z.stored, z.tenants, z.rate/a.rate, a.stored, float64(z.list)/float64(a.list), float64(z.quota)/float64(a.quota))
 	return b.String(), nil
 }

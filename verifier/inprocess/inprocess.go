@@ -54,7 +54,8 @@ func (c *Checker) Verify(ctx context.Context, req middleware.Request) (middlewar
 	// An address that does not parse stays the zero Addr, which a key or role
 	// with CIDR lists does not allow (the verifier fails closed on it).
 	ip, _ := netip.ParseAddr(req.ClientIP)
-	v, err := c.v.Check(ctx, verifier.Request{Key: req.Key, Workspace: req.Workspace, Permissions: req.Permissions, ClientIP: ip.Unmap()})
+	v, err := c.v.Check(ctx, verifier.Request{Key: req.Key, Tenant: req.Tenant, Workspace: req.Workspace,
+		Permissions: req.Permissions, ClientIP: ip.Unmap()})
 	if err != nil {
 		return middleware.Result{}, fmt.Errorf("%w: %v", middleware.ErrUnavailable, err)
 	}
@@ -62,7 +63,7 @@ func (c *Checker) Verify(ctx context.Context, req middleware.Request) (middlewar
 		Valid: v.Valid(),
 		Code:  v.Code,
 		Key: middleware.Key{
-			ID: v.KeyID, Name: v.Name, Role: v.Role, Workspace: v.Workspace,
+			ID: v.KeyID, Tenant: v.Tenant, Name: v.Name, Role: v.Role, Workspace: v.Workspace,
 			Permissions: v.Permissions, ExpiresAt: v.ExpiresAt, Metadata: v.Metadata,
 		},
 	}, nil

@@ -155,7 +155,7 @@ func (c *Client) ask(ctx context.Context, req *Request) (Result, error) {
 // cacheKey digests everything the answer depends on; the token itself is not kept.
 func cacheKey(r *Request) [sha256.Size]byte {
 	h := sha256.New()
-	for _, s := range []string{r.Key, r.Workspace, r.ClientIP} {
+	for _, s := range []string{r.Key, r.Tenant, r.Workspace, r.ClientIP} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -4,9 +4,10 @@
 //	c := middleware.NewClient("http://127.0.0.1:8080")
 //	mux.Handle("/clusters", middleware.Middleware(c, middleware.RequirePermissions("clusters:read"))(h))
 //
-// Inside h, middleware.KeyFromContext(r.Context()) is the verified key. Requests
-// without a valid key get 401, keys denied by address, workspace or permission
-// 403, and everything is 503 when the verifier cannot answer (fail closed).
+// Inside h, middleware.KeyFromContext(r.Context()) is the verified key (with its
+// Tenant). RequireTenant or WithTenant pins the tenant a request must belong to.
+// Requests without a valid key get 401, keys denied by tenant, address,
+// workspace or permission 403, and everything is 503 when the verifier cannot answer (fail closed).
 //
 // A short local cache (WithCacheTTL, default 50ms) absorbs bursts; it is keyed by
 // a SHA-256 digest of the request, so no token is kept, and its TTL adds to how

@@ -21,9 +21,22 @@ func KeyFromContext(ctx context.Context) (Key, bool) {
 type Option func(*options)
 
 type options struct {
+	tenant      func(*http.Request) string
 	workspace   func(*http.Request) string
 	permissions func(*http.Request) []string
 	clientIP    func(*http.Request) string
+}
+
+// RequireTenant pins every request to tenant: a key of another tenant is
+// refused (403, TENANT_MISMATCH) whatever its status, never let through.
+func RequireTenant(tenant string) Option {
+	return func(o *options) { o.tenant = func(*http.Request) string { return tenant } }
+}
+
+// WithTenant derives the tenant a request must belong to (e.g. from its host
+// or path; never from a header the client controls). "" pins nothing.
+func WithTenant(fn func(*http.Request) string) Option {
+	return func(o *options) { o.tenant = fn }
 }
 
 // RequirePermissions makes every request need all of perms.
@@ -68,6 +81,9 @@ func Middleware(c Checker, opts ...Option) func(http.Handler) http.Handler {
 				return
 			}
 			req := Request{Key: key, ClientIP: o.clientIP(r)}
+			if o.tenant != nil {
+				req.Tenant = o.tenant(r)
+			}
 			if o.workspace != nil {
 				req.Workspace = o.workspace(r)
 			}

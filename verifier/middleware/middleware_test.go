@@ -28,7 +28,8 @@ func stubVerifier(t *testing.T, codes map[string]string) (*httptest.Server, *ato
 			http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"valid": code == string(verdict.Valid), "code": code, "key_id": "id-" + req.Key, "name": "n", "role": "ops", "workspace": "prod"})
+		_ = json.NewEncoder(w).Encode(map[string]any{"valid": code == string(verdict.Valid), "code": code, "key_id": "id-" + req.Key,
+			"tenant": "acme", "name": "n", "role": "ops", "workspace": "prod"})
 	}))
 	t.Cleanup(srv.Close)
 	return srv, calls, last
@@ -100,9 +101,12 @@ func TestClientCache(t *testing.T) {
 	assert.Equal(t, int32(1), calls.Load(), "a burst is answered from the cache")
 	_, _ = c.Verify(ctx, Request{Key: "good", Workspace: "other"})
 	assert.Equal(t, int32(2), calls.Load(), "the cache key covers the whole request")
+	// Above all the tenant: one tenant's answer must never serve another's request.
+	_, _ = c.Verify(ctx, Request{Key: "good", Tenant: "globex"})
+	assert.Equal(t, int32(3), calls.Load(), "the cache key covers the tenant")
 	time.Sleep(60 * time.Millisecond)
 	_, _ = c.Verify(ctx, Request{Key: "good"})
-	assert.Equal(t, int32(3), calls.Load(), "answers expire")
+	assert.Equal(t, int32(4), calls.Load(), "answers expire")
 	_, err := c.Verify(ctx, Request{Key: "down"})
 	assert.ErrorIs(t, err, ErrUnavailable)
 	_, err = c.Verify(ctx, Request{Key: "down"})
@@ -119,4 +123,32 @@ func TestClientUnreachable(t *testing.T) {
 	c := NewClient("http://127.0.0.1:1", WithHTTPClient(&http.Client{Timeout: time.Second}))
 	_, err := c.Verify(t.Context(), Request{Key: "k"})
 	assert.ErrorIs(t, err, ErrUnavailable)
+}
+
+func TestMiddlewarePinsTheTenant(t *testing.T) {
+	srv, _, last := stubVerifier(t, map[string]string{"good": string(verdict.Valid), "other": string(verdict.TenantMismatch)})
+	var seen Key
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, _ = KeyFromContext(r.Context())
+		w.WriteHeader(http.StatusNoContent)
+	})
+	c := NewClient(srv.URL, WithCacheTTL(0))
+
+	h := Middleware(c, RequireTenant("acme"))(app)
+	// A client header naming another tenant changes nothing: the option decides.
+	assert.Equal(t, http.StatusNoContent, serve(h, map[string]string{"X-API-Key": "good", verdict.HeaderTenant: "globex"}).Code)
+	assert.Equal(t, "acme", last.Load().(Request).Tenant)
+	assert.Equal(t, "acme", seen.Tenant, "the verified key in the context carries its tenant")
+	w := serve(h, map[string]string{"X-API-Key": "other"})
+	assert.Equal(t, http.StatusForbidden, w.Code, "TENANT_MISMATCH is a 403")
+
+	h = Middleware(c, WithTenant(func(r *http.Request) string { return r.URL.Query().Get("t") }))(app)
+	r := httptest.NewRequest(http.MethodGet, "/x?t=initech", nil)
+	r.Header.Set("X-API-Key", "good")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	assert.Equal(t, "initech", last.Load().(Request).Tenant, "per request")
+
+	h = Middleware(c)(app)
+	serve(h, map[string]string{"X-API-Key": "good", verdict.HeaderTenant: "globex"})
+	assert.Empty(t, last.Load().(Request).Tenant, "no option, no pin: never a client header")
 }
