@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ var secretPattern = regexp.MustCompile(`vak_[0-9A-Za-z_]+|hv[sb]\.[0-9A-Za-z_-]+
 
 // devStackPorts picks a Vault port whose cluster port (+1) is free too, and a
 // verifier port, as scripts/dev-stack requires.
-func devStackPorts(t *testing.T) (vaultPort, verifierPort int) {
+func devStackPorts(t *testing.T) (vaultPort, verifierPort, consolePort int) {
 	t.Helper()
 	for i := 0; i < 50; i++ {
 		p := vaulttest.FreePort(t)
@@ -69,17 +70,23 @@ func devStackPorts(t *testing.T) (vaultPort, verifierPort int) {
 		}
 	}
 	require.NotZero(t, vaultPort, "no free pair of ports")
-	for verifierPort == 0 || verifierPort == vaultPort || verifierPort == vaultPort+1 {
+	taken := func(p int, others ...int) bool {
+		return p == 0 || p == vaultPort || p == vaultPort+1 || slices.Contains(others, p)
+	}
+	for taken(verifierPort) {
 		verifierPort = vaulttest.FreePort(t)
 	}
-	return vaultPort, verifierPort
+	for taken(consolePort, verifierPort) {
+		consolePort = vaulttest.FreePort(t)
+	}
+	return vaultPort, verifierPort, consolePort
 }
 
 // startDevStack runs scripts/dev-stack (what `make run` runs) on free ports
 // with a private run directory, until the test ends.
 func startDevStack(t *testing.T, vaultBin string) (vaultAddr, verifierAddr, banner string) {
 	t.Helper()
-	vaultPort, verifierPort := devStackPorts(t)
+	vaultPort, verifierPort, consolePort := devStackPorts(t)
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "dev-stack.out")
 	out, err := os.Create(logPath)
@@ -88,6 +95,7 @@ func startDevStack(t *testing.T, vaultBin string) (vaultAddr, verifierAddr, bann
 	cmd.Dir = vaulttest.Root()
 	cmd.Env = append(os.Environ(), "VAULT_BIN="+vaultBin, "RUN_DIR="+filepath.Join(dir, "run"),
 		fmt.Sprintf("VAULT_PORT=%d", vaultPort), fmt.Sprintf("VERIFIER_PORT=%d", verifierPort),
+		fmt.Sprintf("CONSOLE_PORT=%d", consolePort),
 		"VAULT_ADDR=", "VAULT_TOKEN=")
 	cmd.Stdout, cmd.Stderr = out, out
 	require.NoError(t, cmd.Start())
