@@ -67,10 +67,10 @@ func newTenantFixture(t *testing.T, v *vaulttest.Vault, tenant, user string) *te
 	f := &tenantFixture{tenant: tenant, user: user, keyName: user + "-ci", allowlist: user + "-office"}
 	f.entityID = v.AddTenantAdmin(t, user, "pw-"+user+"-long", tenant, "admin")
 	f.admin = v.Login(t, user, "pw-"+user+"-long")
-	sec, err := f.admin.Logical().Write("apikeys/tenants/"+tenant+"/allowlists/"+f.allowlist,
+	_, err := f.admin.Logical().Write("apikeys/tenants/"+tenant+"/allowlists/"+f.allowlist,
 		map[string]interface{}{"cidrs": "10.0.0.0/8", "description": "office"})
 	require.NoError(t, err, "%s writes an allow-list in %s", user, tenant)
-	sec, err = f.admin.Logical().Write("apikeys/tenants/"+tenant+"/keys/"+f.keyName,
+	sec, err := f.admin.Logical().Write("apikeys/tenants/"+tenant+"/keys/"+f.keyName,
 		map[string]interface{}{"role": "admin", "allowlists": f.allowlist})
 	require.NoError(t, err, "%s issues a key in %s", user, tenant)
 	require.NotNil(t, sec)
