@@ -113,21 +113,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, ref, status,
 		events = append(events, event{"key-" + op, []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}})
 	}
 	published, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
-		for _, c := range changes {
-			if c.rec.KeyID != cur.KeyID {
-				if err := b.putRecord(ctx, s, c.rec); err != nil {
-					return err
-				}
-				continue
-			}
-			// The name entry repeats the status for list filters.
-			entry := nameEntryOf(c.rec, n.Previous)
-			if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
-				return err
-			}
-			b.index.Set(ref, entry)
-		}
-		return nil
+		return b.writeNameRecords(ctx, s, ref, n, cur.KeyID, changes)
 	}, events...)
 	if err != nil {
 		return nil, err
@@ -136,6 +122,27 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, ref, status,
 		return nil, err
 	}
 	return &statusChanged{name: cur.Name, keyID: cur.KeyID, status: status, seq: seq}, nil
+}
+
+// writeNameRecords writes the changed records of a name (ref); the current
+// key's (currentID) together with its name entry, which repeats status,
+// description and allow-lists for listing and filters. The caller holds the
+// name lock.
+func (b *Backend) writeNameRecords(ctx context.Context, s logical.Storage, ref string, n *NameEntry, currentID string, changes []keyChange) error {
+	for _, c := range changes {
+		if c.rec.KeyID != currentID {
+			if err := b.putRecord(ctx, s, c.rec); err != nil {
+				return err
+			}
+			continue
+		}
+		entry := nameEntryOf(c.rec, n.Previous)
+		if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
+			return err
+		}
+		b.index.Set(ref, entry)
+	}
+	return nil
 }
 
 // keyPatch holds the fields `vault patch` may change; nil means unchanged.
@@ -196,21 +203,7 @@ func (b *Backend) patch(ctx context.Context, s logical.Storage, ref string, p ke
 		events = append(events, event{"key-updated", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
 	}
 	seq, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
-		for _, c := range changes {
-			if c.rec.KeyID != cur.KeyID {
-				if err := b.putRecord(ctx, s, c.rec); err != nil {
-					return err
-				}
-				continue
-			}
-			// The name entry repeats description and allow-lists for listing.
-			entry := nameEntryOf(c.rec, n.Previous)
-			if err := b.putNamed(ctx, s, c.rec, entry); err != nil {
-				return err
-			}
-			b.index.Set(ref, entry)
-		}
-		return nil
+		return b.writeNameRecords(ctx, s, ref, n, cur.KeyID, changes)
 	}, events...)
 	if err != nil {
 		return nil, 0, err

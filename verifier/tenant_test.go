@@ -133,16 +133,7 @@ func TestTenantChangeRacingLookupIsNotCached(t *testing.T) {
 	v, _ := startVerifier(t, f, nil)
 	req := Request{Key: key, ClientIP: netip.MustParseAddr("10.1.0.5")}
 
-	inLookup, release := make(chan struct{}), make(chan struct{})
-	f.setLookupHook(func([]string) { close(inLookup); <-release })
-	done := make(chan struct{})
-	go func() { check(t, v, req); close(done) }()
-	<-inLookup
-	f.setLookupHook(nil)
-	seq := f.setTenantCIDRs("acme", []string{"192.0.2.0/24"})
-	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 2*time.Second, time.Millisecond)
-	close(release)
-	<-done
+	lookupRacing(t, f, v, req, func() uint64 { return f.setTenantCIDRs("acme", []string{"192.0.2.0/24"}) })
 	assert.Equal(t, CodeIPNotAllowed, check(t, v, req))
 }
 

@@ -21,6 +21,23 @@ var localhost = netip.MustParseAddr("127.0.0.1")
 
 // startVerifier runs a Verifier against f until the test ends (or stop is
 // called) and waits until it follows the feed.
+// lookupRacing sends req while its lookup is held open, makes change (which
+// returns its feed seq) and lets the follower apply it, then lets the lookup
+// answer: an answer from before the change, which must not be cached.
+func lookupRacing(t *testing.T, f *fakeVault, v *Verifier, req Request, change func() uint64) {
+	t.Helper()
+	inLookup, release := make(chan struct{}), make(chan struct{})
+	f.setLookupHook(func([]string) { close(inLookup); <-release })
+	done := make(chan struct{})
+	go func() { check(t, v, req); close(done) }()
+	<-inLookup
+	f.setLookupHook(nil)
+	seq := change()
+	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 2*time.Second, time.Millisecond)
+	close(release)
+	<-done
+}
+
 func startVerifier(t testing.TB, f *fakeVault, tweak func(*Config)) (*Verifier, func()) {
 	t.Helper()
 	cfg := Config{VaultAddrs: []string{f.srv.URL}, VaultToken: f.token, Logger: hclog.NewNullLogger()}
@@ -249,16 +266,7 @@ func TestRoleChangeRacingLookupIsNotCached(t *testing.T) {
 	v, _ := startVerifier(t, f, nil)
 	req := Request{Key: key, Permissions: []string{"clusters:read"}}
 
-	inLookup, release := make(chan struct{}), make(chan struct{})
-	f.setLookupHook(func([]string) { close(inLookup); <-release })
-	done := make(chan struct{})
-	go func() { check(t, v, req); close(done) }()
-	<-inLookup
-	f.setLookupHook(nil)
-	seq := f.downgrade("ops", []string{"nodes:read"})
-	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, 2*time.Second, time.Millisecond)
-	close(release)
-	<-done
+	lookupRacing(t, f, v, req, func() uint64 { return f.downgrade("ops", []string{"nodes:read"}) })
 	assert.Equal(t, CodeInsufficientPermissions, check(t, v, req))
 }
 
