@@ -140,6 +140,17 @@ func TestBrowserRealVaultTenantAdminIssuesAndRevokes(t *testing.T) {
 	assert.Contains(t, b.html(), "There is no API key named")
 	assert.Equal(t, "VALID", s.verify(t, bobKey, "globex"))
 
+	// A request without the CSRF token is refused by the console, and nothing
+	// reaches Vault.
+	st, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](
+		`fetch("/keys", {method: "POST", body: new URLSearchParams({name: "forged", role: "developer", expiry: "never", ips: "all"})}).then(r => String(r.status))`,
+		chromedp.EvalAwaitPromise))
+	require.NoError(t, err)
+	assert.Equal(t, "403", st)
+	forged, err := s.vault.Client.Logical().Read("apikeys/tenants/acme/keys/forged")
+	require.NoError(t, err)
+	assert.Nil(t, forged, "no key was issued without the CSRF token")
+
 	// bob signs in to globex: his key, not acme's.
 	b.do("signed-out", b.click("button", "Sign out"))
 	b.signIn("bob", "bob-pw-long")
