@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
@@ -25,6 +27,11 @@ type scalePoint struct {
 	list            time.Duration // first page (limit 100) of one tenant's keys
 	mountList       time.Duration // first page of the operator's mount-wide list, filtered to a tenant
 	quota           time.Duration // mean latency of a create refused by the tenant quota
+	// Vault's own endpoints on the same server at the same point: how much
+	// Vault itself slowed down with everything it holds (the dev server keeps
+	// all of it in its heap).
+	kvRate float64       // KV v2 writes/s, new path each, same client and concurrency as issuance
+	kvRead time.Duration // mean latency of a KV v2 read
 }
 
 func runScale(s *vaulttest.Session, o options) (string, error) {
@@ -39,6 +46,7 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 		{"apikeys/config", map[string]interface{}{"max_keys": 0, "max_keys_per_tenant": 0}},
 		{"apikeys/roles/bench", map[string]interface{}{"permissions": "*"}},
 		{"apikeys/tenants/full", map[string]interface{}{"max_keys": 1}},
+		{"secret/data/scale-read", map[string]interface{}{"data": map[string]string{"k": "v"}}},
 	} {
 		if _, err := vaultDo(v.Addr, "POST", w.path, root, w.data); err != nil {
 			return "", err
@@ -81,6 +89,18 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 			total += d
 		}
 		p.quota = total / refused
+		if p.kvRate, err = kvWrites(v.Addr, v.RootToken, fmt.Sprintf("kv%d", stored), 5000, 16); err != nil {
+			return p, err
+		}
+		total = 0
+		for i := 0; i < refused; i++ {
+			d, err := timedRead(v.Addr, "secret/data/scale-read", root)
+			if err != nil {
+				return p, err
+			}
+			total += d
+		}
+		p.kvRead = total / refused
 		step(fmt.Sprintf("%d keys in %d tenants: %.0f keys/s, tenant page %s, quota check %s", stored, tenants, p.rate, p.list, p.quota))
 		return p, nil
 	}
@@ -121,12 +141,52 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues 5,000 more keys into existing tenants at concurrency 16 through Vault's HTTP API, lists the first page (limit 100) of tenant `s03` (about 1,500 keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), keysPerScaleTenant, o.scale, 200)
-	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | tenant page | operator page (tenant filter) | quota check (mean) |\n|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | tenant page | operator page (tenant filter) | quota check (mean) | Vault KV v2 write/s | Vault KV v2 read (mean) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s |\n", p.stored, p.tenants, p.rate, ms(p.list), ms(p.mountList), ms(p.quota))
+		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
 	}
 	a, z := points[0], points[1]
-	fmt.Fprintf(&b, "\nWith %d keys in %d tenants: issuance is %.2f× its rate with %d keys in 10 tenants (target ≥ 0.8×); the tenant page takes %.2f× and the quota check %.2f× as long.\n",
-		z.stored, z.tenants, z.rate/a.rate, a.stored, float64(z.list)/float64(a.list), float64(z.quota)/float64(a.quota))
+	kvW, kvR := z.kvRate/a.kvRate, float64(z.kvRead)/float64(a.kvRead)
+	fmt.Fprintf(&b, "\nWith %d keys in %d tenants, against %d keys in 10 tenants:\n\n", z.stored, z.tenants, a.stored)
+	fmt.Fprintf(&b, "* issuance: %.2f× its rate (target ≥ 0.8×); Vault's own KV v2 write on the same server: %.2f×, so issuance kept %.2f of Vault's own pace\n", z.rate/a.rate, kvW, z.rate/a.rate/kvW)
+	fmt.Fprintf(&b, "* tenant page: %.2f× as long; quota check: %.2f× as long; Vault's own KV v2 read: %.2f× as long (per Vault read: tenant page %.2f×, quota check %.2f×)\n",
+		float64(z.list)/float64(a.list), float64(z.quota)/float64(a.quota), kvR, float64(z.list)/float64(a.list)/kvR, float64(z.quota)/float64(a.quota)/kvR)
 	return b.String(), nil
+}
+
+// kvWrites writes n new KV v2 secrets at the given concurrency and returns the
+// rate: Vault's own write, with the client and concurrency issuance uses.
+func kvWrites(addr, token, prefix string, n, workers int) (float64, error) {
+	h := http.Header{"X-Vault-Token": {token}, "Content-Type": {"application/json"}}
+	var next atomic.Int64
+	var firstErr atomic.Value
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || firstErr.Load() != nil {
+					return
+				}
+				if _, err := vaultDo(addr, "POST", fmt.Sprintf("secret/data/%s-%07d", prefix, i), h, map[string]interface{}{"data": map[string]string{"k": "v"}}); err != nil {
+					firstErr.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+func timedRead(addr, path string, h http.Header) (time.Duration, error) {
+	start := time.Now()
+	_, err := vaultDo(addr, "GET", path, h, nil)
+	return time.Since(start), err
 }
