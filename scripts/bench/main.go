@@ -263,13 +263,11 @@ func vaultDoStatus(addr, method, path string, h http.Header, body interface{}, w
 // benchTenant is the tenant the side-by-side loads issue their keys in.
 func benchTenant(int) string { return "acme" }
 
-// issue creates n keys at the given concurrency, key i in tenant(i), and
-// returns them with the rate.
-func issue(addr, token, prefix string, n, workers int, tenant func(i int) string) ([]issued, float64, error) {
-	out := make([]issued, n)
+// inParallel runs do(0..n-1) on workers goroutines and returns the rate of
+// completed calls per second, or the first error (the rest then stop).
+func inParallel(n, workers int, do func(i int) error) (float64, error) {
 	var next atomic.Int64
 	var firstErr atomic.Value
-	h := http.Header{"X-Vault-Token": {token}, "Content-Type": {"application/json"}}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
@@ -281,30 +279,46 @@ func issue(addr, token, prefix string, n, workers int, tenant func(i int) string
 				if i >= n || firstErr.Load() != nil {
 					return
 				}
-				name := fmt.Sprintf("%s-%07d", prefix, i)
-				body, err := vaultDo(addr, "POST", "apikeys/tenants/"+tenant(i)+"/keys/"+name, h, map[string]interface{}{"role": "bench"})
-				if err != nil {
+				if err := do(i); err != nil {
 					firstErr.Store(err)
 					return
 				}
-				var resp struct {
-					Data struct {
-						Key string `json:"key"`
-					} `json:"data"`
-				}
-				if err := json.Unmarshal(body, &resp); err != nil {
-					firstErr.Store(err)
-					return
-				}
-				out[i] = issued{name, resp.Data.Key}
 			}
 		}()
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// issue creates n keys at the given concurrency, key i in tenant(i), and
+// returns them with the rate.
+func issue(addr, token, prefix string, n, workers int, tenant func(i int) string) ([]issued, float64, error) {
+	out := make([]issued, n)
+	h := http.Header{"X-Vault-Token": {token}, "Content-Type": {"application/json"}}
+	rate, err := inParallel(n, workers, func(i int) error {
+		name := fmt.Sprintf("%s-%07d", prefix, i)
+		body, err := vaultDo(addr, "POST", "apikeys/tenants/"+tenant(i)+"/keys/"+name, h, map[string]interface{}{"role": "bench"})
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Data struct {
+				Key string `json:"key"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(body, &resp); err != nil {
+			return err
+		}
+		out[i] = issued{name, resp.Data.Key}
+		return nil
+	})
+	if err != nil {
 		return nil, 0, err
 	}
-	return out, float64(n) / time.Since(start).Seconds(), nil
+	return out, rate, nil
 }
 
 func writeKeys(dir, name string, keys []issued) string {

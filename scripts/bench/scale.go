@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
@@ -158,31 +156,10 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 // rate: Vault's own write, with the client and concurrency issuance uses.
 func kvWrites(addr, token, prefix string, n, workers int) (float64, error) {
 	h := http.Header{"X-Vault-Token": {token}, "Content-Type": {"application/json"}}
-	var next atomic.Int64
-	var firstErr atomic.Value
-	start := time.Now()
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || firstErr.Load() != nil {
-					return
-				}
-				if _, err := vaultDo(addr, "POST", fmt.Sprintf("secret/data/%s-%07d", prefix, i), h, map[string]interface{}{"data": map[string]string{"k": "v"}}); err != nil {
-					firstErr.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
-	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	return inParallel(n, workers, func(i int) error {
+		_, err := vaultDo(addr, "POST", fmt.Sprintf("secret/data/%s-%07d", prefix, i), h, map[string]interface{}{"data": map[string]string{"k": "v"}})
+		return err
+	})
 }
 
 func timedRead(addr, path string, h http.Header) (time.Duration, error) {
