@@ -264,18 +264,7 @@ func (x *Index) Page(ctx context.Context, s logical.Storage, f ListFilter) (name
 	names = make([]string, 0, min(f.Limit, x.names.Len()))
 	entries = make(map[string]NameEntry, cap(names))
 	more := false
-	start, prefix := f.After, ""
-	if f.Tenant != "" {
-		prefix = refOf(f.Tenant, "")
-		start = max(start, prefix)
-	}
-	x.names.AscendGreaterOrEqual(indexItem{name: start}, func(it indexItem) bool {
-		if it.name == f.After {
-			return true
-		}
-		if prefix != "" && !strings.HasPrefix(it.name, prefix) {
-			return false
-		}
+	x.walkLocked(f.Tenant, f.After, func(it indexItem) bool {
 		if (f.Role == "" || it.entry.Role == f.Role) &&
 			(f.Workspace == "" || it.entry.Workspace == f.Workspace) &&
 			(f.Status == "" || it.entry.status(f.Now) == f.Status) {
@@ -294,6 +283,26 @@ func (x *Index) Page(ctx context.Context, s logical.Storage, f ListFilter) (name
 	return names, entries, next, nil
 }
 
+// walkLocked calls fn for each item after the ref `after` ("" = from the
+// start), in order, within tenant's range when tenant is set, until fn
+// returns false. The caller holds x.mu.
+func (x *Index) walkLocked(tenant, after string, fn func(indexItem) bool) {
+	start, prefix := after, ""
+	if tenant != "" {
+		prefix = refOf(tenant, "")
+		start = max(start, prefix)
+	}
+	x.names.AscendGreaterOrEqual(indexItem{name: start}, func(it indexItem) bool {
+		if it.name == after {
+			return true
+		}
+		if !strings.HasPrefix(it.name, prefix) {
+			return false
+		}
+		return fn(it)
+	})
+}
+
 // Select walks names after `after` in order and keeps those pick accepts, up
 // to limit. With budget > 0 it examines at most budget names. next is the name
 // to continue after, or empty when the walk reached the end.
@@ -302,22 +311,11 @@ func (x *Index) Select(ctx context.Context, s logical.Storage, tenant, after str
 	if err := x.ensure(ctx, s); err != nil {
 		return nil, nil, "", err
 	}
-	start, prefix := after, ""
-	if tenant != "" {
-		prefix = refOf(tenant, "")
-		start = max(start, prefix)
-	}
 	// Copy candidates out under the lock; pick may do storage reads.
 	x.mu.RLock()
 	var candidates []indexItem
 	exhausted := true
-	x.names.AscendGreaterOrEqual(indexItem{name: start}, func(it indexItem) bool {
-		if it.name == after {
-			return true
-		}
-		if prefix != "" && !strings.HasPrefix(it.name, prefix) {
-			return false
-		}
+	x.walkLocked(tenant, after, func(it indexItem) bool {
 		if budget > 0 && len(candidates) == budget {
 			exhausted = false
 			return false
@@ -355,12 +353,8 @@ func (x *Index) NamingAllowlist(ctx context.Context, s logical.Storage, tenant, 
 	}
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	prefix := refOf(tenant, "")
 	var out []string
-	x.names.AscendGreaterOrEqual(indexItem{name: prefix}, func(it indexItem) bool {
-		if !strings.HasPrefix(it.name, prefix) {
-			return false
-		}
+	x.walkLocked(tenant, "", func(it indexItem) bool {
 		if slices.Contains(it.entry.Allowlists, list) {
 			_, name := splitRef(it.name)
 			out = append(out, name)
