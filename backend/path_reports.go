@@ -18,48 +18,55 @@ const staleScanBudget = 5000
 // expiringScanBudget bounds one expiring-report page; its checks are in memory.
 const expiringScanBudget = 200000
 
+// report is one report's path: its name, its window field, how it runs and
+// its help.
+type report struct {
+	name      string
+	field     string
+	schema    *framework.FieldSchema
+	run       func(*Backend) reportFunc
+	syn, desc string
+}
+
+var reports = []report{
+	{"expiring", "within",
+		&framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "720h", Description: "Report active keys that expire within this long (e.g. 720h)."},
+		func(b *Backend) reportFunc { return b.pathReportExpiring },
+		"Keys that expire soon, with their expiry, paginated.",
+		"Lists active keys whose expires_at falls within the window. Answers keys, key_info and next (empty on the last page)."},
+	{"stale", "unused_for",
+		&framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "2160h", Description: "Report live keys not used for this long; never-used keys count once their age passes it."},
+		func(b *Backend) reportFunc { return b.pathReportStale },
+		"Keys unused for a while (candidates for revocation), paginated.",
+		"Uses the usage verifiers report. Answers keys, key_info (last_used_at, created_at) and next; a page examines a bounded number of keys, so follow next until it is empty."},
+}
+
 func pathReports(b *Backend) []*framework.Path {
 	// Each report is served twice: mount-wide for operators (rows
 	// <tenant>/<name>, a tenant filter) and under tenants/<tenant>/ for its
 	// admins (rows are names).
 	var out []*framework.Path
 	for _, perTenant := range []bool{false, true} {
-		fields := func(name string, f *framework.FieldSchema) map[string]*framework.FieldSchema {
-			out := pageFields("row")
-			out[name] = f
-			if perTenant {
-				out["tenant"] = tenantField()
-			} else {
-				out["tenant"] = &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys of this tenant."}
-			}
-			return out
-		}
 		prefix, suffix := "", ""
+		tenant := &framework.FieldSchema{Type: framework.TypeString, Query: true, Description: "Only keys of this tenant."}
 		if perTenant {
-			prefix, suffix = tenantPrefix(), "-tenant"
+			prefix, suffix, tenant = tenantPrefix(), "-tenant", tenantField()
 		}
-		report := reportScope{perTenant: perTenant}
-		out = append(out,
-			&framework.Path{
-				Pattern:      prefix + "report/expiring$",
-				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "expiring" + suffix},
-				Fields:       fields("within", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "720h", Description: "Report active keys that expire within this long (e.g. 720h)."}),
+		scope := reportScope{perTenant: perTenant}
+		for _, r := range reports {
+			fields := pageFields("row")
+			fields[r.field], fields["tenant"] = r.schema, tenant
+			out = append(out, &framework.Path{
+				Pattern:      prefix + "report/" + r.name + "$",
+				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: r.name + suffix},
+				Fields:       fields,
 				Operations: map[logical.Operation]framework.OperationHandler{
-					logical.ReadOperation: &framework.PathOperation{Callback: report.wrap(b.pathReportExpiring)},
+					logical.ReadOperation: &framework.PathOperation{Callback: scope.wrap(r.run(b))},
 				},
-				HelpSynopsis:    "Keys that expire soon, with their expiry, paginated.",
-				HelpDescription: "Lists active keys whose expires_at falls within the window. Answers keys, key_info and next (empty on the last page).",
-			},
-			&framework.Path{
-				Pattern:      prefix + "report/stale$",
-				DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "report", OperationSuffix: "stale" + suffix},
-				Fields:       fields("unused_for", &framework.FieldSchema{Type: framework.TypeDurationSecond, Query: true, Default: "2160h", Description: "Report live keys not used for this long; never-used keys count once their age passes it."}),
-				Operations: map[logical.Operation]framework.OperationHandler{
-					logical.ReadOperation: &framework.PathOperation{Callback: report.wrap(b.pathReportStale)},
-				},
-				HelpSynopsis:    "Keys unused for a while (candidates for revocation), paginated.",
-				HelpDescription: "Uses the usage verifiers report. Answers keys, key_info (last_used_at, created_at) and next; a page examines a bounded number of keys, so follow next until it is empty.",
+				HelpSynopsis:    r.syn,
+				HelpDescription: r.desc,
 			})
+		}
 	}
 	return out
 }
