@@ -60,19 +60,31 @@ var errBadRequest = errors.New("bad request")
 // decodeVerifyRequest parses a body: one JSON object with a key, nothing after it.
 // Its errors never quote the body (which holds a token).
 func decodeVerifyRequest(body []byte) (verdict.VerifyRequest, error) {
-	var req verdict.VerifyRequest
-	// Unmarshal also rejects anything after the object but white space.
-	if err := json.Unmarshal(body, &req); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) && syntax.Offset > 0 && json.Valid(body[:syntax.Offset-1]) {
-			return req, fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
+	req, ok := decodeVerifyFast(body)
+	if !ok {
+		req = verdict.VerifyRequest{}
+		if err := decodeVerifyJSON(body, &req); err != nil {
+			return req, err
 		}
-		return req, fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"tenant\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
 	}
 	if req.Key == "" {
 		return req, fmt.Errorf("%w: \"key\" is missing", errBadRequest)
 	}
 	return req, nil
+}
+
+// decodeVerifyJSON is encoding/json's reading of a verify body: the one that
+// decides whenever the body is outside decodeVerifyFast's shape.
+func decodeVerifyJSON(body []byte, req *verdict.VerifyRequest) error {
+	// Unmarshal also rejects anything after the object but white space.
+	if err := json.Unmarshal(body, req); err != nil {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) && syntax.Offset > 0 && json.Valid(body[:syntax.Offset-1]) {
+			return fmt.Errorf("%w: body has data after the JSON object", errBadRequest)
+		}
+		return fmt.Errorf("%w: body is not a JSON object of the form {\"key\": \"…\", \"tenant\": \"…\", \"workspace\": \"…\", \"permissions\": […], \"client_ip\": \"…\"}", errBadRequest)
+	}
+	return nil
 }
 
 func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
