@@ -7,9 +7,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // deadAddr is a loopback address nothing listens on.
@@ -41,9 +42,8 @@ func newTestVaultAPI(t *testing.T, addrs ...string) *vaultAPI {
 func TestVaultCallMovesOnWhenNoVaultAnswers(t *testing.T) {
 	up, n := countingVault(t, http.StatusOK, `{"data":{"seq":1,"entries":[]}}`)
 	v := newTestVaultAPI(t, deadAddr(t), up)
-	_, err := v.call(context.Background(), "changes", func(c *api.Client) (*api.Secret, error) {
-		return c.Logical().ReadWithContext(context.Background(), "apikeys/changes")
-	})
+	var ch wire.Changes
+	err := v.call(context.Background(), "changes", http.MethodGet, "apikeys/changes", nil, nil, &ch)
 	require.NoError(t, err)
 	assert.Equal(t, int32(1), n.Load())
 	assert.Equal(t, 1, v.ring.Current(), "the next call starts at the address that answered")
@@ -58,7 +58,7 @@ func TestVaultCallTakesAnyAnswerAsFinal(t *testing.T) {
 		v := newTestVaultAPI(t, first, second)
 		var denied atomic.Int32
 		v.denied = func() { denied.Add(1) }
-		_, err := v.write(context.Background(), "usage", "apikeys/usage", map[string]any{})
+		err := v.write(context.Background(), "usage", "apikeys/usage", map[string]any{}, nil)
 		require.Error(t, err, "status %d", status)
 		assert.Equal(t, int32(1), n1.Load(), "status %d", status)
 		assert.Equal(t, int32(0), n2.Load(), "status %d: the next address must not be tried", status)
@@ -72,10 +72,30 @@ func TestVaultCallReachesEveryAddressOverCalls(t *testing.T) {
 	up, n := countingVault(t, http.StatusOK, `{"data":{}}`)
 	v := newTestVaultAPI(t, deadAddr(t), deadAddr(t), up)
 	ctx := context.Background()
-	_, err := v.write(ctx, "usage", "apikeys/usage", map[string]any{})
+	err := v.write(ctx, "usage", "apikeys/usage", map[string]any{}, nil)
 	require.Error(t, err)
 	assert.Equal(t, int32(0), n.Load())
-	_, err = v.write(ctx, "usage", "apikeys/usage", map[string]any{})
+	err = v.write(ctx, "usage", "apikeys/usage", map[string]any{}, nil)
 	require.NoError(t, err)
 	assert.Equal(t, int32(1), n.Load())
+}
+
+// Answers are decoded straight into the wire shapes: a missing data object is
+// an error, and a seq beyond float64's exact range keeps every digit.
+func TestVaultCallDecodesData(t *testing.T) {
+	ctx := context.Background()
+	for _, body := range []string{`{"data":null}`, `{}`, `{"warnings":["x"]}`} {
+		addr, _ := countingVault(t, http.StatusOK, body)
+		_, err := newTestVaultAPI(t, addr).Changes(ctx, 0, "", 0)
+		require.ErrorContains(t, err, "response has no data", "body %s", body)
+	}
+	addr, _ := countingVault(t, http.StatusOK, `{"data":{"head":18446744073709551615,"changes":[{"seq":18446744073709551614,"key_id":"k","op":"revoked"}]}}`)
+	ch, err := newTestVaultAPI(t, addr).Changes(ctx, 0, "", 0)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(18446744073709551615), ch.Head)
+	require.Len(t, ch.Changes, 1)
+	assert.Equal(t, uint64(18446744073709551614), ch.Changes[0].Seq)
+	addr, _ = countingVault(t, http.StatusOK, `{"data":"not an object"}`)
+	_, err = newTestVaultAPI(t, addr).Changes(ctx, 0, "", 0)
+	require.ErrorContains(t, err, "decode response data")
 }
