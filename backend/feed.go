@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -35,8 +36,10 @@ type feedMeta struct {
 	Head uint64 `json:"head"`
 }
 
-// Feed is the ordered change log verifiers follow. Appends are serialised so a
-// sequence number is never visible before every smaller one is stored.
+// Feed is the ordered change log verifiers follow. Appends store their
+// entries concurrently, but the head only moves over stored entries, in order:
+// a sequence number is never visible before every smaller one is stored, and
+// an append returns only once its own entry is visible.
 type Feed struct {
 	mu      sync.Mutex
 	head    uint64
@@ -45,6 +48,17 @@ type Feed struct {
 	recent  []wire.Change
 	changed chan struct{} // closed and replaced on every append
 	loaded  bool
+
+	// Appends in flight. next is the newest seq handed out; stored holds the
+	// entries stored above the head (each waits for every smaller seq);
+	// inflight holds every append not yet returned. After a failed store the
+	// feed drains: no seq is handed out until every append in flight has
+	// returned, so no late store can land on a seq handed out again.
+	next     uint64
+	stored   map[uint64]wire.Change
+	inflight map[uint64]*feedTicket
+	draining bool
+	moved    *sync.Cond // on mu: the head moved, an append failed, or the drain ended
 	// published mirrors head once loaded, so lookups read it without waiting
 	// for an append's storage write to finish.
 	published atomic.Uint64
@@ -53,8 +67,19 @@ type Feed struct {
 
 // NewFeed returns an empty, unloaded feed.
 func NewFeed() *Feed {
-	return &Feed{tail: 1, changed: make(chan struct{})}
+	f := &Feed{tail: 1, changed: make(chan struct{}), stored: map[uint64]wire.Change{}, inflight: map[uint64]*feedTicket{}}
+	f.moved = sync.NewCond(&f.mu)
+	return f
 }
+
+// feedTicket is one append in flight; failed is set (under the feed lock)
+// when a smaller seq failed to store, so this one is never published.
+type feedTicket struct{ failed bool }
+
+// errFeedDrained is the error of an append whose entry was stored but can never
+// be published, because a smaller seq failed to store. The change stays marked
+// unpublished and is published again by its retry or the repair pass.
+var errFeedDrained = errors.New("append to change feed: an earlier entry failed to store; retry")
 
 func feedKey(seq uint64) string { return fmt.Sprintf("%s%020d", storageFeedPrefix, seq) }
 
@@ -120,6 +145,9 @@ func (f *Feed) Head(ctx context.Context, s logical.Storage) (uint64, error) {
 func (f *Feed) Append(ctx context.Context, s logical.Storage, ch wire.Change, now time.Time) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for f.draining {
+		f.moved.Wait()
+	}
 	if err := f.loadLocked(ctx, s); err != nil {
 		return 0, err
 	}
@@ -127,28 +155,94 @@ func (f *Feed) Append(ctx context.Context, s logical.Storage, ch wire.Change, no
 	if err != nil {
 		return 0, err
 	}
-	ch.Seq, ch.ID, ch.Time = f.head+1, id, now
+	f.next = max(f.next, f.head) + 1
+	ch.Seq, ch.ID, ch.Time = f.next, id, now
+	t := &feedTicket{}
+	f.inflight[ch.Seq] = t
+	defer f.leaveLocked(ch.Seq)
 	entry, err := logical.StorageEntryJSON(feedKey(ch.Seq), ch)
-	if err != nil {
-		return 0, err
+	if err == nil {
+		// The one store of the append runs without the lock: appends overlap.
+		f.mu.Unlock()
+		err = s.Put(ctx, entry)
+		f.mu.Lock()
 	}
-	if err := s.Put(ctx, entry); err != nil {
+	if t.failed {
+		return 0, errFeedDrained
+	}
+	if err != nil {
+		f.failLocked(ch.Seq)
 		return 0, fmt.Errorf("append to change feed: %w", err)
 	}
-	f.head = ch.Seq
-	f.published.Store(ch.Seq)
-	f.recent = append(f.recent, ch)
-	if len(f.recent) > feedRecent {
-		f.recent = append(f.recent[:0], f.recent[len(f.recent)-feedRecent/2:]...)
+	f.stored[ch.Seq] = ch
+	if err := f.publishLocked(ctx, s); err != nil {
+		return 0, err
 	}
-	close(f.changed)
-	f.changed = make(chan struct{})
-	if f.head-f.written >= feedCheckpointEvery {
-		if err := f.saveMetaLocked(ctx, s); err != nil {
-			return 0, err
-		}
+	for f.head < ch.Seq && !t.failed {
+		f.moved.Wait()
+	}
+	if t.failed {
+		return 0, errFeedDrained
 	}
 	return ch.Seq, nil
+}
+
+// publishLocked moves the head over the stored entries that follow it, then
+// wakes appenders and followers.
+func (f *Feed) publishLocked(ctx context.Context, s logical.Storage) error {
+	from := f.head
+	for {
+		ch, ok := f.stored[f.head+1]
+		if !ok {
+			break
+		}
+		delete(f.stored, ch.Seq)
+		f.head = ch.Seq
+		f.recent = append(f.recent, ch)
+		if len(f.recent) > feedRecent {
+			f.recent = append(f.recent[:0], f.recent[len(f.recent)-feedRecent/2:]...)
+		}
+	}
+	if f.head == from {
+		return nil
+	}
+	f.published.Store(f.head)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.moved.Broadcast()
+	if f.head-f.written >= feedCheckpointEvery {
+		return f.saveMetaLocked(ctx, s)
+	}
+	return nil
+}
+
+// failLocked handles a failed store of seq: every later seq in flight fails
+// too (it can never be published without seq), and the feed drains.
+func (f *Feed) failLocked(seq uint64) {
+	for later, t := range f.inflight {
+		if later > seq {
+			t.failed = true
+		}
+	}
+	for later := range f.stored {
+		if later > seq {
+			delete(f.stored, later)
+		}
+	}
+	f.draining = true
+	f.moved.Broadcast()
+}
+
+// leaveLocked ends the append of seq; the last one out of a drain hands out
+// seqs again from the head (entries stored above it are overwritten).
+func (f *Feed) leaveLocked(seq uint64) {
+	delete(f.inflight, seq)
+	if f.draining && len(f.inflight) == 0 {
+		f.next = f.head
+		clear(f.stored)
+		f.draining = false
+		f.moved.Broadcast()
+	}
 }
 
 func (f *Feed) saveMetaLocked(ctx context.Context, s logical.Storage) error {

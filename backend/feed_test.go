@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -164,4 +165,141 @@ func TestChangesPathAfterID(t *testing.T) {
 	assert.Equal(t, false, ok["reset"])
 	bad := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": "1", "after_id": "0123456789abcdef"}).Data
 	assert.Equal(t, true, bad["reset"])
+}
+
+// gatedPuts holds the first store of chosen feed entries until released, and
+// fails those told to fail; other puts go straight through. Its maps are
+// fixed at creation (the test reads them without the lock).
+type gatedPuts struct {
+	logical.Storage
+	mu      sync.Mutex
+	started map[string]chan struct{} // closed when the put of that key began
+	gates   map[string]chan error    // the put of that key returns what is sent here
+	used    map[string]bool
+}
+
+func newGatedPuts(keys ...string) *gatedPuts {
+	g := &gatedPuts{Storage: &logical.InmemStorage{}, started: map[string]chan struct{}{}, gates: map[string]chan error{}, used: map[string]bool{}}
+	for _, k := range keys {
+		g.started[k] = make(chan struct{})
+		g.gates[k] = make(chan error, 1)
+	}
+	return g
+}
+
+func (g *gatedPuts) Put(ctx context.Context, e *logical.StorageEntry) error {
+	g.mu.Lock()
+	started, gate := g.started[e.Key], g.gates[e.Key]
+	if g.used[e.Key] {
+		gate = nil // only the first put of a key is held
+	}
+	g.used[e.Key] = true
+	g.mu.Unlock()
+	if gate != nil {
+		close(started)
+		if err := <-gate; err != nil {
+			return err
+		}
+	}
+	return g.Storage.Put(ctx, e)
+}
+
+type appendResult struct {
+	seq uint64
+	err error
+}
+
+func appendAsync(f *Feed, s logical.Storage, role string) chan appendResult {
+	out := make(chan appendResult, 1)
+	go func() {
+		seq, err := f.Append(context.Background(), s, wire.Change{Role: role, Op: wire.OpRoleUpdated}, time.Now())
+		out <- appendResult{seq, err}
+	}()
+	return out
+}
+
+func waitClosed(t *testing.T, what string, ch chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s never happened: appends do not overlap their stores", what)
+	}
+}
+
+// Appends store their entries concurrently, yet seq 2 becomes visible (and its
+// append returns) only after seq 1 is stored. With appends serialised across
+// the store, seq 2's put never starts while seq 1's is held: the test fails.
+func TestFeedAppendsOverlapAndPublishInOrder(t *testing.T) {
+	ctx := context.Background()
+	g := newGatedPuts(feedKey(1), feedKey(2))
+	f := NewFeed()
+	first := appendAsync(f, g, "one")
+	waitClosed(t, "the store of seq 1", g.started[feedKey(1)])
+	second := appendAsync(f, g, "two")
+	waitClosed(t, "the store of seq 2 while seq 1's is in flight", g.started[feedKey(2)])
+	g.gates[feedKey(2)] <- nil // seq 2 stored first
+
+	// Give the second append every chance to return early: it must not.
+	for i := 0; i < 100; i++ {
+		head, err := f.Head(ctx, g)
+		require.NoError(t, err)
+		require.Zero(t, head, "seq 2 visible before seq 1 is stored")
+		select {
+		case r := <-second:
+			t.Fatalf("append of seq 2 returned (%v) before seq 1 was stored", r)
+		default:
+		}
+		time.Sleep(time.Millisecond)
+	}
+	g.gates[feedKey(1)] <- nil
+	r1, r2 := <-first, <-second
+	require.NoError(t, r1.err)
+	require.NoError(t, r2.err)
+	assert.Equal(t, uint64(1), r1.seq)
+	assert.Equal(t, uint64(2), r2.seq)
+	got, err := f.Since(ctx, g, 0, "")
+	require.NoError(t, err)
+	require.Len(t, got.Changes, 2)
+	assert.Equal(t, "one", got.Changes[0].Role)
+	assert.Equal(t, "two", got.Changes[1].Role)
+}
+
+// A failed store of seq 1 fails the append of seq 2 stored after it (it can
+// never be published without seq 1), and the seqs are handed out again once
+// both have returned: the feed, in memory and in storage, never has a gap or
+// an entry nobody was told was published.
+func TestFeedFailedStoreDrainsLaterAppends(t *testing.T) {
+	ctx := context.Background()
+	g := newGatedPuts(feedKey(1), feedKey(2))
+	f := NewFeed()
+	first := appendAsync(f, g, "lost")
+	waitClosed(t, "the store of seq 1", g.started[feedKey(1)])
+	second := appendAsync(f, g, "orphan")
+	waitClosed(t, "the store of seq 2 while seq 1's is in flight", g.started[feedKey(2)])
+	g.gates[feedKey(2)] <- nil
+	g.gates[feedKey(1)] <- errors.New("storage unavailable")
+	r1, r2 := <-first, <-second
+	require.ErrorContains(t, r1.err, "storage unavailable")
+	require.ErrorIs(t, r2.err, errFeedDrained)
+	head, err := f.Head(ctx, g)
+	require.NoError(t, err)
+	require.Zero(t, head)
+
+	appendN(t, f, g, 2, time.Now()) // seq 1 and 2 again, overwriting the orphan
+	got, err := f.Since(ctx, g, 0, "")
+	require.NoError(t, err)
+	require.Len(t, got.Changes, 2)
+	for i, ch := range got.Changes {
+		assert.Equal(t, uint64(i+1), ch.Seq)
+		assert.Equal(t, "dev", ch.Role)
+	}
+	// A fresh node reads the same from storage.
+	reloaded := NewFeed()
+	got2, err := reloaded.Since(ctx, g, 0, "")
+	require.NoError(t, err)
+	require.Len(t, got2.Changes, 2)
+	for i := range got.Changes {
+		assert.Equal(t, got.Changes[i].ID, got2.Changes[i].ID, "seq %d in storage is not the one published", i+1)
+	}
 }
