@@ -46,8 +46,10 @@ type propagationResult struct {
 // overhead (wrk's millisecond timer plus the answer, 21.3 ms a cycle measured
 // on loopback) errs towards a little more load than the target, not less.
 const (
-	pacedDelayMs    = 20
-	pacedOverheadMs = 1.0
+	pacedDelayMs      = 20
+	pacedOverheadMs   = 1.0
+	calibrationRuns   = 3
+	calibrationMargin = 1.1
 )
 
 // propagation revokes each victim (cached by the verifier) while wrk sends a
@@ -59,10 +61,16 @@ func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued
 	script := w.paced(w.postKeys(backgroundKeys, false), pacedDelayMs)
 	url := verifierURL + "/v1/verify"
 	conns := max(1, int(math.Ceil(rate*(pacedDelayMs+pacedOverheadMs)/1000)))
-	// Calibrate once: a loaded server answers slower than the estimate assumes,
-	// so scale the connections by how far a short paced run fell short (at most 2×).
-	if probe, err := w.run("paced calibration", url, script, 2*time.Second, conns); err == nil && probe.rps > 0 && probe.rps < rate {
-		conns = int(math.Ceil(float64(conns) * min(2, rate/probe.rps)))
+	// Calibrate: a loaded server answers slower than the estimate assumes, and
+	// the revocations and probes below take their share, so scale the
+	// connections until a short paced run exceeds the rate by calibrationMargin
+	// (each step at most 2×, at most calibrationRuns runs).
+	for i := 0; i < calibrationRuns; i++ {
+		probe, err := w.run("paced calibration", url, script, 2*time.Second, conns)
+		if err != nil || probe.rps <= 0 || probe.rps >= calibrationMargin*rate {
+			break
+		}
+		conns = int(math.Ceil(float64(conns) * min(2, calibrationMargin*rate/probe.rps)))
 	}
 	stop, err := w.start("paced background", url, script, conns)
 	if err != nil {

@@ -92,10 +92,11 @@ func (r *results) markdown(o options) string {
 	}
 
 	bare, tok, kvWrite := r.load(loadBare), r.load(loadToken), r.load(loadKVWrite)
-	fmt.Fprintf(&b, "\n## Loads\n\n| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "\n## Loads\n\nEvery load but the cold one ran in %d interleaved rounds (each round runs every load once, in this order); the row is its best round, and the last column lists every round's req/s.\n\n", o.rounds)
+	fmt.Fprintf(&b, "| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | errors | rounds (req/s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, l := range r.loads {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %d |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
-			ratio(l.rps, bare.rps), ratio(l.rps, tok.rps), ratio(l.rps, kvWrite.rps), l.errors)
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %d | %s |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
+			ratio(l.rps, bare.rps), ratio(l.rps, tok.rps), ratio(l.rps, kvWrite.rps), l.errors, roundsOf(l.runs))
 	}
 	fmt.Fprintf(&b, "\nThe bare handler reads the body, takes the key out of the JSON with a byte scan, hashes it once and looks it up in a `sync.Map`, and writes a constant answer (scripts/bench/bare).\n")
 	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
@@ -139,4 +140,13 @@ func memoryShapeName(shape string) string {
 		return "the same with 200 bytes of metadata"
 	}
 	return shape
+}
+
+// roundsOf lists the req/s of every round of a load.
+func roundsOf(runs []float64) string {
+	out := make([]string, len(runs))
+	for i, r := range runs {
+		out[i] = fmt.Sprintf("%.0f", r)
+	}
+	return strings.Join(out, ", ")
 }

@@ -20,6 +20,7 @@ type load struct {
 	elapsed  time.Duration
 	errors   int64
 	conns    int
+	runs     []float64 // req/s of every round, in order (the fields above are the best round's)
 }
 
 type wrkRunner struct {
