@@ -58,7 +58,7 @@ bench:
 	@scripts/ensure-packages wrk:wrk
 	@set -o pipefail; VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
 	  timeout 15m $(GO) run ./scripts/bench -out BENCHMARKS.md && \
-	  $(GO) test -run '^$$' -bench . -skip 'MillionKeys' -benchmem -benchtime 2s ./token/ ./verifier/ | tee -a BENCHMARKS.md.gobench && \
+	  $(GO) test -run '^$$' -bench . -skip 'MillionKeys' -benchmem -benchtime 2s ./token/ ./verifier/ ./backend/ | tee -a BENCHMARKS.md.gobench && \
 	  scripts/bench/append-gobench BENCHMARKS.md BENCHMARKS.md.gobench && \
 	  cat scripts/bench/history.md >> BENCHMARKS.md
 

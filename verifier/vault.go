@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -117,16 +118,21 @@ func send(ctx context.Context, c *api.Client, method, path string, query url.Val
 	if err != nil || out == nil {
 		return err
 	}
-	var envelope struct {
+	return decodeData(resp.Body, out)
+}
+
+// decodeData reads a Vault answer and decodes its data into out.
+func decodeData(r io.Reader, out any) error {
+	var answer struct {
 		Data json.RawMessage `json:"data"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&envelope); err != nil {
+	if err := json.NewDecoder(r).Decode(&answer); err != nil {
 		return fmt.Errorf("decode response: %w", err)
 	}
-	if len(envelope.Data) == 0 || string(envelope.Data) == "null" {
+	if len(answer.Data) == 0 || string(answer.Data) == "null" {
 		return errors.New("response has no data")
 	}
-	if err := json.Unmarshal(envelope.Data, out); err != nil {
+	if err := json.Unmarshal(answer.Data, out); err != nil {
 		return fmt.Errorf("decode response data: %w", err)
 	}
 	return nil
