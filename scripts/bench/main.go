@@ -168,7 +168,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	must(vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100", root, nil))
 	res.listFirstPage = time.Since(start)
 
-	verifierURL := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
+	verifierURL, verifierAudit := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
 	// Never-verified keys: the fill plus the measured keys outside the hot set.
 	cold = append(cold, hot[o.hot:]...)
 	hot = hot[:o.hot]
@@ -259,7 +259,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 		return res, nil
 	}
 	step(fmt.Sprintf("revoking %d cached keys under a paced load at half the hot maximum (%.0f req/s)", o.revocations, hotLoad.rps/2))
-	res.propagation, err = propagation(w, v.Addr, v.RootToken, verifierURL, hot[:o.revocations], hotFile, hotLoad.rps/2)
+	res.propagation, err = propagation(w, v.Addr, v.RootToken, verifierURL, verifierAudit, hot[:o.revocations], hotFile, hotLoad.rps/2)
 	if err != nil {
 		return nil, err
 	}
@@ -378,13 +378,15 @@ func writeKeys(dir, name string, keys []issued) string {
 }
 
 // startVerifier runs the verifier binary as e2e does, with a least-privilege
-// token and usage flushed every 10 s (a report per run, not per second).
-func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) string {
+// token and usage flushed every 10 s (a report per run, not per second). It
+// returns the verifier's URL and its audit log.
+func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) (string, string) {
 	tokenFile := filepath.Join(dir, "verifier-token")
 	if err := os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600); err != nil {
 		s.Fatal(err)
 	}
-	return vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...).URL
+	p := vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...)
+	return p.URL, p.Audit
 }
 
 func startBare(s *vaulttest.Session, dir string, keys []issued) (string, error) {

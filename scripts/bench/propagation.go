@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
+	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
 // The bench-only build of the plugin (backend/path_benchfloor.go) and where it
@@ -33,7 +36,8 @@ func buildFloorPlugin(s *vaulttest.Session) error {
 }
 
 type propagationResult struct {
-	latencies  []time.Duration // sorted
+	latencies  []time.Duration // the verifier's first REVOKED decision, sorted
+	answered   []time.Duration // the first REVOKED answer received by the prober, sorted
 	failures   int
 	targetRate float64
 	background load // the paced load as wrk measured it
@@ -45,18 +49,23 @@ type propagationResult struct {
 // second. A long pause keeps the rate insensitive to the service time; the
 // overhead (wrk's millisecond timer plus the answer, 21.3 ms a cycle measured
 // on loopback) errs towards a little more load than the target, not less.
+// The prober asks about its key every probeEvery, so that it measures the
+// verifier rather than adding a core's worth of load to it.
 const (
 	pacedDelayMs      = 20
 	pacedOverheadMs   = 1.0
-	calibrationRuns   = 3
-	calibrationMargin = 1.1
+	calibrationRuns   = 4
+	calibrationMargin = 1.25
+	probeEvery        = time.Millisecond
 )
 
 // propagation revokes each victim (cached by the verifier) while wrk sends a
-// paced load of other keys at rate, and measures from the delete returning to
-// the verifier's first REVOKED answer. The load wrk actually achieved is
-// reported beside the target.
-func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued, backgroundKeys string, rate float64) (propagationResult, error) {
+// paced load of other keys at rate. For each it measures from the delete
+// returning to the verifier's first REVOKED decision (the time its audit line
+// gives: when it began handling the first request it refused), and to the
+// prober receiving that answer, which adds the answer's own time in the
+// loaded verifier. The load wrk actually achieved is reported beside the target.
+func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, victims []issued, backgroundKeys string, rate float64) (propagationResult, error) {
 	res := propagationResult{targetRate: rate, delayMs: pacedDelayMs}
 	script := w.paced(w.postKeys(backgroundKeys, false), pacedDelayMs)
 	url := verifierURL + "/v1/verify"
@@ -77,7 +86,8 @@ func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued
 		return res, err
 	}
 	time.Sleep(500 * time.Millisecond) // let every connection open and settle into its pace
-	h := http.Header{"X-Vault-Token": {token}}
+	h := http.Header{"X-Vault-Token": {vaultToken}}
+	deleted := map[string]time.Time{} // key_id → when its delete returned
 	for _, k := range victims {
 		if code, _ := verifyCode(verifierURL, k.key); code != "VALID" {
 			res.failures++
@@ -88,13 +98,19 @@ func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued
 			continue
 		}
 		t0 := time.Now()
+		tok, err := token.Parse(k.key)
+		if err != nil {
+			return res, err
+		}
+		deleted[tok.KeyID] = t0
 		seen := false
 		for time.Since(t0) < 2*time.Second {
 			if code, _ := verifyCode(verifierURL, k.key); code == "REVOKED" {
-				res.latencies = append(res.latencies, time.Since(t0))
+				res.answered = append(res.answered, time.Since(t0))
 				seen = true
 				break
 			}
+			time.Sleep(probeEvery)
 		}
 		if !seen {
 			res.failures++
@@ -104,6 +120,51 @@ func propagation(w *wrkRunner, addr, token, verifierURL string, victims []issued
 		return res, err
 	}
 	fmt.Fprintf(os.Stderr, "bench:   paced load: %d connections, %.0f of %.0f req/s\n", conns, res.background.rps, rate)
+	time.Sleep(300 * time.Millisecond) // the verifier flushes its audit lines every 100 ms
+	if res.latencies, err = firstRefusals(auditLog, deleted); err != nil {
+		return res, err
+	}
+	if len(res.latencies) != len(res.answered) {
+		return res, fmt.Errorf("the audit log has %d first REVOKED decisions for %d answers", len(res.latencies), len(res.answered))
+	}
+	sort.Slice(res.answered, func(i, j int) bool { return res.answered[i] < res.answered[j] })
 	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
 	return res, nil
+}
+
+// firstRefusals reads the verifier's audit log and returns, for each key_id in
+// deleted, the time from its delete returning to the first REVOKED decision.
+func firstRefusals(auditLog string, deleted map[string]time.Time) ([]time.Duration, error) {
+	f, err := os.Open(auditLog)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	first := map[string]time.Time{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Time  time.Time `json:"time"`
+			KeyID string    `json:"key_id"`
+			Code  string    `json:"code"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Code != "REVOKED" {
+			continue
+		}
+		if _, ok := deleted[line.KeyID]; !ok {
+			continue
+		}
+		if t, ok := first[line.KeyID]; !ok || line.Time.Before(t) {
+			first[line.KeyID] = line.Time
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read the verifier's audit log: %w", err)
+	}
+	out := make([]time.Duration, 0, len(first))
+	for id, at := range first {
+		out = append(out, max(0, at.Sub(deleted[id])))
+	}
+	return out, nil
 }
