@@ -75,10 +75,11 @@ func (v *vaultAPI) failover(ctx context.Context, fn func(*api.Client) error) err
 }
 
 // call sends one request with failover and decodes the answer's data
-// straight into out (nil: the answer is not read), without the generic map of
-// api.Secret: every miss's lookup and every feed poll go through here. It
-// records latency and outcome under op, and reports a 403 so that the login
-// can replace the token.
+// straight into out (nil: the answer is only drained), without the generic
+// map of api.Secret: every miss's lookup and every feed poll go through here.
+// It records latency and outcome under op, and reports a 403 so that the
+// login can replace the token. An answer is final: one that does not decode
+// is an error, never a reason to ask the next address.
 func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.Values, body, out any) error {
 	var raw []byte
 	if body != nil {
@@ -87,9 +88,11 @@ func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.
 			return err
 		}
 	}
+	var answer []byte
 	err := v.failover(ctx, func(c *api.Client) error {
 		start := time.Now()
-		err := send(ctx, c, method, path, query, raw, out)
+		var err error
+		answer, err = send(ctx, c, method, path, query, raw)
 		v.metrics.vaultLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 		if err != nil {
 			v.metrics.vaultErrors.WithLabelValues(op).Inc()
@@ -100,11 +103,19 @@ func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.
 	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
 		v.denied()
 	}
-	return err
+	if err != nil || out == nil {
+		return err
+	}
+	if err := decodeData(answer, out); err != nil {
+		v.metrics.vaultErrors.WithLabelValues(op).Inc()
+		return err
+	}
+	return nil
 }
 
-// send is one request to one address.
-func send(ctx context.Context, c *api.Client, method, path string, query url.Values, body []byte, out any) error {
+// send is one request to one address; it returns the whole answer (a body
+// cut short is no answer).
+func send(ctx context.Context, c *api.Client, method, path string, query url.Values, body []byte) ([]byte, error) {
 	r := c.NewRequest(method, "/v1/"+path)
 	r.Params = query
 	if body != nil {
@@ -115,24 +126,28 @@ func send(ctx context.Context, c *api.Client, method, path string, query url.Val
 	if resp != nil {
 		defer resp.Body.Close()
 	}
-	if err != nil || out == nil {
-		return err
+	if err != nil {
+		return nil, err
 	}
-	return decodeData(resp.Body, out)
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	return answer, nil
 }
 
-// decodeData reads a Vault answer and decodes its data into out.
-func decodeData(r io.Reader, out any) error {
-	var answer struct {
+// decodeData decodes the data of a Vault answer into out.
+func decodeData(answer []byte, out any) error {
+	var envelope struct {
 		Data json.RawMessage `json:"data"`
 	}
-	if err := json.NewDecoder(r).Decode(&answer); err != nil {
+	if err := json.Unmarshal(answer, &envelope); err != nil {
 		return fmt.Errorf("decode response: %w", err)
 	}
-	if len(answer.Data) == 0 || string(answer.Data) == "null" {
+	if len(envelope.Data) == 0 || string(envelope.Data) == "null" {
 		return errors.New("response has no data")
 	}
-	if err := json.Unmarshal(answer.Data, out); err != nil {
+	if err := json.Unmarshal(envelope.Data, out); err != nil {
 		return fmt.Errorf("decode response data: %w", err)
 	}
 	return nil

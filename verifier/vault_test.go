@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -134,8 +135,22 @@ func BenchmarkDecodeLookupAnswer(b *testing.B) {
 	b.Run("direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
+			answer, err := io.ReadAll(bytes.NewReader(data)) // as send reads the body
+			require.NoError(b, err)
 			var out wire.Batch
-			require.NoError(b, decodeData(bytes.NewReader(data), &out))
+			require.NoError(b, decodeData(answer, &out))
 		}
 	})
+}
+
+// An answer that does not decode is final too: the next address is not asked.
+func TestVaultCallUndecodableAnswerIsFinal(t *testing.T) {
+	first, n1 := countingVault(t, http.StatusOK, `{"data":null}`)
+	second, n2 := countingVault(t, http.StatusOK, `{"data":{"head":1,"changes":[]}}`)
+	v := newTestVaultAPI(t, first, second)
+	_, err := v.Changes(context.Background(), 0, "", 0)
+	require.ErrorContains(t, err, "response has no data")
+	assert.Equal(t, int32(1), n1.Load())
+	assert.Equal(t, int32(0), n2.Load(), "the next address must not be tried")
+	assert.Equal(t, 0, v.ring.Current(), "the ring stays on the address that answered")
 }

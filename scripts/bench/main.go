@@ -49,7 +49,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "length of each wrk run")
 	flag.IntVar(&o.connections, "connections", 32, "concurrent connections for every HTTP load")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
-	flag.IntVar(&o.fill, "fill", 10000, "keys stored before issuance is measured (also the cold set)")
+	flag.IntVar(&o.fill, "fill", 16000, "keys stored before issuance is measured (with the measured keys outside the hot set: the cold set, shared out among the rounds)")
 	flag.IntVar(&o.measured, "measured", 5000, "keys issued while measuring issuance (the hot set comes from them)")
 	flag.DurationVar(&o.coldDuration, "cold-duration", 2*time.Second, "length of the cold run (bounded by the number of never-seen keys)")
 	flag.IntVar(&o.hot, "hot", 1000, "working set of the hot verify load")
@@ -177,7 +177,12 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 		return nil, err
 	}
 	hotFile := writeKeys(dir, "hot.txt", hot[o.revocations:])
-	coldFile := writeKeys(dir, "cold.txt", cold)
+	// Each round's cold load has never-verified keys of its own.
+	perRound := len(cold) / max(1, o.rounds)
+	coldFiles := make([]string, o.rounds)
+	for i := range coldFiles {
+		coldFiles[i] = writeKeys(dir, fmt.Sprintf("cold%d.txt", i+1), cold[i*perRound:(i+1)*perRound])
+	}
 
 	step("warming the verifier's cache with the hot set")
 	for _, k := range hot {
@@ -199,12 +204,14 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	}
 	// Each round runs every load once, in this order; a load's best round is
 	// reported, so a burst of outside work on the machine during one run does
-	// not decide a ratio. The cold load runs once: its keys are used up.
+	// not decide a ratio. Writes use new names each round, and the cold load
+	// its own share of the never-verified keys.
 	rounds := func(round int) []run {
 		p := fmt.Sprintf("r%d-", round)
 		return []run{
 			{loadBare, bareURL + "/v1/verify", w.postKeys(hotFile, false), o.duration, o.connections},
 			{loadHot, verifierURL + "/v1/verify", w.postKeys(hotFile, false), o.duration, o.connections},
+			{loadCold, verifierURL + "/v1/verify", w.postKeys(coldFiles[round-1], true), o.coldDuration, o.connections},
 			{loadToken, v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration, o.connections},
 			{loadTransit, v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration, o.connections},
 			{loadKVRead, v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration, o.connections},
@@ -214,18 +221,13 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			{loadFloor, v.Addr, w.postNew(v.RootToken, "/v1/"+floorMount+"/bench/floor/"+p, `{}`), o.duration, o.writeConns},
 		}
 	}
-	cold1 := run{loadCold, verifierURL + "/v1/verify", w.postKeys(coldFile, true), o.coldDuration, o.connections}
 	only, err := regexp.Compile(o.only)
 	if err != nil {
 		return nil, fmt.Errorf("-only: %w", err)
 	}
 	best := map[string]int{} // load name → index in res.loads
 	for round := 1; round <= o.rounds; round++ {
-		runs := rounds(round)
-		if round == 1 {
-			runs = append(runs[:2], append([]run{cold1}, runs[2:]...)...)
-		}
-		for _, r := range runs {
+		for _, r := range rounds(round) {
 			if !only.MatchString(r.name) {
 				continue
 			}
@@ -251,8 +253,8 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			res.loads[i] = l
 		}
 	}
-	res.coldKeysTotal = len(cold)
-	res.coldKeysUsed = res.load(loadCold).requests
+	res.coldKeysTotal = perRound
+	res.coldKeysUsed = res.load(loadCold).requests // the best round's
 
 	hotLoad := res.load(loadHot)
 	if hotLoad.rps == 0 || o.revocations == 0 {

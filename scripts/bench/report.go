@@ -92,7 +92,7 @@ func (r *results) markdown(o options) string {
 	}
 
 	bare, tok, kvWrite := r.load(loadBare), r.load(loadToken), r.load(loadKVWrite)
-	fmt.Fprintf(&b, "\n## Loads\n\nEvery load but the cold one ran in %d interleaved rounds (each round runs every load once, in this order); the row is its best round, and the last column lists every round's req/s.\n\n", o.rounds)
+	fmt.Fprintf(&b, "\n## Loads\n\nEvery load ran in %d interleaved rounds (each round runs every load once, in this order); the row is its best round, and the last column lists every round's req/s.\n\n", o.rounds)
 	fmt.Fprintf(&b, "| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | errors | rounds (req/s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, l := range r.loads {
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %d | %s |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
@@ -100,7 +100,7 @@ func (r *results) markdown(o options) string {
 	}
 	fmt.Fprintf(&b, "\nThe bare handler reads the body, takes the key out of the JSON with a byte scan, hashes it once and looks it up in a `sync.Map`, and writes a constant answer (scripts/bench/bare).\n")
 	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
-	fmt.Fprintf(&b, "The cold load (%s) sent %d requests over %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
+	fmt.Fprintf(&b, "The cold load (%s) of its best round sent %d requests over that round's %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
 	if r.coldKeysUsed > int64(r.coldKeysTotal) {
 		fmt.Fprintf(&b, " — more requests than keys, so some were repeats and hit the cache: this run overstates the cold rate")
 	}
