@@ -227,17 +227,25 @@ func waitClosed(t *testing.T, what string, ch chan struct{}) {
 	}
 }
 
+// twoAppendsInFlight starts the appends of seq 1 and 2 (their changes naming
+// roles r1 and r2) and returns once both stores are held in flight.
+func twoAppendsInFlight(t *testing.T, r1, r2 string) (*Feed, *gatedPuts, chan appendResult, chan appendResult) {
+	t.Helper()
+	g := newGatedPuts(feedKey(1), feedKey(2))
+	f := NewFeed()
+	first := appendAsync(f, g, r1)
+	waitClosed(t, "the store of seq 1", g.started[feedKey(1)])
+	second := appendAsync(f, g, r2)
+	waitClosed(t, "the store of seq 2 while seq 1's is in flight", g.started[feedKey(2)])
+	return f, g, first, second
+}
+
 // Appends store their entries concurrently, yet seq 2 becomes visible (and its
 // append returns) only after seq 1 is stored. With appends serialised across
 // the store, seq 2's put never starts while seq 1's is held: the test fails.
 func TestFeedAppendsOverlapAndPublishInOrder(t *testing.T) {
 	ctx := context.Background()
-	g := newGatedPuts(feedKey(1), feedKey(2))
-	f := NewFeed()
-	first := appendAsync(f, g, "one")
-	waitClosed(t, "the store of seq 1", g.started[feedKey(1)])
-	second := appendAsync(f, g, "two")
-	waitClosed(t, "the store of seq 2 while seq 1's is in flight", g.started[feedKey(2)])
+	f, g, first, second := twoAppendsInFlight(t, "one", "two")
 	g.gates[feedKey(2)] <- nil // seq 2 stored first
 
 	// Give the second append every chance to return early: it must not.
@@ -271,12 +279,7 @@ func TestFeedAppendsOverlapAndPublishInOrder(t *testing.T) {
 // an entry nobody was told was published.
 func TestFeedFailedStoreDrainsLaterAppends(t *testing.T) {
 	ctx := context.Background()
-	g := newGatedPuts(feedKey(1), feedKey(2))
-	f := NewFeed()
-	first := appendAsync(f, g, "lost")
-	waitClosed(t, "the store of seq 1", g.started[feedKey(1)])
-	second := appendAsync(f, g, "orphan")
-	waitClosed(t, "the store of seq 2 while seq 1's is in flight", g.started[feedKey(2)])
+	f, g, first, second := twoAppendsInFlight(t, "lost", "orphan")
 	g.gates[feedKey(2)] <- nil
 	g.gates[feedKey(1)] <- errors.New("storage unavailable")
 	r1, r2 := <-first, <-second
