@@ -193,13 +193,9 @@ func (b *Backend) pathAllowlistWrite(ctx context.Context, req *logical.Request, 
 		}
 	}
 	sc := allowlistScope(tenant, name)
-	seq, err := b.commitScope(ctx, req.Storage, sc, wire.OpAllowlistUpdated, func(ctx context.Context) error {
+	return seqAnswer(b.commitScope(ctx, req.Storage, sc, wire.OpAllowlistUpdated, func(ctx context.Context) error {
 		return writeThrough(ctx, req.Storage, b.allowlists, sc.storageKey(), sc.storageKey(), l)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+	}))
 }
 
 func (b *Backend) pathAllowlistDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -224,14 +220,16 @@ func (b *Backend) pathAllowlistDelete(ctx context.Context, req *logical.Request,
 	if l == nil {
 		return logical.ErrorResponse("tenant %q has no allow-list named %q", printable(tenant), printable(name)), logical.ErrInvalidRequest
 	}
+	return seqAnswer(b.deleteAllowlist(ctx, req.Storage, tenant, name))
+}
+
+// deleteAllowlist deletes a tenant's allow-list and publishes it. The caller
+// holds the tenant's write lock and has checked that no live key names it.
+func (b *Backend) deleteAllowlist(ctx context.Context, s logical.Storage, tenant, name string) (uint64, error) {
 	sc := allowlistScope(tenant, name)
-	seq, err := b.commitScope(ctx, req.Storage, sc, wire.OpAllowlistDeleted, func(ctx context.Context) error {
-		return deleteThrough(ctx, req.Storage, b.allowlists, sc.storageKey(), sc.storageKey())
+	return b.commitScope(ctx, s, sc, wire.OpAllowlistDeleted, func(ctx context.Context) error {
+		return deleteThrough(ctx, s, b.allowlists, sc.storageKey(), sc.storageKey())
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
 }
 
 func (b *Backend) pathAllowlistList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -146,13 +146,9 @@ func (b *Backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	}
 	// Every write publishes, creation included: a role deleted and created
 	// again must reach verifiers that still hold keys of the old one.
-	seq, err := b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleUpdated, func(ctx context.Context) error {
+	return seqAnswer(b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleUpdated, func(ctx context.Context) error {
 		return writeThrough(ctx, req.Storage, b.roles, name, storageRolePrefix+name, r)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+	}))
 }
 
 func (r *Role) validate() string {
@@ -196,21 +192,12 @@ func (b *Backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err != nil {
 		return nil, err
 	}
-	if count > 0 {
-		if !d.Get("revoke_keys").(bool) {
-			return logical.ErrorResponse("role %q still has %d live keys: revoke them first, or delete with revoke_keys=true to revoke them all", name, count), logical.ErrInvalidRequest
-		}
-		if _, err := b.revokeKeysWhere(ctx, req.Storage, ListFilter{Role: name}); err != nil {
-			return nil, err
-		}
+	if resp, err := b.refuseOrRevokeKeys(ctx, req.Storage, d, fmt.Sprintf("role %q", name), count, ListFilter{Role: name}); resp != nil || err != nil {
+		return resp, err
 	}
-	seq, err := b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleDeleted, func(ctx context.Context) error {
+	return seqAnswer(b.commitScope(ctx, req.Storage, roleScope(name), wire.OpRoleDeleted, func(ctx context.Context) error {
 		return deleteThrough(ctx, req.Storage, b.roles, name, storageRolePrefix+name)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+	}))
 }
 
 func (b *Backend) pathRoleList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

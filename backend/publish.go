@@ -220,6 +220,29 @@ func (sc scope) eventArgs() []string {
 	return []string{"tenant", sc.tenant, "allowlist", sc.name}
 }
 
+// seqAnswer is the answer of a committed role, tenant or allow-list change:
+// the seq of its feed entry.
+func seqAnswer(seq uint64, err error) (*logical.Response, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+}
+
+// refuseOrRevokeKeys is the rule for deleting a role or tenant that still has
+// count live keys (matching f): refused unless the request says
+// revoke_keys=true, which revokes them first. A nil answer lets the delete go on.
+func (b *Backend) refuseOrRevokeKeys(ctx context.Context, s logical.Storage, d *framework.FieldData, what string, count int, f ListFilter) (*logical.Response, error) {
+	if count == 0 {
+		return nil, nil
+	}
+	if !d.Get("revoke_keys").(bool) {
+		return logical.ErrorResponse("%s still has %d live keys: revoke them first, or delete with revoke_keys=true to revoke them all", what, count), logical.ErrInvalidRequest
+	}
+	_, err := b.revokeKeysWhere(ctx, s, f)
+	return nil, err
+}
+
 // commitScope writes a change of a role, tenant or allow-list and publishes
 // it, in the order commitKeys keeps. Every write and delete publishes:
 // verifiers drop the keys it covers and re-read them. The caller holds the

@@ -178,13 +178,16 @@ func (b *Backend) pathTenantWrite(ctx context.Context, req *logical.Request, d *
 		copied := *old
 		t = &copied
 	}
+	given := false // a write must set something
 	if v, ok := d.GetOk("description"); ok {
+		given = true
 		t.Description = v.(string)
 		if err := validDescription(t.Description); err != nil {
 			return badRequest(err)
 		}
 	}
 	if v, ok := d.GetOk("max_keys"); ok {
+		given = true
 		n := v.(int)
 		if n < 0 {
 			return badRequest(fmt.Errorf("max_keys must be 0 (unlimited) or positive"))
@@ -192,25 +195,18 @@ func (b *Backend) pathTenantWrite(ctx context.Context, req *logical.Request, d *
 		t.MaxKeys = &n
 	}
 	if v, ok := d.GetOk("allowed_cidrs"); ok {
+		given = true
 		if t.AllowedCIDRs, err = normalizeCIDRs(v.([]string)); err != nil {
 			return badRequest(err)
 		}
 	}
-	if _, ok := d.GetOk("description"); !ok {
-		if _, ok := d.GetOk("max_keys"); !ok {
-			if _, ok := d.GetOk("allowed_cidrs"); !ok {
-				return badRequest(fmt.Errorf("nothing to set: give description, max_keys or allowed_cidrs"))
-			}
-		}
+	if !given {
+		return badRequest(fmt.Errorf("nothing to set: give description, max_keys or allowed_cidrs"))
 	}
 	sc := tenantScope(tenant)
-	seq, err := b.commitScope(ctx, req.Storage, sc, wire.OpTenantUpdated, func(ctx context.Context) error {
+	return seqAnswer(b.commitScope(ctx, req.Storage, sc, wire.OpTenantUpdated, func(ctx context.Context) error {
 		return writeThrough(ctx, req.Storage, b.tenants, tenant, sc.storageKey(), t)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+	}))
 }
 
 func (b *Backend) pathTenantDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -226,34 +222,22 @@ func (b *Backend) pathTenantDelete(ctx context.Context, req *logical.Request, d 
 	if err != nil {
 		return nil, err
 	}
-	if count > 0 {
-		if !d.Get("revoke_keys").(bool) {
-			return logical.ErrorResponse("tenant %q still has %d live keys: revoke them first, or delete with revoke_keys=true to revoke them all", tenant, count), logical.ErrInvalidRequest
-		}
-		if _, err := b.revokeKeysWhere(ctx, req.Storage, ListFilter{Tenant: tenant}); err != nil {
-			return nil, err
-		}
+	if resp, err := b.refuseOrRevokeKeys(ctx, req.Storage, d, fmt.Sprintf("tenant %q", tenant), count, ListFilter{Tenant: tenant}); resp != nil || err != nil {
+		return resp, err
 	}
 	lists, err := req.Storage.List(ctx, allowlistKey(tenant, ""))
 	if err != nil {
 		return nil, err
 	}
 	for _, name := range lists {
-		sc := allowlistScope(tenant, name)
-		if _, err := b.commitScope(ctx, req.Storage, sc, wire.OpAllowlistDeleted, func(ctx context.Context) error {
-			return deleteThrough(ctx, req.Storage, b.allowlists, sc.storageKey(), sc.storageKey())
-		}); err != nil {
+		if _, err := b.deleteAllowlist(ctx, req.Storage, tenant, name); err != nil {
 			return nil, err
 		}
 	}
 	sc := tenantScope(tenant)
-	seq, err := b.commitScope(ctx, req.Storage, sc, wire.OpTenantDeleted, func(ctx context.Context) error {
+	return seqAnswer(b.commitScope(ctx, req.Storage, sc, wire.OpTenantDeleted, func(ctx context.Context) error {
 		return deleteThrough(ctx, req.Storage, b.tenants, tenant, sc.storageKey())
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &logical.Response{Data: map[string]interface{}{"seq": seq}}, nil
+	}))
 }
 
 // pathTenantList merges tenants with live keys (the index) and tenants with
