@@ -217,16 +217,12 @@ func (f *Feed) publishLocked(ctx context.Context, s logical.Storage) error {
 }
 
 // failLocked handles a failed store of seq: every later seq in flight fails
-// too (it can never be published without seq), and the feed drains.
+// too (it can never be published without seq, so the head stops below it),
+// and the feed drains.
 func (f *Feed) failLocked(seq uint64) {
 	for later, t := range f.inflight {
 		if later > seq {
 			t.failed = true
-		}
-	}
-	for later := range f.stored {
-		if later > seq {
-			delete(f.stored, later)
 		}
 	}
 	f.draining = true
