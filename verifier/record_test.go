@@ -15,17 +15,44 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
+// sealedKey is a key of mount "m" sealed under a zero data key, with the
+// digest of a forged secret beside its own.
+type sealedKey struct {
+	tok            token.Token
+	digest, forged [32]byte
+	dek            []byte
+	sealed         envelope.Sealed
+}
+
+func newSealedKey(t *testing.T, keyID string) sealedKey {
+	t.Helper()
+	k := sealedKey{tok: token.Token{Prefix: "vak", KeyID: keyID, Secret: strings.Repeat("s", token.SecretLen)}, dek: make([]byte, envelope.DEKSize)}
+	forged := k.tok
+	forged.Secret = strings.Repeat("f", token.SecretLen)
+	k.digest, k.forged = k.tok.Digest(), forged.Digest()
+	var err error
+	k.sealed, err = envelope.Seal(k.dek, "vault:v1:x", envelope.AAD("m", keyID), k.digest[:])
+	require.NoError(t, err)
+	return k
+}
+
+// decide caches e (after edit, when given) and decides req presented with digest.
+func (k sealedKey) decide(t *testing.T, e wire.Entry, edit func(*wire.Entry), digest *[32]byte, req Request, now time.Time) Verdict {
+	t.Helper()
+	if edit != nil {
+		edit(&e)
+	}
+	r, err := newCachedKey(e, k.dek)
+	require.NoError(t, err)
+	return r.decide(digest, &req, now)
+}
+
 // TestCachedKeyDecidesEveryRule pins the whole verdict (not only its code) of
 // a cached key for each rule of DESIGN §6, so that a change of how the cache
 // stores a key cannot change what it answers.
 func TestCachedKeyDecidesEveryRule(t *testing.T) {
-	tok := token.Token{Prefix: "vak", KeyID: "Rec0123456789abc", Secret: strings.Repeat("s", token.SecretLen)}
-	forged := tok
-	forged.Secret = strings.Repeat("f", token.SecretLen)
-	d, bad := tok.Digest(), forged.Digest()
-	dek := make([]byte, envelope.DEKSize)
-	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
-	require.NoError(t, err)
+	k := newSealedKey(t, "Rec0123456789abc")
+	tok, d, bad, sealed := k.tok, k.digest, k.forged, k.sealed
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	future, past := now.Add(time.Hour), now.Add(-time.Hour)
 	meta := map[string]string{"team": "sre"}
@@ -70,13 +97,7 @@ func TestCachedKeyDecidesEveryRule(t *testing.T) {
 			Verdict{Code: CodeValid, KeyID: tok.KeyID, Name: "n", Role: "ops", Workspace: "dev-eu", Permissions: []string{"clusters:read", "nodes:*"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := base()
-			if tc.edit != nil {
-				tc.edit(&e)
-			}
-			r, err := newCachedKey(e, dek)
-			require.NoError(t, err)
-			assert.Equal(t, tc.want, r.decide(tc.digest, &tc.req, now))
+			assert.Equal(t, tc.want, k.decide(t, base(), tc.edit, tc.digest, tc.req, now))
 		})
 	}
 }
@@ -128,13 +149,8 @@ func TestCachedKeyStaysSmall(t *testing.T) {
 // after the secret check and before every status, and describes nothing; the
 // tenant-wide list is a third address list.
 func TestCachedKeyTenantRules(t *testing.T) {
-	tok := token.Token{Prefix: "vak", KeyID: "Ten0123456789abc", Secret: strings.Repeat("s", token.SecretLen)}
-	forged := tok
-	forged.Secret = strings.Repeat("f", token.SecretLen)
-	d, bad := tok.Digest(), forged.Digest()
-	dek := make([]byte, envelope.DEKSize)
-	sealed, err := envelope.Seal(dek, "vault:v1:x", envelope.AAD("m", tok.KeyID), d[:])
-	require.NoError(t, err)
+	k := newSealedKey(t, "Ten0123456789abc")
+	tok, d, bad, sealed := k.tok, k.digest, k.forged, k.sealed
 	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	past := now.Add(-time.Hour)
 	base := func() wire.Entry {
@@ -176,9 +192,7 @@ func TestCachedKeyTenantRules(t *testing.T) {
 			if tc.edit != nil {
 				tc.edit(&e)
 			}
-			r, err := newCachedKey(e, dek)
-			require.NoError(t, err)
-			got := r.decide(tc.digest, &tc.req, now)
+			got := k.decide(t, e, nil, tc.digest, tc.req, now)
 			if tc.exact != nil {
 				assert.Equal(t, *tc.exact, got)
 				return
