@@ -140,8 +140,12 @@ func New(newSealer SealerFactory) *Backend {
 	return b
 }
 
-// Setup wires the framework backend and keeps its logger.
+// Setup wires the framework backend, with Vault's system view behind a
+// replication-state cache (replicationView), and keeps its logger.
 func (b *Backend) Setup(ctx context.Context, conf *logical.BackendConfig) error {
+	own := *conf
+	own.System = newReplicationView(conf.System)
+	conf = &own
 	if err := b.Backend.Setup(ctx, conf); err != nil {
 		return err
 	}
