@@ -114,6 +114,7 @@ const (
 	loadToken   = "Vault auth/token/lookup-self"
 	loadTransit = "Vault transit/verify (HMAC)"
 	loadKVRead  = "Vault KV v2 read"
+	loadKVPol   = "Vault KV v2 read, least-privilege token"
 	loadIssue   = "issuance: POST apikeys/tenants/acme/keys/<new name>"
 	loadKVWrite = "Vault KV v2 write (new path each)"
 	loadFloor   = "plugin floor: bench/floor/<new name> (one storage put)"
@@ -194,6 +195,8 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 
 	vaultToken := v.TokenFromFile(s, "policies/verifier.hcl")
 	hmacBody := prepareVaultEndpoints(s, v)
+	// A reader's token as the verifier's is: one policy, no default policy.
+	kvToken := v.Token(s, `path "secret/data/bench" { capabilities = ["read"] }`)
 	w := &wrkRunner{dir: dir, o: o}
 	// Reads first, then writes: the writes add keys and feed entries the
 	// verifier follows, which must not disturb the read loads.
@@ -215,6 +218,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			{loadToken, v.Addr + "/v1/auth/token/lookup-self", w.get(vaultToken), o.duration, o.connections},
 			{loadTransit, v.Addr + "/v1/transit/verify/bench-hmac", w.postBody(v.RootToken, hmacBody), o.duration, o.connections},
 			{loadKVRead, v.Addr + "/v1/secret/data/bench", w.get(v.RootToken), o.duration, o.connections},
+			{loadKVPol, v.Addr + "/v1/secret/data/bench", w.get(kvToken), o.duration, o.connections},
 			// Writes after reads: they add keys and feed entries the verifier follows.
 			{loadIssue, v.Addr, w.postNew(v.RootToken, "/v1/apikeys/tenants/acme/keys/"+p, `{"role":"bench"}`), o.duration, o.writeConns},
 			{loadKVWrite, v.Addr, w.postNew(v.RootToken, "/v1/secret/data/bench-w/"+p, `{"data":{"k":"v"}}`), o.duration, o.writeConns},

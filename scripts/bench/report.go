@@ -37,6 +37,7 @@ const (
 func (r *results) targets() []target {
 	bare, hot, cold, tok := r.load(loadBare), r.load(loadHot), r.load(loadCold), r.load(loadToken)
 	kvRead, kvWrite, floor, iss := r.load(loadKVRead), r.load(loadKVWrite), r.load(loadFloor), r.load(loadIssue)
+	kvPol := r.load(loadKVPol)
 	t := []target{
 		{"hot verify ≥ 0.8× bare handler", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(hot.rps, bare.rps), hot.rps, bare.rps), ratio(hot.rps, bare.rps) >= 0.8},
 		{"hot verify ≥ 5× Vault token lookup", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(hot.rps, tok.rps), hot.rps, tok.rps), ratio(hot.rps, tok.rps) >= 5},
@@ -53,7 +54,10 @@ func (r *results) targets() []target {
 	}
 	t = append(t,
 		target{"issuance ≥ 1,000 keys/s", fmt.Sprintf("%.0f keys/s", iss.rps), iss.rps >= 1000},
-		target{"cold verify ≥ 1.0× KV v2 read", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps), cold.rps >= kvRead.rps && kvRead.rps > 0},
+		// The anchor reads with the root token, as the other Vault loads but the
+		// token lookup do; the verifier holds a policy token, so the same read with
+		// one is shown too.
+		target{"cold verify ≥ 1.0× KV v2 read", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s); %.2f× the read with a least-privilege token", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps, ratio(cold.rps, kvPol.rps)), cold.rps >= kvRead.rps && kvRead.rps > 0},
 	)
 	p := r.propagation
 	reached := p.background.rps >= loadReached*p.targetRate
@@ -100,6 +104,7 @@ func (r *results) markdown(o options) string {
 	}
 	fmt.Fprintf(&b, "\nThe bare handler reads the body, takes the key out of the JSON with a byte scan, hashes it once and looks it up in a `sync.Map`, and writes a constant answer (scripts/bench/bare).\n")
 	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
+	fmt.Fprintf(&b, "Vault's loads use the root token, except the token lookup (the verifier's token) and the least-privilege KV read (a token whose one policy grants that read, as the verifier's grants its paths): Vault checks a policy token's ACL on every request, which root skips.\n")
 	fmt.Fprintf(&b, "The cold load (%s) of its best round sent %d requests over that round's %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
 	if r.coldKeysUsed > int64(r.coldKeysTotal) {
 		fmt.Fprintf(&b, " — more requests than keys, so some were repeats and hit the cache: this run overstates the cold rate")

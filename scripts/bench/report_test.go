@@ -50,6 +50,7 @@ func TestTargets(t *testing.T) {
 		{name: loadToken, rps: 2000},
 		{name: loadCold, rps: 900},
 		{name: loadKVRead, rps: 1000},
+		{name: loadKVPol, rps: 800},
 		{name: loadKVWrite, rps: 4000},
 		{name: loadFloor, rps: 1500},
 		{name: loadIssue, rps: 1100},
@@ -70,8 +71,14 @@ func TestTargets(t *testing.T) {
 			t.Errorf("%s: got %s, want %s", prefix, got, want)
 		}
 	}
+	// The cold row gives the ratio to the least-privilege read beside the anchor's.
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.goal, "cold verify") && !strings.Contains(tg.measured, "0.90× (900 vs 1000 req/s); 1.12× the read with a least-privilege token") {
+			t.Errorf("cold row: %s", tg.measured)
+		}
+	}
 	// A floor at or above half a KV write: issuance is held to 0.5× KV write.
-	r.loads[6].rps = 3000
+	r.loads[7].rps = 3000
 	if got := statusOf(t, r, "issuance ≥ 0.5× KV v2 write"); !strings.HasPrefix(got, "FAIL") {
 		t.Errorf("got %s", got)
 	}
