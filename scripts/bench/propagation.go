@@ -44,11 +44,12 @@ type propagationResult struct {
 	delayMs    int
 }
 
-// Pacing: every connection waits pacedDelayMs after each answer, so n
-// connections make about n·1000/(pacedDelayMs+pacedOverheadMs) requests a
-// second. A long pause keeps the rate insensitive to the service time; the
-// overhead (wrk's millisecond timer plus the answer, 21.3 ms a cycle measured
-// on loopback) errs towards a little more load than the target, not less.
+// Pacing: every connection waits pacedDelayMs on average after each answer (a
+// random pause: see wrkRunner.paced), so n connections make about
+// n·1000/(pacedDelayMs+pacedOverheadMs) requests a second. A long pause keeps
+// the rate insensitive to the service time; the overhead (wrk's millisecond
+// timer plus the answer, 21.3 ms a cycle measured on loopback) errs towards a
+// little more load than the target, not less.
 // The prober asks about its key every probeEvery, so that it measures the
 // verifier rather than adding a core's worth of load to it.
 const (

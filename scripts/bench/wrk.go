@@ -66,11 +66,16 @@ end
 `, keysFile, w.o.threads, sequential))
 }
 
-// paced adds a fixed pause after each response on every connection: wrk has
-// no rate option, so the rate is set by the connection count (see pacedLoad).
-func (w *wrkRunner) paced(script string, delayMs int) string {
+// paced adds a pause after each response on every connection: wrk has no
+// rate option, so the rate is set by the connection count (see propagation).
+// The pause is drawn uniformly from [meanMs/2, 3·meanMs/2]: with one fixed
+// pause, connections that start together keep sending together, in waves of
+// every connection at once, and each wave queues behind itself in the server
+// (the verifier's p99 doubled). Random pauses spread the same rate out, as
+// independent clients do.
+func (w *wrkRunner) paced(script string, meanMs int) string {
 	raw, _ := os.ReadFile(script)
-	return w.script(string(raw) + fmt.Sprintf("\nfunction delay() return %d end\n", delayMs))
+	return w.script(string(raw) + fmt.Sprintf("\nfunction delay() return math.random(%d, %d) end\n", meanMs/2, meanMs*3/2))
 }
 
 // postNew POSTs body to a new path on every request: pathPrefix, the thread
