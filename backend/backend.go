@@ -11,6 +11,8 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 const backendHelp = `
@@ -73,6 +75,9 @@ type Backend struct {
 	// records caches key records by key_id: verifier lookups read them on
 	// every miss, and this node is the only writer (putRecord keeps it current).
 	records *readCache[*Record]
+	// usage caches use counts by key_id (nil = none yet): every verifier report
+	// reads and writes each key it names, and this node is the only writer.
+	usage *readCache[*wire.Usage]
 }
 
 // recordCacheSize bounds the record cache (~1 KiB a record).
@@ -109,6 +114,7 @@ func New(newSealer SealerFactory) *Backend {
 		roles:       newReadCache[*Role](roleCacheSize),
 		orphanSince: map[string]time.Time{},
 		records:     newReadCache[*Record](recordCacheSize),
+		usage:       newReadCache[*wire.Usage](recordCacheSize),
 	}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.Backend = &framework.Backend{
@@ -194,6 +200,8 @@ func (b *Backend) invalidate(_ context.Context, key string) {
 		b.roles.Remove(strings.TrimPrefix(key, storageRolePrefix))
 	case strings.HasPrefix(key, storageKeyPrefix):
 		b.records.Remove(strings.TrimPrefix(key, storageKeyPrefix))
+	case strings.HasPrefix(key, storageUsage):
+		b.usage.Remove(strings.TrimPrefix(key, storageUsage))
 	case strings.HasPrefix(key, storageTenantPrefix):
 		b.tenants.Remove(strings.TrimPrefix(key, storageTenantPrefix))
 	case strings.HasPrefix(key, storageAllowlistPrefix):

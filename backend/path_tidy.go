@@ -124,6 +124,7 @@ func (b *Backend) purgeTombstones(ctx context.Context, s logical.Storage, cutoff
 			}
 		}
 		b.records.Remove(keyID)
+		b.usage.Remove(keyID)
 		purged++
 	}
 	return purged, nil

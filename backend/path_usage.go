@@ -114,14 +114,16 @@ func (b *Backend) addUsage(ctx context.Context, s logical.Storage, u wire.Usage)
 	if u.LastUsedAt.After(cur.LastUsedAt) {
 		cur.LastUsedAt, cur.LastUsedFrom = u.LastUsedAt, u.LastUsedFrom
 	}
-	return true, putJSON(ctx, s, storageUsage+u.KeyID, cur)
+	return true, writeThrough(ctx, s, b.usage, u.KeyID, storageUsage+u.KeyID, cur)
 }
 
+// getUsage returns a key's use counts (nil when it has none), read through the
+// usage cache; the caller owns the copy it gets.
 func (b *Backend) getUsage(ctx context.Context, s logical.Storage, keyID string) (*wire.Usage, error) {
-	var u wire.Usage
-	ok, err := getJSON(ctx, s, storageUsage+keyID, &u)
-	if !ok {
+	u, err := readThrough(ctx, s, b.usage, keyID, storageUsage+keyID)
+	if u == nil || err != nil {
 		return nil, err
 	}
-	return &u, nil
+	copied := *u
+	return &copied, nil
 }

@@ -1,10 +1,16 @@
 package backend
 
 import (
+	"context"
+	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 func TestUsageMergesAndShows(t *testing.T) {
@@ -27,4 +33,57 @@ func TestUsageMergesAndShows(t *testing.T) {
 	info := e.mustOK(logical.ListOperation, "tenants/acme/keys/", map[string]interface{}{}).Data["key_info"].(map[string]interface{})["k"].(map[string]interface{})
 	assert.EqualValues(t, 5, info["use_count"])
 	assert.Equal(t, "203.0.113.9", info["last_used_from"])
+}
+
+// getCounter counts storage reads under a prefix.
+type getCounter struct {
+	logical.Storage
+	prefix string
+	gets   atomic.Int64
+}
+
+func (g *getCounter) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, g.prefix) {
+		g.gets.Add(1)
+	}
+	return g.Storage.Get(ctx, key)
+}
+
+// A usage report reads and writes every key it names; on the active node the
+// counts come from memory after the first report, so a report costs one
+// storage write per key, not a read and a write.
+func TestUsageReportsReadCountsFromMemory(t *testing.T) {
+	store := &getCounter{Storage: &logical.InmemStorage{}, prefix: storageUsage}
+	e := newTestEnvWith(t, func(c *logical.BackendConfig) { c.StorageView = store })
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
+	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
+	var ids []string
+	for _, n := range []string{"a", "b", "c"} {
+		ids = append(ids, e.issue(n, nil)["key_id"].(string))
+	}
+	report := func(at string) {
+		var items []interface{}
+		for _, id := range ids {
+			items = append(items, map[string]interface{}{"key_id": id, "count": 2, "last_used_at": at})
+		}
+		require.Equal(t, len(ids), e.mustOK(logical.UpdateOperation, "usage", map[string]interface{}{"usage": items}).Data["recorded"])
+	}
+	report("2026-11-25T10:00:00Z")
+	before := store.gets.Load()
+	report("2026-11-25T10:00:10Z")
+	report("2026-11-25T10:00:20Z")
+	assert.Equal(t, before, store.gets.Load(), "later reports read the counts from storage again")
+	assert.EqualValues(t, 6, e.mustOK(logical.ReadOperation, "tenants/acme/keys/b", nil).Data["use_count"])
+
+	// A write elsewhere (a replica's invalidation) drops the cached counts: the
+	// next report reads storage and adds to what it holds.
+	var stored wire.Usage
+	_, err := getJSON(context.Background(), store.Storage, storageUsage+ids[1], &stored)
+	require.NoError(t, err)
+	stored.Count = 100
+	require.NoError(t, putJSON(context.Background(), store.Storage, storageUsage+ids[1], &stored))
+	e.b.Invalidate(context.Background(), storageUsage+ids[1])
+	report("2026-11-25T10:00:30Z")
+	assert.Equal(t, before+1, store.gets.Load())
+	assert.EqualValues(t, 102, e.mustOK(logical.ReadOperation, "tenants/acme/keys/b", nil).Data["use_count"])
 }
