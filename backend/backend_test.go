@@ -101,7 +101,7 @@ func (s *localSealer) rotate() {
 }
 
 type testEnv struct {
-	t      *testing.T
+	t      testing.TB
 	b      *Backend
 	s      logical.Storage
 	sealer *localSealer
@@ -109,7 +109,7 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv { return newTestEnvWith(t, nil) }
 
-func newTestEnvWith(t *testing.T, tweak func(*logical.BackendConfig)) *testEnv {
+func newTestEnvWith(t testing.TB, tweak func(*logical.BackendConfig)) *testEnv {
 	t.Helper()
 	sealer := newLocalSealer()
 	b := New(func(context.Context, *Config, hclog.Logger) (Sealer, error) { return sealer, nil })
