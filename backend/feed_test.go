@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,16 +308,28 @@ func TestFeedFailedStoreDrainsLaterAppends(t *testing.T) {
 	}
 }
 
-// slowPuts adds a fixed latency to every put, as a Raft commit or a plugin's
-// gRPC round trip does.
-type slowPuts struct {
+// slowStorage sleeps d (at least: about a millisecond here) before every put
+// under prefix, and every read too when reads is set, as a Raft commit or a
+// plugin's gRPC round trip through Vault adds latency.
+type slowStorage struct {
 	logical.Storage
-	d time.Duration
+	d      time.Duration
+	prefix string
+	reads  bool
 }
 
-func (s slowPuts) Put(ctx context.Context, e *logical.StorageEntry) error {
-	time.Sleep(s.d)
+func (s slowStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, s.prefix) {
+		time.Sleep(s.d)
+	}
 	return s.Storage.Put(ctx, e)
+}
+
+func (s slowStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if s.reads && strings.HasPrefix(key, s.prefix) {
+		time.Sleep(s.d)
+	}
+	return s.Storage.Get(ctx, key)
 }
 
 // BenchmarkFeedAppend appends from 16 goroutines to storage whose puts take
@@ -326,7 +339,7 @@ func (s slowPuts) Put(ctx context.Context, e *logical.StorageEntry) error {
 func BenchmarkFeedAppend(b *testing.B) {
 	for _, mode := range []string{"serialised", "overlapped"} {
 		b.Run(mode, func(b *testing.B) {
-			s := slowPuts{&logical.InmemStorage{}, 200 * time.Microsecond}
+			s := slowStorage{Storage: &logical.InmemStorage{}, d: 200 * time.Microsecond}
 			f := NewFeed()
 			var serial sync.Mutex
 			ctx := context.Background()
