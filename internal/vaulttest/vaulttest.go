@@ -6,6 +6,7 @@ package vaulttest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -160,53 +161,98 @@ func Start(t T, opts ...Option) *Vault {
 	if err := os.WriteFile(cfg, []byte("raw_storage_endpoint = true\n"+o.extra+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	v := &Vault{Bin: bin, RootToken: "root", Dir: dir, LogPath: filepath.Join(dir, "vault.log"), done: make(chan struct{})}
-	port := FreePort(t)
-	v.Addr = fmt.Sprintf("http://127.0.0.1:%d", port)
-	logFile, err := os.Create(v.LogPath)
-	if err != nil {
-		t.Fatal(err)
+	v := &Vault{Bin: bin, RootToken: "root", Dir: dir, LogPath: filepath.Join(dir, "vault.log")}
+	for attempt := 1; ; attempt++ {
+		err := v.launch(t, o, cfg)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatal(err)
+		}
 	}
-	args := append([]string{"server", "-dev", "-dev-root-token-id=root",
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir=" + PluginDir(t), "-config=" + cfg}, o.args...)
-	v.cmd = exec.Command(bin, args...)
-	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
-	v.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
-	if err := v.cmd.Start(); err != nil {
-		t.Fatalf("start vault: %v", err)
-	}
-	go func() { _ = v.cmd.Wait(); logFile.Close(); close(v.done) }()
-	t.Cleanup(v.Stop)
-
-	conf := api.DefaultConfig()
-	conf.Address = v.Addr
-	if v.Client, err = api.NewClient(conf); err != nil {
-		t.Fatal(err)
-	}
-	v.Client.SetToken(v.RootToken)
-	v.waitReady(t)
 	if o.engine {
 		v.SetupEngine(t, "apikeys")
 	}
 	return v
 }
 
-func (v *Vault) waitReady(t T) {
+// pickPort chooses a server's port (a test puts a taken one first).
+var pickPort = FreePort
+
+// startAttempts bounds the starts of a server whose free port was taken.
+const startAttempts = 5
+
+// errPortTaken: the port FreePort found was bound by another process before
+// ours bound it (test packages run in parallel). The start is retried on
+// another port.
+var errPortTaken = errors.New("the chosen port was taken before the server bound it")
+
+// portTaken reports whether a server's log says its listener's port was in use.
+func portTaken(log string) bool { return strings.Contains(log, "address already in use") }
+
+// launch starts the server on a fresh free port and waits until it is ready.
+// It returns errPortTaken (wrapped) when another process took the port first.
+func (v *Vault) launch(t T, o options, cfg string) error {
+	port := pickPort(t)
+	v.Addr = fmt.Sprintf("http://127.0.0.1:%d", port)
+	v.done = make(chan struct{})
+	logFile, err := os.Create(v.LogPath)
+	if err != nil {
+		return err
+	}
+	args := append([]string{"server", "-dev", "-dev-root-token-id=root",
+		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir=" + PluginDir(t), "-config=" + cfg}, o.args...)
+	v.cmd = exec.Command(v.Bin, args...)
+	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
+	v.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
+	if err := v.cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("start vault: %w", err)
+	}
+	cmd, done := v.cmd, v.done
+	go func() { _ = cmd.Wait(); logFile.Close(); close(done) }()
+	conf := api.DefaultConfig()
+	conf.Address = v.Addr
+	if v.Client, err = api.NewClient(conf); err != nil {
+		v.Stop()
+		return err
+	}
+	v.Client.SetToken(v.RootToken)
+	if err := v.waitReady(); err != nil {
+		v.Stop()
+		return err
+	}
+	t.Cleanup(v.Stop)
+	return nil
+}
+
+// waitReady waits for the dev server to be unsealed and to have printed its
+// banner (unseal key, root token), so UnsealKey never races.
+func (v *Vault) waitReady() error {
+	// Short asks: whatever holds a taken port may never answer.
+	probe, err := v.Client.Clone()
+	if err != nil {
+		return err
+	}
+	probe.SetClientTimeout(2 * time.Second)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
+		// Vault may log the failed bind and go on running: the log decides.
+		if portTaken(v.Log()) {
+			return fmt.Errorf("vault on %s: %w", v.Addr, errPortTaken)
+		}
 		select {
 		case <-v.done:
-			t.Fatalf("vault exited during start-up:\n%s", v.Log())
+			return fmt.Errorf("vault exited during start-up:\n%s", v.Log())
 		default:
 		}
-		// The dev banner (unseal key, root token) is printed just after the
-		// server turns healthy: wait for it too, so UnsealKey never races.
-		if h, err := v.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed && strings.Contains(v.Log(), "Root Token:") {
-			return
+		if h, err := probe.Sys().Health(); err == nil && h.Initialized && !h.Sealed && strings.Contains(v.Log(), "Root Token:") {
+			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("vault did not become ready:\n%s", v.Log())
+	return fmt.Errorf("vault did not become ready:\n%s", v.Log())
 }
 
 // SetupEngine enables transit with the KEK (once) and mounts the plugin at path,

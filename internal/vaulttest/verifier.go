@@ -1,6 +1,8 @@
 package vaulttest
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -51,7 +53,22 @@ type Verifier struct {
 // /readyz answers 200; the cleanup stops it gracefully.
 func StartVerifier(t T, dir, addrs, tokenFile string, extra ...string) *Verifier {
 	t.Helper()
-	port := FreePort(t)
+	for attempt := 1; ; attempt++ {
+		p, err := launchVerifier(t, dir, addrs, tokenFile, extra)
+		if err == nil {
+			t.Cleanup(p.Stop)
+			return p
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatal(err)
+		}
+	}
+}
+
+// launchVerifier starts a verifier on a fresh free port and waits for /readyz.
+// It returns errPortTaken (wrapped) when another process took the port first.
+func launchVerifier(t T, dir, addrs, tokenFile string, extra []string) (*Verifier, error) {
+	port := pickPort(t)
 	p := &Verifier{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Log: filepath.Join(dir, "verifier.log"),
 		Audit: filepath.Join(dir, "audit.log"), done: make(chan struct{})}
 	args := append([]string{"-listen", fmt.Sprintf("127.0.0.1:%d", port), "-vault-addr", addrs,
@@ -59,29 +76,42 @@ func StartVerifier(t T, dir, addrs, tokenFile string, extra ...string) *Verifier
 	p.Cmd = exec.Command(BuildVerifier(t), args...)
 	var err error
 	if p.logFile, err = os.Create(p.Log); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p.Cmd.Stdout, p.Cmd.Stderr = p.logFile, p.logFile
 	p.Cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
 	if err := p.Cmd.Start(); err != nil {
 		p.logFile.Close()
-		t.Fatal(fmt.Errorf("start verifier: %w", err))
+		return nil, fmt.Errorf("start verifier: %w", err)
 	}
 	go func() { _ = p.Cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.Stop)
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(p.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
+		select {
+		case <-p.done:
+			p.logFile.Close()
+			out, _ := os.ReadFile(p.Log)
+			if portTaken(string(out)) {
+				return nil, fmt.Errorf("verifier on %s: %w", p.URL, errPortTaken)
+			}
+			return nil, fmt.Errorf("verifier exited during start-up:\n%s", out)
+		default:
+		}
+		// Until ours logs that it is serving, an answer on the port may be
+		// another process's.
+		if out, _ := os.ReadFile(p.Log); bytes.Contains(out, []byte("serving")) {
+			if resp, err := http.Get(p.URL + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return p, nil
+				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	p.Stop()
 	out, _ := os.ReadFile(p.Log)
-	t.Fatalf("verifier did not become ready:\n%s", out)
-	return nil
+	return nil, fmt.Errorf("verifier did not become ready:\n%s", out)
 }
 
 // Stop ends the verifier gracefully (SIGTERM, then SIGKILL after 10 s).
