@@ -97,6 +97,12 @@ func TestIntegrationBacklogIsServedByLookup(t *testing.T) {
 		gate = newFeedGate(t, c.VaultAddrs[0])
 		c.VaultAddrs = []string{gate.proxy.URL}
 		c.FeedWait = 100 * time.Millisecond
+		// The held feed read must outlast writing the backlog (1,005 writes,
+		// seconds on a loaded machine). With the 3 s default it timed out and
+		// was retried while held, and a step whose release landed on a read the
+		// verifier had just abandoned moved nothing (make test, 06:45 run:
+		// "it heard a head beyond its cursor" failed with head = cursor = 2).
+		c.VaultTimeout = time.Minute
 	})
 	key := s.issue(t, "hot", nil)
 	require.Equal(t, "VALID", s.code(t, key, nil))
