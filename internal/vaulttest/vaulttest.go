@@ -162,15 +162,7 @@ func Start(t T, opts ...Option) *Vault {
 		t.Fatal(err)
 	}
 	v := &Vault{Bin: bin, RootToken: "root", Dir: dir, LogPath: filepath.Join(dir, "vault.log")}
-	for attempt := 1; ; attempt++ {
-		err := v.launch(t, o, cfg)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatal(err)
-		}
-	}
+	startOnFreePort(t, func() error { return v.launch(t, o, cfg) })
 	if o.engine {
 		v.SetupEngine(t, "apikeys")
 	}
@@ -187,6 +179,22 @@ const startAttempts = 5
 // ours bound it (test packages run in parallel). The start is retried on
 // another port.
 var errPortTaken = errors.New("the chosen port was taken before the server bound it")
+
+// startOnFreePort runs launch until a server is up, trying again (at most
+// startAttempts in all) while the port it picked was taken first; any other
+// failure ends the test.
+func startOnFreePort(t T, launch func() error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := launch()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatal(err)
+		}
+	}
+}
 
 // portTaken reports whether a server's log says its listener's port was in use.
 func portTaken(log string) bool { return strings.Contains(log, "address already in use") }

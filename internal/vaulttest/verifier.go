@@ -2,7 +2,6 @@ package vaulttest
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,16 +52,13 @@ type Verifier struct {
 // /readyz answers 200; the cleanup stops it gracefully.
 func StartVerifier(t T, dir, addrs, tokenFile string, extra ...string) *Verifier {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		p, err := launchVerifier(t, dir, addrs, tokenFile, extra)
-		if err == nil {
-			t.Cleanup(p.Stop)
-			return p
-		}
-		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
-			t.Fatal(err)
-		}
-	}
+	var p *Verifier
+	startOnFreePort(t, func() (err error) {
+		p, err = launchVerifier(t, dir, addrs, tokenFile, extra)
+		return err
+	})
+	t.Cleanup(p.Stop)
+	return p
 }
 
 // launchVerifier starts a verifier on a fresh free port and waits for /readyz.
