@@ -1,11 +1,13 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -137,9 +139,31 @@ func configured(t *testing.T) *testEnv {
 
 func (e *testEnv) do(op logical.Operation, path string, data map[string]interface{}) (*logical.Response, error) {
 	e.t.Helper()
-	return e.b.HandleRequest(context.Background(), &logical.Request{
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: op, Path: path, Data: data, Storage: e.s, DisplayName: "tester", EntityID: "",
 	})
+	if path == "lookup" || strings.HasPrefix(path, "lookup/") || path == "changes" {
+		resp = asVaultSees(e.t, resp) // the paths that answer with responseData
+	}
+	return resp, err
+}
+
+// asVaultSees turns the typed values a hot path leaves in Data
+// (responseData) into what Vault decodes from the JSON the SDK sends it
+// (numbers kept exact), so a test reads every answer as a client would.
+func asVaultSees(t testing.TB, resp *logical.Response) *logical.Response {
+	t.Helper()
+	if resp == nil {
+		return nil
+	}
+	raw, err := json.Marshal(resp.Data)
+	require.NoError(t, err)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var data map[string]interface{}
+	require.NoError(t, dec.Decode(&data))
+	resp.Data = data
+	return resp
 }
 
 func (e *testEnv) mustOK(op logical.Operation, path string, data map[string]interface{}) *logical.Response {

@@ -52,7 +52,7 @@ func TestLookupReadDoesNotOverwriteNewerRecord(t *testing.T) {
 	<-ps.paused // the lookup holds the active record, not yet cached
 	e.mustOK(logical.UpdateOperation, "revoke", map[string]interface{}{"key_id": id})
 	close(ps.release)
-	stale := <-done
+	stale := asVaultSees(t, <-done)
 	require.NotNil(t, stale)
 	assert.Equal(t, "active", stale.Data["status"], "the raced lookup itself read before the revoke")
 

@@ -58,7 +58,7 @@ func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *
 			return nil, err
 		}
 	}
-	return &logical.Response{Data: structToMap(out)}, nil
+	return &logical.Response{Data: responseData(out)}, nil
 }
 
 // parseWait accepts a Go duration or whole seconds, capped at maxWait.

@@ -56,7 +56,7 @@ func (b *Backend) pathLookupRead(ctx context.Context, req *logical.Request, d *f
 	if e.Status == wire.StatusNotFound {
 		return nil, nil
 	}
-	return &logical.Response{Data: structToMap(e)}, nil
+	return &logical.Response{Data: responseData(e)}, nil
 }
 
 func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -83,7 +83,7 @@ func (b *Backend) pathLookupBatch(ctx context.Context, req *logical.Request, d *
 		}
 		out.Entries = append(out.Entries, e)
 	}
-	return &logical.Response{Data: structToMap(out)}, nil
+	return &logical.Response{Data: responseData(out)}, nil
 }
 
 // entryFor builds the verifier's view of one key_id.

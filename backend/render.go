@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -91,6 +94,56 @@ func nonNilMap(m map[string]string) map[string]string {
 		return map[string]string{}
 	}
 	return m
+}
+
+// responseData renders a flat wire struct as the Data of a logical.Response on
+// a hot path (lookup, changes): each field under its JSON name, holding the
+// field's own typed value, and omitempty fields left out when empty, as
+// encoding/json does. The SDK sends Data to Vault as JSON, so that encoding
+// walks typed values instead of a generic map built for it first; Vault
+// decodes Data from that JSON, so clients get what structToMap's map gives.
+func responseData(v interface{}) map[string]interface{} {
+	rv := reflect.Indirect(reflect.ValueOf(v))
+	rt := rv.Type()
+	out := make(map[string]interface{}, rt.NumField())
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		if f.Anonymous {
+			panic("responseData: embedded field in " + rt.Name()) // only flat wire structs come here
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fv := rv.Field(i)
+		if slices.Contains(strings.Split(opts, ","), "omitempty") && emptyJSON(fv) {
+			continue
+		}
+		out[name] = fv.Interface()
+	}
+	return out
+}
+
+// emptyJSON is encoding/json's test for leaving out an omitempty field.
+func emptyJSON(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.Array, reflect.Map, reflect.Slice, reflect.String:
+		return v.Len() == 0
+	case reflect.Bool:
+		return !v.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return v.Int() == 0
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		return v.Uint() == 0
+	case reflect.Float32, reflect.Float64:
+		return v.Float() == 0
+	case reflect.Interface, reflect.Pointer:
+		return v.IsNil()
+	}
+	return false
 }
 
 // structToMap renders a wire struct as the map a logical.Response carries, with

@@ -19,7 +19,7 @@ const (
 	DefaultUsageFlush        = 10 * time.Second
 	DefaultFeedWait          = 2 * time.Second
 	DefaultVaultTimeout      = 3 * time.Second
-	DefaultMaxInFlight       = 4
+	DefaultMaxInFlight       = 2
 	DefaultCacheSize         = 100_000
 	DefaultDEKCacheSize      = 1024
 	DefaultUsageMaxKeys      = 100_000
