@@ -63,11 +63,13 @@ bench:
 	  cat scripts/bench/history.md >> BENCHMARKS.md
 
 ## bench-scale: one mount with 10k keys in 10 tenants, then SCALE (default 1,000,000) keys in SCALE/10 tenants:
-## issuance, tenant list pages and quota checks at both points (long)
+## issuance, tenant list pages and quota checks at both points (long); Vault on one Raft node
+## on /dev/shm (SCALE_STORAGE=raft: on disk; inmem: the dev server's in-heap storage)
 SCALE ?= 1000000
+SCALE_STORAGE ?= raft-ram
 bench-scale:
 	@VAULT_BIN="$$(scripts/install-vault)" && export VAULT_BIN && \
-	  timeout 90m $(GO) run ./scripts/bench -scale $(SCALE) -out BENCHMARKS-scale.md
+	  timeout 90m $(GO) run ./scripts/bench -scale $(SCALE) -scale-storage $(SCALE_STORAGE) -out BENCHMARKS-scale.md
 
 ## soak: the history checker for DURATION (default 10m) with a random seed (HISTORY_SEED=… to replay),
 ## on a dev server and on a 3-node Raft cluster with active-node SIGKILL and seal/unseal

@@ -33,3 +33,19 @@ func TestStartRetriesATakenPort(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, h.Sealed)
 }
+
+// WithRaft's server keeps its data in a one-node Raft cluster on disk, and
+// the plugin works on it.
+func TestStartWithRaft(t *testing.T) {
+	v := Start(t, WithRaft(""))
+	sec, err := v.Client.Logical().Read("sys/storage/raft/configuration")
+	require.NoError(t, err)
+	servers := sec.Data["config"].(map[string]interface{})["servers"].([]interface{})
+	require.Len(t, servers, 1)
+	require.Equal(t, true, servers[0].(map[string]interface{})["leader"])
+	_, err = v.Client.Logical().Write("apikeys/roles/r", map[string]interface{}{"permissions": "*"})
+	require.NoError(t, err)
+	sec, err = v.Client.Logical().Write("apikeys/tenants/acme/keys/k", map[string]interface{}{"role": "r"})
+	require.NoError(t, err)
+	require.NotEmpty(t, sec.Data["key"])
+}

@@ -49,6 +49,9 @@ type Option func(*options)
 
 type options struct {
 	engine bool
+	raft   bool
+	// raftDir is where Raft's data goes ("" = the server's directory).
+	raftDir string
 	extra  string
 	args   []string
 }
@@ -60,6 +63,14 @@ func WithServerArgs(args ...string) Option {
 
 // WithoutEngine starts Vault with the plugin in its catalog but nothing mounted.
 func WithoutEngine() Option { return func(o *options) { o.engine = false } }
+
+// WithRaft keeps the dev server's data in integrated storage (one Raft node,
+// on disk) instead of in memory, as production does: Vault's heap then no
+// longer holds every stored entry. The data goes under dir, or under the
+// server's own directory when dir is "" (a bench may choose a RAM disk).
+func WithRaft(dir string) Option {
+	return func(o *options) { o.raft, o.raftDir = true, dir }
+}
 
 // WithConfig adds HCL to the server configuration (e.g. an audit-friendly setting).
 func WithConfig(hcl string) Option { return func(o *options) { o.extra += "\n" + hcl } }
@@ -211,6 +222,13 @@ func (v *Vault) launch(t T, o options, cfg string) error {
 	}
 	args := append([]string{"server", "-dev", "-dev-root-token-id=root",
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port), "-dev-plugin-dir=" + PluginDir(t), "-config=" + cfg}, o.args...)
+	if o.raft {
+		storage, err := v.raftConfig(t, o.raftDir, port)
+		if err != nil {
+			return err
+		}
+		args = append(args, "-config="+storage)
+	}
 	v.cmd = exec.Command(v.Bin, args...)
 	v.cmd.Stdout, v.cmd.Stderr = logFile, logFile
 	v.cmd.Env = append(os.Environ(), "VAULT_ADDR=", "VAULT_TOKEN=")
@@ -233,6 +251,23 @@ func (v *Vault) launch(t T, o options, cfg string) error {
 	}
 	t.Cleanup(v.Stop)
 	return nil
+}
+
+// raftConfig writes the storage stanza of a one-node Raft dev server on port:
+// a fresh data directory per start (under parent, or the server's directory),
+// and the cluster address the dev server listens on (its port + 1).
+func (v *Vault) raftConfig(t T, parent string, port int) (string, error) {
+	if parent == "" {
+		parent = v.Dir
+	}
+	data, err := os.MkdirTemp(parent, fmt.Sprintf("raft-%d-", port))
+	if err != nil {
+		return "", err
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(data) }) // runs after the server stops
+	hcl := fmt.Sprintf("storage \"raft\" {\n  path = %q\n  node_id = \"node1\"\n}\ncluster_addr = \"http://127.0.0.1:%d\"\n", data, port+1)
+	path := filepath.Join(v.Dir, "raft.hcl")
+	return path, os.WriteFile(path, []byte(hcl), 0o600)
 }
 
 // waitReady waits for the dev server to be unsealed and to have printed its

@@ -38,6 +38,7 @@ type options struct {
 	out          string
 	verifierArg  string
 	scale        int
+	scaleStorage string
 	writeConns   int
 	memoryKeys   int
 	only         string
@@ -61,6 +62,7 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "run only the loads whose names match this regular expression, and no propagation run unless the hot load is one (for profiling: the report lacks the rest)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of the repeatable loads, interleaved; each load's best round is reported")
 	flag.IntVar(&o.scale, "scale", 0, "instead of the side-by-side loads: issuance and listing with this many keys stored (make bench-scale)")
+	flag.StringVar(&o.scaleStorage, "scale-storage", "raft-ram", "Vault's storage for -scale: raft (one node on disk, as in production), raft-ram (the same on the RAM disk /dev/shm) or inmem (the dev server's default, which keeps every entry in Vault's heap)")
 	flag.Parse()
 
 	s := vaulttest.NewSession()
