@@ -18,10 +18,14 @@ import (
 
 const keysPerScaleTenant = 10
 
+// At each point, scaleRounds rounds each issue scaleMeasured keys.
+const scaleRounds, scaleMeasured = 2, 5000
+
 // scalePoint is what one measurement found.
 type scalePoint struct {
 	stored, tenants int
-	rate            float64       // keys/s issuing 5,000 keys into existing tenants
+	rate            float64       // keys/s issuing 5,000 keys into existing tenants: the best round
+	rounds          []float64     // every round's rate
 	list            time.Duration // first page (limit 100) of one tenant's keys
 	mountList       time.Duration // first page of the operator's mount-wide list, filtered to a tenant
 	quota           time.Duration // mean latency of a create refused by the tenant quota
@@ -68,10 +72,22 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 
 	measure := func(stored, tenants int, into func(int) string, listed string) (scalePoint, error) {
 		p := scalePoint{stored: stored, tenants: tenants}
-		var err error
-		if _, p.rate, err = issue(v.Addr, v.RootToken, fmt.Sprintf("m%d", stored), 5000, 16, into); err != nil {
-			return p, err
+		// Issuance and Vault's own write alternate, each keeping its best
+		// round: one slow stretch of the machine cannot decide the ratio.
+		for r := 1; r <= scaleRounds; r++ {
+			_, rate, err := issue(v.Addr, v.RootToken, fmt.Sprintf("m%d-%d", stored, r), scaleMeasured, 16, into)
+			if err != nil {
+				return p, err
+			}
+			p.rounds = append(p.rounds, rate)
+			p.rate = max(p.rate, rate)
+			kv, err := kvWrites(v.Addr, v.RootToken, fmt.Sprintf("kv%d-%d", stored, r), scaleMeasured, 16)
+			if err != nil {
+				return p, err
+			}
+			p.kvRate = max(p.kvRate, kv)
 		}
+		var err error
 		timed := func(method, path string, want int) (time.Duration, error) {
 			var body interface{}
 			if method == "POST" {
@@ -97,9 +113,6 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 			total += d
 		}
 		p.quota = total / refused
-		if p.kvRate, err = kvWrites(v.Addr, v.RootToken, fmt.Sprintf("kv%d", stored), 5000, 16); err != nil {
-			return p, err
-		}
 		total = 0
 		for i := 0; i < refused; i++ {
 			d, err := timedRead(v.Addr, "secret/data/scale-read", root)
@@ -136,7 +149,7 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 		return "", err
 	}
 	points = append(points, p)
-	stored += 5000
+	stored += scaleRounds * scaleMeasured
 	if err := fill(o.scale, wide); err != nil {
 		return "", err
 	}
@@ -148,10 +161,10 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	points = append(points, p)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues 5,000 more keys into existing tenants at concurrency 16 through Vault's HTTP API, lists the first page (limit 100) of tenant `s03` (about 1,500 keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storageName(o.scaleStorage), keysPerScaleTenant, o.scale, 200)
-	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | tenant page | operator page (tenant filter) | quota check (mean) | Vault KV v2 write/s | Vault KV v2 read (mean) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues keys into existing tenants at concurrency 16 through Vault's HTTP API in %d rounds of 5,000, each followed by 5,000 KV v2 writes with the same client (each column keeps its best round), lists the first page (limit 100) of tenant `s03` (about 1,500 keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storageName(o.scaleStorage), keysPerScaleTenant, o.scale, scaleRounds, 200)
+	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | issuance rounds | tenant page | operator page (tenant filter) | quota check (mean) | Vault KV v2 write/s | Vault KV v2 read (mean) |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
+		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, roundList(p.rounds), ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
 	}
 	a, z := points[0], points[1]
 	kvW, kvR := z.kvRate/a.kvRate, float64(z.kvRead)/float64(a.kvRead)
@@ -160,6 +173,15 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	fmt.Fprintf(&b, "* tenant page: %.2f× as long; quota check: %.2f× as long; Vault's own KV v2 read: %.2f× as long (per Vault read: tenant page %.2f×, quota check %.2f×)\n",
 		float64(z.list)/float64(a.list), float64(z.quota)/float64(a.quota), kvR, float64(z.list)/float64(a.list)/kvR, float64(z.quota)/float64(a.quota)/kvR)
 	return b.String(), nil
+}
+
+// roundList prints every round's rate.
+func roundList(rates []float64) string {
+	parts := make([]string, len(rates))
+	for i, r := range rates {
+		parts[i] = fmt.Sprintf("%.0f", r)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // storageName says in the report what -scale-storage chose.
