@@ -48,7 +48,7 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	default:
 		return "", fmt.Errorf("-scale-storage must be raft, raft-ram or inmem, not %q", o.scaleStorage)
 	}
-	step(fmt.Sprintf("starting a Vault dev server (%s storage) with transit and the plugin", storageName(o.scaleStorage)))
+	step("starting a Vault dev server with transit and the plugin; storage: " + storageName(o.scaleStorage))
 	v := vaulttest.Start(s, opts...)
 	root := http.Header{"X-Vault-Token": {v.RootToken}}
 	for _, w := range []struct {
