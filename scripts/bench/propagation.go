@@ -53,12 +53,29 @@ type propagationResult struct {
 // The prober asks about its key every probeEvery, so that it measures the
 // verifier rather than adding a core's worth of load to it.
 const (
-	pacedDelayMs      = 20
-	pacedOverheadMs   = 1.0
-	calibrationRuns   = 4
-	calibrationMargin = 1.25
-	probeEvery        = time.Millisecond
+	pacedDelayMs    = 20
+	pacedOverheadMs = 1.0
+	calibrationRuns = 5
+	// The paced load aims at calibrationAim × the target rate and is taken
+	// once a calibration run lands within [calibrationLow, calibrationHigh]×:
+	// a little over the target (the revocations and probes take their share
+	// too), but not so far over it that the verifier is measured at a load the
+	// target does not name.
+	calibrationAim, calibrationLow, calibrationHigh = 1.1, 1.05, 1.2
+	probeEvery                                      = time.Millisecond
 )
+
+// calibrated says whether conns connections, which achieved rps, load the
+// verifier within the accepted band around rate; if not, it returns the
+// connections that should reach calibrationAim × rate (a step is at most 2×
+// up, as a run far below the rate may have been starved).
+func calibrated(conns int, rps, rate float64) (int, bool) {
+	ratio := rps / rate
+	if ratio >= calibrationLow && ratio <= calibrationHigh {
+		return conns, true
+	}
+	return max(1, int(math.Round(float64(conns)*min(2, calibrationAim/ratio)))), false
+}
 
 // propagation revokes each victim (cached by the verifier) while wrk sends a
 // paced load of other keys at rate. For each it measures from the delete
@@ -71,16 +88,19 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 	script := w.paced(w.postKeys(backgroundKeys, false), pacedDelayMs)
 	url := verifierURL + "/v1/verify"
 	conns := max(1, int(math.Ceil(rate*(pacedDelayMs+pacedOverheadMs)/1000)))
-	// Calibrate: a loaded server answers slower than the estimate assumes, and
-	// the revocations and probes below take their share, so scale the
-	// connections until a short paced run exceeds the rate by calibrationMargin
-	// (each step at most 2×, at most calibrationRuns runs).
+	// Calibrate: a loaded server answers slower than the estimate assumes, so
+	// short paced runs scale the connections, up or down, until one lands in
+	// the accepted band (at most calibrationRuns runs).
 	for i := 0; i < calibrationRuns; i++ {
-		probe, err := w.run("paced calibration", url, script, 2*time.Second, conns)
-		if err != nil || probe.rps <= 0 || probe.rps >= calibrationMargin*rate {
+		probe, err := w.run("paced calibration", url, script, 3*time.Second, conns)
+		if err != nil || probe.rps <= 0 {
 			break
 		}
-		conns = int(math.Ceil(float64(conns) * min(2, calibrationMargin*rate/probe.rps)))
+		next, ok := calibrated(conns, probe.rps, rate)
+		if ok {
+			break
+		}
+		conns = next
 	}
 	stop, err := w.start("paced background", url, script, conns)
 	if err != nil {

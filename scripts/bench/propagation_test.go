@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,4 +26,27 @@ not json
 	got, err := firstRefusals(log, map[string]time.Time{"a": t0, "b": t0.Add(30 * time.Millisecond)})
 	require.NoError(t, err)
 	require.ElementsMatch(t, []time.Duration{6 * time.Millisecond, 0}, got)
+}
+
+// The paced load's connections move towards 1.1× the target from either
+// side, and a run within 1.05–1.2× is taken as it is.
+func TestCalibrated(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		conns     int
+		rps, rate float64
+		want      int
+		ok        bool
+	}{
+		{"within the band", 400, 16000, 15000, 400, true},
+		{"just at the target: too close", 400, 15000, 15000, 440, false},
+		{"below: scaled up", 300, 10000, 15000, 495, false},
+		{"far below: at most doubled", 300, 1000, 15000, 600, false},
+		{"over the band: scaled down", 640, 20000, 15000, 528, false},
+		{"far over: never below one", 1, 1e6, 15000, 1, false},
+	} {
+		got, ok := calibrated(c.conns, c.rps, c.rate)
+		assert.Equal(t, c.ok, ok, c.name)
+		assert.Equal(t, c.want, got, c.name)
+	}
 }
