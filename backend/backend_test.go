@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -149,8 +148,9 @@ func (e *testEnv) do(op logical.Operation, path string, data map[string]interfac
 }
 
 // asVaultSees turns the typed values a hot path leaves in Data
-// (responseData) into what Vault decodes from the JSON the SDK sends it
-// (numbers kept exact), so a test reads every answer as a client would.
+// (responseData) into what Vault decodes from the JSON the SDK sends it (a
+// plain json.Unmarshal, as the SDK's ProtoResponseToLogicalResponse does), so
+// a test reads every answer as a client would.
 func asVaultSees(t testing.TB, resp *logical.Response) *logical.Response {
 	t.Helper()
 	if resp == nil {
@@ -158,10 +158,8 @@ func asVaultSees(t testing.TB, resp *logical.Response) *logical.Response {
 	}
 	raw, err := json.Marshal(resp.Data)
 	require.NoError(t, err)
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	var data map[string]interface{}
-	require.NoError(t, dec.Decode(&data))
+	require.NoError(t, json.Unmarshal(raw, &data))
 	resp.Data = data
 	return resp
 }

@@ -107,7 +107,9 @@ func lookupBatchOf(n int) wire.Batch {
 }
 
 // The SDK hands Vault a response's Data as JSON: responseData must encode to
-// exactly what the generic map did, so clients see the same answer.
+// exactly what the generic map did, so clients see the same answer. (The
+// plugin's JSON keeps a seq past 2^53 exact, as before; Vault then decodes it
+// as a float64, as it always has.)
 func TestResponseDataEncodesLikeTheGenericMap(t *testing.T) {
 	exp := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
 	batch := lookupBatchOf(3)
@@ -126,7 +128,7 @@ func TestResponseDataEncodesLikeTheGenericMap(t *testing.T) {
 		require.NoError(t, err)
 		assert.JSONEq(t, string(want), string(got), name)
 		if name != "full entry" {
-			assert.Contains(t, string(got), "9007199254740993", "numbers stay exact") // 2^53+1
+			assert.Contains(t, string(got), "9007199254740993", "the plugin's JSON keeps numbers exact") // 2^53+1
 		}
 	}
 }
