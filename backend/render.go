@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"strings"
 	"time"
 
@@ -119,12 +118,23 @@ func responseData(v interface{}) map[string]interface{} {
 			name = f.Name
 		}
 		fv := rv.Field(i)
-		if slices.Contains(strings.Split(opts, ","), "omitempty") && emptyJSON(fv) {
+		if hasOption(opts, "omitempty") && emptyJSON(fv) {
 			continue
 		}
 		out[name] = fv.Interface()
 	}
 	return out
+}
+
+// hasOption reports whether a json tag's options (after the name) list opt,
+// without allocating: responseData asks it for every field of every answer.
+func hasOption(opts, opt string) bool {
+	for o := range strings.SplitSeq(opts, ",") {
+		if o == opt {
+			return true
+		}
+	}
+	return false
 }
 
 // emptyJSON is encoding/json's test for leaving out an omitempty field.
