@@ -21,6 +21,10 @@ const keysPerScaleTenant = 10
 // At each point, scaleRounds rounds each issue scaleMeasured keys.
 const scaleRounds, scaleMeasured = 2, 5000
 
+// The first point: firstKeys keys in firstTenants tenants (s00…s09), plus
+// the one full tenant the quota check uses.
+const firstKeys, firstTenants = 10_000, 10
+
 // scalePoint is what one measurement found.
 type scalePoint struct {
 	stored, tenants int
@@ -67,7 +71,7 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	if _, _, err := issue(v.Addr, v.RootToken, "only", 1, 1, func(int) string { return "full" }); err != nil {
 		return "", err
 	}
-	small := func(i int) string { return fmt.Sprintf("s%02d", i%10) } // the 10-tenant phase
+	small := func(i int) string { return fmt.Sprintf("s%02d", i%firstTenants) }
 	wide := func(i int) string { return fmt.Sprintf("t%06d", i/keysPerScaleTenant) }
 
 	measure := func(stored, tenants int, into func(int) string, listed string) (scalePoint, error) {
@@ -141,10 +145,10 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 		return nil
 	}
 	var points []scalePoint
-	if err := fill(10000, small); err != nil {
+	if err := fill(firstKeys, small); err != nil {
 		return "", err
 	}
-	p, err := measure(stored, 10+1, small, "s03")
+	p, err := measure(stored, firstTenants+1, small, "s03")
 	if err != nil {
 		return "", err
 	}
@@ -157,7 +161,7 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	if err := fill(o.scale, wide); err != nil {
 		return "", err
 	}
-	tenants := 10 + 1 + (o.scale-fillBase)/keysPerScaleTenant
+	tenants := firstTenants + 1 + (o.scale-fillBase)/keysPerScaleTenant
 	filled := max(1, o.scale-fillBase)
 	p, err = measure(stored, tenants, func(i int) string { return wide(fillBase + i*keysPerScaleTenant%filled) }, "s03")
 	if err != nil {
@@ -166,14 +170,14 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	points = append(points, p)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues keys into existing tenants at concurrency 16 through Vault's HTTP API in %d rounds of 5,000, each followed by 5,000 KV v2 writes with the same client (each column keeps its best round), lists the first page (limit 100) of tenant `s03` (about %d keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storageName(o.scaleStorage), keysPerScaleTenant, o.scale, scaleRounds, (10000+scaleRounds*scaleMeasured)/10, 200)
+	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues keys into existing tenants at concurrency 16 through Vault's HTTP API in %d rounds of 5,000, each followed by 5,000 KV v2 writes with the same client (each column keeps its best round), lists the first page (limit 100) of tenant `s03` (about %d keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storageName(o.scaleStorage), keysPerScaleTenant, o.scale, scaleRounds, (firstKeys+scaleRounds*scaleMeasured)/firstTenants, 200)
 	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | issuance rounds | tenant page | operator page (tenant filter) | quota check (mean) | Vault KV v2 write/s | Vault KV v2 read (mean) |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
 		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, roundList(p.rounds), ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
 	}
 	a, z := points[0], points[1]
 	kvW, kvR := z.kvRate/a.kvRate, float64(z.kvRead)/float64(a.kvRead)
-	fmt.Fprintf(&b, "\nWith %d keys in %d tenants, against %d keys in 10 tenants:\n\n", z.stored, z.tenants, a.stored)
+	fmt.Fprintf(&b, "\nWith %d keys in %d tenants, against %d keys in %d tenants:\n\n", z.stored, z.tenants, a.stored, firstTenants)
 	fmt.Fprintf(&b, "* issuance: %.2f× its rate (target ≥ 0.8×); Vault's own KV v2 write on the same server: %.2f×, so issuance kept %.2f of Vault's own pace\n", z.rate/a.rate, kvW, z.rate/a.rate/kvW)
 	fmt.Fprintf(&b, "* tenant page: %.2f× as long; quota check: %.2f× as long; Vault's own KV v2 read: %.2f× as long (per Vault read: tenant page %.2f×, quota check %.2f×)\n",
 		float64(z.list)/float64(a.list), float64(z.quota)/float64(a.quota), kvR, float64(z.list)/float64(a.list)/kvR, float64(z.quota)/float64(a.quota)/kvR)
