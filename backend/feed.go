@@ -63,6 +63,8 @@ type Feed struct {
 	// for an append's storage write to finish.
 	published atomic.Uint64
 	ready     atomic.Bool
+	// holding, when set (tests), is called each time HoldCreated starts to wait.
+	holding func()
 }
 
 // NewFeed returns an empty, unloaded feed.
@@ -272,6 +274,62 @@ func (f *Feed) Wait(ctx context.Context, after uint64, wait time.Duration) {
 	case <-timer.C:
 	case <-ctx.Done():
 	}
+}
+
+// HoldCreated waits while every change after `after` announces a new key (op
+// created): until a change of any other kind is published, a full page of
+// new keys is waiting, d passes, or ctx is done. It reports whether it
+// waited, so the caller reads the page again.
+//
+// A new key is in no verifier's cache, so its entry evicts nothing: a
+// follower loses nothing when it comes a little later together with the
+// next ones, and under an issuance load it polls once per hold instead of
+// once per round trip. Every other change (a revocation, a disable, a role
+// narrowing) ends the hold as soon as it is published. Changes not in the
+// recent window (a backlog read from storage) are never held.
+func (f *Feed) HoldCreated(ctx context.Context, after uint64, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	var timer *time.Timer
+	for {
+		f.mu.Lock()
+		hold := f.onlyCreatedLocked(after)
+		ch := f.changed
+		f.mu.Unlock()
+		if !hold {
+			return timer != nil
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		}
+		if f.holding != nil {
+			f.holding()
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return true
+		}
+	}
+}
+
+// onlyCreatedLocked reports whether the changes after `after` are all in the
+// recent window, fewer than a page, at least one, and every one a new key.
+func (f *Feed) onlyCreatedLocked(after uint64) bool {
+	n := len(f.recent)
+	if n == 0 || after >= f.head || f.recent[0].Seq > after+1 || f.head-after >= feedPage {
+		return false
+	}
+	for _, c := range f.recent[after+1-f.recent[0].Seq:] {
+		if c.Op != wire.OpCreated {
+			return false
+		}
+	}
+	return true
 }
 
 // newChangeID is the random id of one feed entry (16 hex characters).

@@ -361,3 +361,71 @@ func BenchmarkFeedAppend(b *testing.B) {
 		})
 	}
 }
+
+// HoldCreated holds a page of new keys only: any other change ends the hold
+// at once, and nothing else is ever held. Every hold below but the last is a
+// minute long, so a hold that does not end on its own fails the test by
+// timeout rather than by a clock.
+func TestFeedHoldsNewKeysOnly(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	f := NewFeed()
+	holding := make(chan struct{}, 100)
+	f.holding = func() { holding <- struct{}{} }
+	now := time.Now()
+	appendOp := func(op string) uint64 {
+		seq, err := f.Append(ctx, s, wire.Change{KeyID: "k", Op: op}, now)
+		require.NoError(t, err)
+		return seq
+	}
+	hold := func(after uint64, d time.Duration) <-chan bool {
+		done := make(chan bool, 1)
+		go func() { done <- f.HoldCreated(ctx, after, d) }()
+		return done
+	}
+	returned := func(what string, done <-chan bool) bool {
+		select {
+		case held := <-done:
+			return held
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still held after 10s", what)
+			return false
+		}
+	}
+
+	base := appendOp(wire.OpCreated) - 1
+	assert.False(t, returned("nothing newer", hold(base+1, time.Minute)), "nothing pending: nothing to hold")
+
+	// New keys only: held, also over a new key published meanwhile, until a
+	// revocation is published, which ends it.
+	done := hold(base, time.Minute)
+	<-holding
+	appendOp(wire.OpCreated)
+	<-holding
+	appendOp(wire.OpRevoked)
+	assert.True(t, returned("a revocation published during the hold", done))
+	page, err := f.Since(ctx, s, base, "")
+	require.NoError(t, err)
+	require.Len(t, page.Changes, 3)
+	assert.Equal(t, wire.OpRevoked, page.Changes[2].Op, "the page read after the hold carries the revocation")
+
+	// A page with any other change is never held.
+	assert.False(t, returned("a revocation pending", hold(base, time.Minute)))
+	for _, op := range []string{wire.OpDisabled, wire.OpUpdated, wire.OpRotated, wire.OpRoleUpdated} {
+		after := appendOp(wire.OpCreated) - 1
+		appendOp(op)
+		assert.False(t, returned(op+" pending", hold(after, time.Minute)), op)
+	}
+	// A full page of new keys goes at once.
+	after := appendOp(wire.OpCreated) - 1
+	for range feedPage {
+		appendOp(wire.OpCreated)
+	}
+	assert.False(t, returned("a full page pending", hold(after, time.Minute)))
+	// Otherwise the hold ends when its time is up.
+	after = appendOp(wire.OpCreated) - 1
+	start := time.Now()
+	assert.True(t, returned("a short hold", hold(after, 30*time.Millisecond)))
+	assert.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond)
+	assert.Len(t, holding, 1, "only the short hold waited since the revocation")
+}

@@ -138,3 +138,34 @@ func toInt(v interface{}) int {
 	}
 	return -1
 }
+
+// hold_created holds a long-poll answer that only announces new keys, never
+// one without wait, and is checked like wait.
+func TestChangesHoldCreated(t *testing.T) {
+	e := configured(t)
+	head := e.changes(0, "").Head
+	e.issue("a", nil)
+	read := func(data map[string]interface{}) (wire.Changes, time.Duration) {
+		start := time.Now()
+		resp := e.mustOK(logical.ReadOperation, "changes", data)
+		raw, err := json.Marshal(resp.Data)
+		require.NoError(t, err)
+		var out wire.Changes
+		require.NoError(t, json.Unmarshal(raw, &out))
+		return out, time.Since(start)
+	}
+	got, took := read(map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s", "hold_created": "60ms"})
+	require.Len(t, got.Changes, 1)
+	assert.GreaterOrEqual(t, took, 60*time.Millisecond, "a page of one new key is held")
+
+	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
+	got, _ = read(map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s", "hold_created": "1s"})
+	require.Len(t, got.Changes, 2, "a revocation is answered at once (the hold is capped at 100ms anyway)")
+	hold, err := parseDuration("hold_created", "1s", maxHoldCreated)
+	require.NoError(t, err)
+	assert.Equal(t, maxHoldCreated, hold)
+
+	for _, bad := range []string{"-1s", "soon"} {
+		e.mustFail(logical.ReadOperation, "changes", map[string]interface{}{"after": "0", "wait": "1s", "hold_created": bad}, "hold_created")
+	}
+}

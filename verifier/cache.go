@@ -143,6 +143,21 @@ func (s *cacheShard) remove(r *cachedKey) {
 
 // EvictKey drops keyID's cached key and refuses entries older than seq for it.
 func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
+	c.markKey(keyID, seq, now, (*cacheShard).drop)
+}
+
+// Created applies a key's first change, its creation at seq: entries older
+// than seq are refused as by EvictKey, but only a NOT_FOUND answer (the id was
+// asked for before it was issued) is dropped. A found record was read after
+// the key was written, and nothing else has changed it before this change, so
+// it stays: a key used at once keeps its first cached verdict however late its
+// creation comes through the feed.
+func (c *cache) Created(keyID string, seq uint64, now time.Time) {
+	c.markKey(keyID, seq, now, func(s *cacheShard, keyID string) { delete(s.negative, keyID) })
+}
+
+// markKey refuses entries older than seq for keyID and applies drop to its shard.
+func (c *cache) markKey(keyID string, seq uint64, now time.Time, drop func(*cacheShard, string)) {
 	c.markMu.Lock()
 	defer c.markMu.Unlock()
 	if c.keyMarks[keyID] < seq {
@@ -151,7 +166,7 @@ func (c *cache) EvictKey(keyID string, seq uint64, now time.Time) {
 	c.order = append(c.order, mark{seq: seq, key: keyID, at: now})
 	s := c.shard(keyID)
 	s.mu.Lock()
-	s.drop(keyID)
+	drop(s, keyID)
 	s.mu.Unlock()
 	c.forget(now)
 }

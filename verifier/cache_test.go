@@ -36,6 +36,24 @@ func TestCacheRefusesEntriesOlderThanAnEviction(t *testing.T) {
 	assert.True(t, c.Insert(rec("d", "s"), 30))
 }
 
+func TestCreatedKeepsAFoundKeyAndDropsANotFound(t *testing.T) {
+	now := time.Now()
+	c := newCache(100)
+	// A key verified at once: its record was read after it was written, so its
+	// creation coming through the feed later drops nothing.
+	require.True(t, c.Insert(rec("a", "r"), 10))
+	c.Created("a", 11, now)
+	assert.NotNil(t, c.Get("a"), "the first verdict of a new key stays cached")
+	// An id asked for before it was issued: that NOT_FOUND goes.
+	nf := &cachedKey{keyID: "b", status: statusNotFound}
+	require.True(t, c.Insert(nf, 10))
+	c.Created("b", 12, now)
+	assert.Nil(t, c.Get("b"), "a NOT_FOUND older than the creation is dropped")
+	// Lookups that read the feed before the creation are refused, as after an eviction.
+	assert.False(t, c.Insert(&cachedKey{keyID: "b", status: statusNotFound}, 11))
+	assert.True(t, c.Insert(rec("b", "r"), 12))
+}
+
 func TestCacheForgetsOldMarksButKeepsAFloor(t *testing.T) {
 	start := time.Now()
 	c := newCache(100)

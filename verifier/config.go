@@ -18,6 +18,7 @@ const (
 	DefaultStaleIfError      = 30 * time.Second
 	DefaultUsageFlush        = 10 * time.Second
 	DefaultFeedWait          = 2 * time.Second
+	DefaultFeedHoldCreated   = 20 * time.Millisecond
 	DefaultVaultTimeout      = 3 * time.Second
 	DefaultMaxInFlight       = 2
 	DefaultCacheSize         = 100_000
@@ -32,6 +33,8 @@ const (
 	// state lock for the whole request, so a longer poll would stall seal and
 	// step-down (DESIGN §4).
 	MaxFeedWait = 5 * time.Second
+	// MaxFeedHoldCreated is the longest hold_created the plugin accepts.
+	MaxFeedHoldCreated = 100 * time.Millisecond
 	// MaxBodyBytes bounds a POST /v1/verify body.
 	MaxBodyBytes = 16 << 10
 )
@@ -59,6 +62,12 @@ type Config struct {
 	UsageFlush time.Duration
 	// FeedWait is the long-poll wait of each `changes` read (≤ MaxFeedWait).
 	FeedWait time.Duration
+	// FeedHoldCreated lets the plugin hold a feed answer that only announces
+	// new keys this long, so that later ones come with it: new keys evict
+	// nothing, and under an issuance load the verifier polls once per hold
+	// instead of once per round trip. Any other change is answered at once.
+	// Negative turns holding off (≤ MaxFeedHoldCreated).
+	FeedHoldCreated time.Duration
 	// VaultTimeout bounds every Vault call except the long-poll's wait itself.
 	VaultTimeout time.Duration
 	// MaxInFlight bounds concurrent lookup requests to Vault.
@@ -114,6 +123,7 @@ func (c *Config) setDefaults() {
 	defDur(&c.StaleIfError, DefaultStaleIfError)
 	defDur(&c.UsageFlush, DefaultUsageFlush)
 	defDur(&c.FeedWait, DefaultFeedWait)
+	defDur(&c.FeedHoldCreated, DefaultFeedHoldCreated)
 	defDur(&c.VaultTimeout, DefaultVaultTimeout)
 	defDur(&c.MaxAge, DefaultMaxAge)
 	defInt(&c.MaxInFlight, DefaultMaxInFlight)
@@ -148,6 +158,9 @@ func (c *Config) validate() error {
 	}
 	if c.FeedWait < 0 || c.FeedWait > MaxFeedWait {
 		errs = append(errs, fmt.Errorf("feed wait %s is outside 0..%s: longer polls stall Vault seal and step-down", c.FeedWait, MaxFeedWait))
+	}
+	if c.FeedHoldCreated > MaxFeedHoldCreated {
+		errs = append(errs, fmt.Errorf("feed hold for new keys %s is over %s: the plugin holds no longer", c.FeedHoldCreated, MaxFeedHoldCreated))
 	}
 	for name, d := range map[string]time.Duration{"stale-if-error": c.StaleIfError, "usage flush": c.UsageFlush, "vault timeout": c.VaultTimeout, "max age": c.MaxAge} {
 		if d < 0 {

@@ -37,6 +37,7 @@ func TestConfigValidate(t *testing.T) {
 		"two credentials": {func(c *Config) { c.VaultTokenFile = "/f" }, "more than one"},
 		"half an AppRole": {func(c *Config) { c.VaultToken = ""; c.AppRoleRoleID = "r" }, "both a role id"},
 		"long feed wait":  {func(c *Config) { c.FeedWait = MaxFeedWait + time.Second }, "feed wait"},
+		"long feed hold":  {func(c *Config) { c.FeedHoldCreated = MaxFeedHoldCreated + time.Millisecond }, "feed hold"},
 		"negative ttl":    {func(c *Config) { c.MaxAge = -time.Second }, "max age must not be negative"},
 		"negative size":   {func(c *Config) { c.CacheSize = -1 }, "cache size must not be negative"},
 	} {

@@ -141,6 +141,8 @@ func (f *follower) apply(ch wire.Changes) {
 			return
 		}
 		switch {
+		case c.KeyID != "" && c.Op == wire.OpCreated:
+			f.cache.Created(c.KeyID, c.Seq, now)
 		case c.KeyID != "":
 			f.cache.EvictKey(c.KeyID, c.Seq, now)
 		case c.Role != "" || c.Tenant != "":

@@ -28,13 +28,15 @@ type vaultAPI struct {
 	mount        string
 	transitMount string
 	transitKey   string
-	metrics      *metrics
+	// holdCreated is asked of every long-poll (Config.FeedHoldCreated).
+	holdCreated time.Duration
+	metrics     *metrics
 	// denied is called on a 403, so that the login can replace the token.
 	denied func()
 }
 
 func newVaultAPI(cfg *Config, m *metrics) (*vaultAPI, error) {
-	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, metrics: m, denied: func() {}}
+	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, holdCreated: cfg.FeedHoldCreated, metrics: m, denied: func() {}}
 	for _, addr := range cfg.VaultAddrs {
 		c := api.DefaultConfig() // honours VAULT_CACERT, VAULT_SKIP_VERIFY, … as Vault's tools do
 		if c.Error != nil {
@@ -195,6 +197,9 @@ func (v *vaultAPI) Changes(ctx context.Context, after uint64, afterID string, wa
 	}
 	if afterID != "" {
 		q["after_id"] = []string{afterID}
+	}
+	if v.holdCreated > 0 {
+		q["hold_created"] = []string{v.holdCreated.String()}
 	}
 	if err := v.call(ctx, "changes", http.MethodGet, v.mount+"/changes", q, nil, &ch); err != nil {
 		return ch, fmt.Errorf("read change feed after %d: %w", after, err)

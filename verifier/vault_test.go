@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
@@ -153,4 +155,26 @@ func TestVaultCallUndecodableAnswerIsFinal(t *testing.T) {
 	assert.Equal(t, int32(1), n1.Load())
 	assert.Equal(t, int32(0), n2.Load(), "the next address must not be tried")
 	assert.Equal(t, 0, v.ring.Current(), "the ring stays on the address that answered")
+}
+
+// Every feed poll asks the plugin to hold pages of new keys for
+// Config.FeedHoldCreated; a negative setting asks for no hold.
+func TestChangesAsksForTheHold(t *testing.T) {
+	var query atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		query.Store(r.URL.Query())
+		_, _ = w.Write([]byte(`{"data":{"changes":[],"head":3}}`))
+	}))
+	t.Cleanup(srv.Close)
+	for hold, want := range map[time.Duration]string{DefaultFeedHoldCreated: "20ms", 1500 * time.Microsecond: "1.5ms", -1: ""} {
+		cfg := &Config{VaultAddrs: []string{srv.URL}, FeedHoldCreated: hold}
+		cfg.setDefaults()
+		v, err := newVaultAPI(cfg, newMetrics())
+		require.NoError(t, err)
+		_, err = v.Changes(context.Background(), 2, "", time.Second)
+		require.NoError(t, err)
+		q := query.Load().(url.Values)
+		assert.Equal(t, want, q.Get("hold_created"), "hold %s", hold)
+		assert.Equal(t, "1000ms", q.Get("wait"))
+	}
 }

@@ -44,6 +44,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	fs.DurationVar(&c.StaleIfError, "stale-if-error", verifier.DefaultStaleIfError, "serve cached verdicts this long after the last successful feed poll, then 503")
 	fs.DurationVar(&c.UsageFlush, "usage-flush", verifier.DefaultUsageFlush, "interval of batched usage reports")
 	fs.DurationVar(&c.FeedWait, "feed-wait", verifier.DefaultFeedWait, "long-poll wait of the change feed (at most 5s)")
+	fs.DurationVar(&c.FeedHoldCreated, "feed-hold-created", verifier.DefaultFeedHoldCreated, "let the plugin hold a long-poll answer that only announces new keys this long, to send later ones with it (at most 100ms; negative: off); other changes come at once")
 	fs.DurationVar(&c.VaultTimeout, "vault-timeout", verifier.DefaultVaultTimeout, "timeout of each Vault request")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", verifier.DefaultMaxInFlight, "most concurrent lookup requests to Vault")
 	fs.IntVar(&c.CacheSize, "cache-size", verifier.DefaultCacheSize, "most key records cached")

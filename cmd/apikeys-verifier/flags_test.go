@@ -36,6 +36,7 @@ func TestFlagsOverEnvironmentOverVaultVariables(t *testing.T) {
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.1/32")}, o.cfg.TrustedProxies)
 	assert.Equal(t, "apikeys", o.cfg.Mount)
 	assert.Equal(t, 2*time.Second, o.cfg.FeedWait)
+	assert.Equal(t, 20*time.Millisecond, o.cfg.FeedHoldCreated)
 }
 
 func TestFlagsVaultAddressesAndCredentials(t *testing.T) {
