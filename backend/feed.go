@@ -63,8 +63,9 @@ type Feed struct {
 	// for an append's storage write to finish.
 	published atomic.Uint64
 	ready     atomic.Bool
-	// holding, when set (tests), is called each time HoldCreated starts to wait.
-	holding func()
+	// holding, when set (tests, before any request), is called with the hold
+	// each time HoldCreated starts to wait.
+	holding func(time.Duration)
 }
 
 // NewFeed returns an empty, unloaded feed.
@@ -279,7 +280,7 @@ func (f *Feed) Wait(ctx context.Context, after uint64, wait time.Duration) {
 // HoldCreated waits while every change after `after` announces a new key (op
 // created): until a change of any other kind is published, a full page of
 // new keys is waiting, d passes, or ctx is done. It reports whether it
-// waited, so the caller reads the page again.
+// waited and the page is worth reading again (not when ctx ended the wait).
 //
 // A new key is in no verifier's cache, so its entry evicts nothing: a
 // follower loses nothing when it comes a little later together with the
@@ -292,9 +293,10 @@ func (f *Feed) HoldCreated(ctx context.Context, after uint64, d time.Duration) b
 		return false
 	}
 	var timer *time.Timer
+	checked := after // the changes up to checked are new keys
 	for {
 		f.mu.Lock()
-		hold := f.onlyCreatedLocked(after)
+		hold := f.onlyCreatedLocked(after, &checked)
 		ch := f.changed
 		f.mu.Unlock()
 		if !hold {
@@ -305,30 +307,34 @@ func (f *Feed) HoldCreated(ctx context.Context, after uint64, d time.Duration) b
 			defer timer.Stop()
 		}
 		if f.holding != nil {
-			f.holding()
+			f.holding(d)
 		}
 		select {
 		case <-ch:
 		case <-timer.C:
 			return true
 		case <-ctx.Done():
-			return true
+			return false
 		}
 	}
 }
 
-// onlyCreatedLocked reports whether the changes after `after` are all in the
-// recent window, fewer than a page, at least one, and every one a new key.
-func (f *Feed) onlyCreatedLocked(after uint64) bool {
+// onlyCreatedLocked reports whether the changes after `after` are at least
+// one, fewer than a page, all in the recent window, and every one a new key.
+// Those up to *checked were found to be new keys by an earlier call: only the
+// rest is scanned, and *checked moves to the head, so each wake of a hold
+// costs the changes published since the last one, under the lock appends take.
+func (f *Feed) onlyCreatedLocked(after uint64, checked *uint64) bool {
 	n := len(f.recent)
 	if n == 0 || after >= f.head || f.recent[0].Seq > after+1 || f.head-after >= feedPage {
 		return false
 	}
-	for _, c := range f.recent[after+1-f.recent[0].Seq:] {
+	for _, c := range f.recent[*checked+1-f.recent[0].Seq:] {
 		if c.Op != wire.OpCreated {
 			return false
 		}
 	}
+	*checked = f.head
 	return true
 }
 

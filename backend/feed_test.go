@@ -371,7 +371,14 @@ func TestFeedHoldsNewKeysOnly(t *testing.T) {
 	s := &logical.InmemStorage{}
 	f := NewFeed()
 	holding := make(chan struct{}, 100)
-	f.holding = func() { holding <- struct{}{} }
+	f.holding = func(time.Duration) { holding <- struct{}{} }
+	waiting := func(what string) {
+		select {
+		case <-holding:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no hold began", what)
+		}
+	}
 	now := time.Now()
 	appendOp := func(op string) uint64 {
 		seq, err := f.Append(ctx, s, wire.Change{KeyID: "k", Op: op}, now)
@@ -399,9 +406,9 @@ func TestFeedHoldsNewKeysOnly(t *testing.T) {
 	// New keys only: held, also over a new key published meanwhile, until a
 	// revocation is published, which ends it.
 	done := hold(base, time.Minute)
-	<-holding
+	waiting("a page of one new key")
 	appendOp(wire.OpCreated)
-	<-holding
+	waiting("a new key published during the hold")
 	appendOp(wire.OpRevoked)
 	assert.True(t, returned("a revocation published during the hold", done))
 	page, err := f.Since(ctx, s, base, "")

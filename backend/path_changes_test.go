@@ -140,27 +140,39 @@ func toInt(v interface{}) int {
 }
 
 // hold_created holds a long-poll answer that only announces new keys, never
-// one without wait, and is checked like wait.
+// one with any other change, never without wait and never past it, and is
+// checked like wait.
 func TestChangesHoldCreated(t *testing.T) {
 	e := configured(t)
+	var holds []time.Duration // each hold that began waiting, by its length
+	e.b.feed.holding = func(d time.Duration) { holds = append(holds, d) }
 	head := e.changes(0, "").Head
 	e.issue("a", nil)
-	read := func(data map[string]interface{}) (wire.Changes, time.Duration) {
+	read := func(wait, hold string) (wire.Changes, time.Duration) {
 		start := time.Now()
-		resp := e.mustOK(logical.ReadOperation, "changes", data)
+		resp := e.mustOK(logical.ReadOperation, "changes", map[string]interface{}{"after": fmt.Sprint(head), "wait": wait, "hold_created": hold})
 		raw, err := json.Marshal(resp.Data)
 		require.NoError(t, err)
 		var out wire.Changes
 		require.NoError(t, json.Unmarshal(raw, &out))
 		return out, time.Since(start)
 	}
-	got, took := read(map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s", "hold_created": "60ms"})
+	got, took := read("5s", "60ms")
 	require.Len(t, got.Changes, 1)
 	assert.GreaterOrEqual(t, took, 60*time.Millisecond, "a page of one new key is held")
+	require.Equal(t, []time.Duration{60 * time.Millisecond}, holds)
+
+	got, _ = read("0s", "60ms")
+	require.Len(t, got.Changes, 1)
+	assert.Len(t, holds, 1, "no hold without wait")
+	read("40ms", "1s")
+	require.Len(t, holds, 2)
+	assert.LessOrEqual(t, holds[1], 40*time.Millisecond, "never past wait")
 
 	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/a", nil)
-	got, _ = read(map[string]interface{}{"after": fmt.Sprint(head), "wait": "5s", "hold_created": "1s"})
-	require.Len(t, got.Changes, 2, "a revocation is answered at once (the hold is capped at 100ms anyway)")
+	got, _ = read("5s", "60ms")
+	require.Len(t, got.Changes, 2)
+	assert.Len(t, holds, 2, "a page with a revocation is answered at once")
 	hold, err := parseDuration("hold_created", "1s", maxHoldCreated)
 	require.NoError(t, err)
 	assert.Equal(t, maxHoldCreated, hold)

@@ -67,7 +67,8 @@ func TestFollowerFlushesWhenItCannotVouch(t *testing.T) {
 	}
 }
 
-// TestFollowerPlacesEveryKindOfChange: a key change drops the key, a role
+// TestFollowerPlacesEveryKindOfChange: a key change drops the key (its
+// creation keeps a found one, see cache.Created), a role
 // change the role's keys and the keys its holders created, a tenant or
 // allow-list change (a tenant and no key) the tenant's keys, and a change
 // naming nothing everything.
@@ -95,6 +96,8 @@ func TestFollowerPlacesEveryKindOfChange(t *testing.T) {
 		left   []string
 	}{
 		{wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpRevoked}, []string{"k2", "k3", "k4"}},
+		// A key's creation: its found record was read after it was written.
+		{wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpCreated}, []string{"k1", "k2", "k3", "k4"}},
 		{wire.Change{Role: "lead", Op: wire.OpRoleUpdated}, []string{"k1", "k3", "k4"}},
 		{wire.Change{Tenant: "acme", Op: wire.OpTenantUpdated}, []string{"k2", "k4"}},
 		{wire.Change{Tenant: "globex", Op: wire.OpTenantDeleted}, []string{"k1", "k3"}},

@@ -27,7 +27,9 @@ func TestStartRetriesATakenPort(t *testing.T) {
 	t.Cleanup(func() { pickPort = FreePort })
 
 	v := Start(t, WithoutEngine())
-	require.Equal(t, 2, picks, "Start tried one port only")
+	// At least the taken port and one more: the next pick can be taken too
+	// (another package's server), and Start tries again then as well.
+	require.GreaterOrEqual(t, picks, 2, "Start tried one port only")
 	require.NotEqual(t, fmt.Sprintf("http://127.0.0.1:%d", takenPort), v.Addr)
 	h, err := v.Client.Sys().Health()
 	require.NoError(t, err)
