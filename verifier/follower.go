@@ -161,7 +161,9 @@ func (f *follower) apply(ch wire.Changes) {
 		f.cursorID = c.ID
 		f.cursor.Store(cursor)
 		f.metrics.feedChanges.Inc()
-		if !c.Time.IsZero() {
+		if !c.Time.IsZero() && c.Op != wire.OpCreated {
+			// A creation evicts nothing and may be held (hold_created): the
+			// lag measured is that of the changes that evict.
 			f.metrics.feedLag.Observe(max(0, now.Sub(c.Time).Seconds()))
 		}
 	}

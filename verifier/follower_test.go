@@ -33,6 +33,32 @@ func counterValue(t *testing.T, m *metrics, name string) float64 {
 	return 0
 }
 
+// histogramCount reads how many observations a histogram of m's registry has.
+func histogramCount(t *testing.T, m *metrics, name string) uint64 {
+	fams, err := m.reg.Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() == ns+"_"+name {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no histogram %s", name)
+	return 0
+}
+
+// Feed lag is measured on the changes that evict: a creation evicts nothing
+// and may come late on purpose (hold_created).
+func TestFeedLagLeavesOutCreations(t *testing.T) {
+	f := newTestFollower(0)
+	at := time.Now().Add(-time.Millisecond)
+	f.apply(wire.Changes{Head: 2, Changes: []wire.Change{
+		{Seq: 1, ID: "a", KeyID: "k1", Op: wire.OpCreated, Time: at},
+		{Seq: 2, ID: "b", KeyID: "k1", Op: wire.OpRevoked, Time: at},
+	}})
+	assert.Equal(t, uint64(1), histogramCount(t, f.metrics, "feed_lag_seconds"))
+	assert.Equal(t, 2.0, counterValue(t, f.metrics, "feed_changes_total"))
+}
+
 func TestFollowerAppliesConsecutiveChanges(t *testing.T) {
 	f := newTestFollower(5)
 	f.apply(wire.Changes{Head: 7, Changes: []wire.Change{

@@ -78,7 +78,7 @@ func newMetrics() *metrics {
 	m.feedChanges = counter("feed_changes_total", "Changes applied from the plugin's feed.")
 	m.feedResets = counter("feed_resets_total", "Feed resets (the cache was flushed).")
 	m.feedLag = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Name: "feed_lag_seconds",
-		Help:    "Time from a change in Vault to its eviction here (includes clock skew).",
+		Help:    "Time from a change in Vault to its eviction here (includes clock skew); key creations, which evict nothing, are not counted.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5}})
 	f(m.feedLag)
 	m.usageDropped = counter("usage_dropped_total", "Key uses not counted because the usage buffer was full.")
