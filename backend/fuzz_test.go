@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // FuzzCreateKeyFields drives every operator-supplied field of a key create
@@ -78,8 +80,8 @@ func FuzzChangesParams(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, after, wait string) {
-		if d, err := parseWait(wait); err == nil && (d < 0 || d > maxWait) {
-			t.Fatalf("wait %q parsed to %s, outside [0, %s]", wait, d, maxWait)
+		if d, err := parseWait(wait); err == nil && (d < 0 || d > wire.MaxWait) {
+			t.Fatalf("wait %q parsed to %s, outside [0, %s]", wait, d, wire.MaxWait)
 		}
 		if strings.ContainsAny(wait, "123456789") {
 			return // keep fuzzing fast: no real waits

@@ -8,14 +8,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
-
-// maxWait caps a long-poll. Vault holds its state lock (read side) for the whole
-// of every request, so seal and step-down wait for parked polls: keep them short.
-const maxWait = 5 * time.Second
-
-// maxHoldCreated caps hold_created: a new key's entry may come this much later.
-const maxHoldCreated = 100 * time.Millisecond
 
 func pathChanges(b *Backend) []*framework.Path {
 	return []*framework.Path{{
@@ -52,7 +47,7 @@ func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return badRequest(err)
 	}
-	hold, err := parseDuration("hold_created", d.Get("hold_created").(string), maxHoldCreated)
+	hold, err := parseDuration("hold_created", d.Get("hold_created").(string), wire.MaxHoldCreated)
 	if err != nil {
 		return badRequest(err)
 	}
@@ -75,8 +70,8 @@ func (b *Backend) pathChangesRead(ctx context.Context, req *logical.Request, d *
 	return &logical.Response{Data: responseData(out)}, nil
 }
 
-// parseWait accepts a Go duration or whole seconds, capped at maxWait.
-func parseWait(s string) (time.Duration, error) { return parseDuration("wait", s, maxWait) }
+// parseWait accepts a Go duration or whole seconds, capped at wire.MaxWait.
+func parseWait(s string) (time.Duration, error) { return parseDuration("wait", s, wire.MaxWait) }
 
 // parseDuration reads the field `name` as a Go duration or whole seconds,
 // capped at most.

@@ -85,7 +85,7 @@ func TestLongPollWakesOnChange(t *testing.T) {
 	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 	w, err := parseWait("30s")
 	require.NoError(t, err)
-	assert.Equal(t, maxWait, w)
+	assert.Equal(t, wire.MaxWait, w)
 }
 
 func TestFeedResetAfterRetention(t *testing.T) {
@@ -173,9 +173,9 @@ func TestChangesHoldCreated(t *testing.T) {
 	got, _ = read("5s", "60ms")
 	require.Len(t, got.Changes, 2)
 	assert.Len(t, holds, 2, "a page with a revocation is answered at once")
-	hold, err := parseDuration("hold_created", "1s", maxHoldCreated)
+	hold, err := parseDuration("hold_created", "1s", wire.MaxHoldCreated)
 	require.NoError(t, err)
-	assert.Equal(t, maxHoldCreated, hold)
+	assert.Equal(t, wire.MaxHoldCreated, hold)
 
 	for _, bad := range []string{"-1s", "soon"} {
 		e.mustFail(logical.ReadOperation, "changes", map[string]interface{}{"after": "0", "wait": "1s", "hold_created": bad}, "hold_created")

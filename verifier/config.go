@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // Defaults for Config fields left zero.
@@ -32,9 +34,9 @@ const (
 	// MaxFeedWait is the longest long-poll the plugin accepts: Vault holds its
 	// state lock for the whole request, so a longer poll would stall seal and
 	// step-down (DESIGN §4).
-	MaxFeedWait = 5 * time.Second
+	MaxFeedWait = wire.MaxWait
 	// MaxFeedHoldCreated is the longest hold_created the plugin accepts.
-	MaxFeedHoldCreated = 100 * time.Millisecond
+	MaxFeedHoldCreated = wire.MaxHoldCreated
 	// MaxBodyBytes bounds a POST /v1/verify body.
 	MaxBodyBytes = 16 << 10
 )

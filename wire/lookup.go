@@ -46,6 +46,14 @@ const (
 // MaxBatch is the most key_ids one `lookup` write may ask for.
 const MaxBatch = 100
 
+// MaxWait caps a `changes` long-poll: Vault holds its state lock (read side)
+// for the whole of every request, so seal and step-down wait for parked polls.
+const MaxWait = 5 * time.Second
+
+// MaxHoldCreated caps a `changes` read's hold_created: a new key's entry may
+// come this much later.
+const MaxHoldCreated = 100 * time.Millisecond
+
 // Entry is what `lookup/<key_id>` returns (and each element of a batch).
 //
 // Seq is the change-feed head read *before* the record, so the entry reflects at
