@@ -42,18 +42,12 @@ type scalePoint struct {
 
 func runScale(s *vaulttest.Session, o options) (string, error) {
 	step := func(msg string) { fmt.Fprintf(os.Stderr, "bench-scale: %s\n", msg) }
-	var opts []vaulttest.Option
-	switch o.scaleStorage {
-	case "raft":
-		opts = append(opts, vaulttest.WithRaft(""))
-	case "raft-ram":
-		opts = append(opts, vaulttest.WithRaft("/dev/shm"))
-	case "inmem":
-	default:
+	storage, ok := scaleStorages[o.scaleStorage]
+	if !ok {
 		return "", fmt.Errorf("-scale-storage must be raft, raft-ram or inmem, not %q", o.scaleStorage)
 	}
-	step("starting a Vault dev server with transit and the plugin; storage: " + storageName(o.scaleStorage))
-	v := vaulttest.Start(s, opts...)
+	step("starting a Vault dev server with transit and the plugin; storage: " + storage.name)
+	v := vaulttest.Start(s, storage.opts...)
 	root := http.Header{"X-Vault-Token": {v.RootToken}}
 	for _, w := range []struct {
 		path string
@@ -170,10 +164,10 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	points = append(points, p)
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues keys into existing tenants at concurrency 16 through Vault's HTTP API in %d rounds of 5,000, each followed by 5,000 KV v2 writes with the same client (each column keeps its best round), lists the first page (limit 100) of tenant `s03` (about %d keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storageName(o.scaleStorage), keysPerScaleTenant, o.scale, scaleRounds, (firstKeys+scaleRounds*scaleMeasured)/firstTenants, 200)
+	fmt.Fprintf(&b, "## Tenants, issuance and listing at scale (`make bench-scale`)\n\nMeasured on %s, %s. Vault's storage: %s. One mount. First 10,000 keys in 10 tenants; then keys %d to each new tenant up to %d keys. Each row issues keys into existing tenants at concurrency 16 through Vault's HTTP API in %d rounds of 5,000, each followed by 5,000 KV v2 writes with the same client (each column keeps its best round), lists the first page (limit 100) of tenant `s03` (about %d keys) as its admin and as an operator (`keys?tenant=s03`), and times %d creates refused by a full tenant's quota (a create's work up to the quota check).\n\n", machineInfo(), time.Now().UTC().Format("2006-01-02 15:04 MST"), storage.name, keysPerScaleTenant, o.scale, scaleRounds, (firstKeys+scaleRounds*scaleMeasured)/firstTenants, 200)
 	fmt.Fprintf(&b, "| keys stored | tenants | issuance keys/s | issuance rounds | tenant page | operator page (tenant filter) | quota check (mean) | Vault KV v2 write/s | Vault KV v2 read (mean) |\n|---:|---:|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range points {
-		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, roundList(p.rounds), ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
+		fmt.Fprintf(&b, "| %d | %d | %.0f | %s | %s | %s | %s | %.0f | %s |\n", p.stored, p.tenants, p.rate, roundsOf(p.rounds), ms(p.list), ms(p.mountList), ms(p.quota), p.kvRate, ms(p.kvRead))
 	}
 	a, z := points[0], points[1]
 	kvW, kvR := z.kvRate/a.kvRate, float64(z.kvRead)/float64(a.kvRead)
@@ -184,24 +178,15 @@ func runScale(s *vaulttest.Session, o options) (string, error) {
 	return b.String(), nil
 }
 
-// roundList prints every round's rate.
-func roundList(rates []float64) string {
-	parts := make([]string, len(rates))
-	for i, r := range rates {
-		parts[i] = fmt.Sprintf("%.0f", r)
-	}
-	return strings.Join(parts, ", ")
-}
-
-// storageName says in the report what -scale-storage chose.
-func storageName(storage string) string {
-	switch storage {
-	case "raft":
-		return "integrated storage (one Raft node, on disk), as in production"
-	case "raft-ram":
-		return "integrated storage (one Raft node) on a RAM disk (/dev/shm): production's storage code, without the disk's fsync time, which does not grow with the keys stored"
-	}
-	return "the dev server's in-memory storage, which keeps every entry in Vault's heap"
+// scaleStorages are the choices of -scale-storage: the server's options and
+// what the report says of them.
+var scaleStorages = map[string]struct {
+	opts []vaulttest.Option
+	name string
+}{
+	"raft":     {[]vaulttest.Option{vaulttest.WithRaft("")}, "integrated storage (one Raft node, on disk), as in production"},
+	"raft-ram": {[]vaulttest.Option{vaulttest.WithRaft("/dev/shm")}, "integrated storage (one Raft node) on a RAM disk (/dev/shm): production's storage code, without the disk's fsync time, which does not grow with the keys stored"},
+	"inmem":    {nil, "the dev server's in-memory storage, which keeps every entry in Vault's heap"},
 }
 
 // kvWrites writes n new KV v2 secrets at the given concurrency and returns the
