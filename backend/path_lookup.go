@@ -31,7 +31,11 @@ func pathLookup(b *Backend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request.", wire.MaxBatch)},
 			},
+			// Read (key_ids in the query) is what verifiers send: Vault asks an
+			// external plugin's existence check before every write, so a write
+			// costs a second round trip to the plugin that a read does not.
 			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation:   &framework.PathOperation{Callback: b.pathLookupBatch},
 				logical.UpdateOperation: &framework.PathOperation{Callback: b.pathLookupBatch},
 			},
 			HelpSynopsis:    "Look up several key_ids in one request (for verifiers batching misses).",

@@ -91,6 +91,14 @@ func TestBatchLookup(t *testing.T) {
 	assert.Equal(t, "not_found", status(2))
 	assert.NotEmpty(t, data["seq"])
 	assert.Nil(t, e.mustOK(logical.ReadOperation, "lookup/ZZZZZZZZZZZZZZZZ", nil))
+
+	// A read with the key_ids in the query (as Vault hands a GET's query to
+	// the plugin: one comma-separated string) answers the same.
+	read := e.mustOK(logical.ReadOperation, "lookup", map[string]interface{}{"key_ids": a + "," + b + ",ZZZZZZZZZZZZZZZZ"}).Data
+	assert.Equal(t, data, read)
+	e.mustFail(logical.ReadOperation, "lookup", nil, "key_ids must list 1 to 100")
+	e.mustFail(logical.ReadOperation, "lookup", map[string]interface{}{"key_ids": strings.Repeat("ZZZZZZZZZZZZZZZZ,", wire.MaxBatch+1)}, "key_ids must list 1 to 100")
+	e.mustFail(logical.ReadOperation, "lookup", map[string]interface{}{"key_ids": "not-a-key-id"}, "key_ids[0]")
 }
 
 // lookupBatchOf builds a batch answer of n active entries, as the bench's keys

@@ -14,9 +14,11 @@ path "apikeys/lookup/*" {
   capabilities = ["read"]
 }
 
-# lookup: up to 100 key records in one request (batched cache misses).
+# lookup: up to 100 key records in one request (batched cache misses). The
+# verifier reads (key_ids in the query); update is the same lookup as a write,
+# which it falls back to when read is not granted.
 path "apikeys/lookup" {
-  capabilities = ["update"]
+  capabilities = ["read", "update"]
 }
 
 # changes: the change feed, followed by long-poll.

@@ -75,6 +75,7 @@ func newFakeVault(t testing.TB) *fakeVault {
 	f.wrapped = "vault:v1:" + base64.StdEncoding.EncodeToString(f.dek)
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/apikeys/lookup", f.serveLookup)
+	mux.HandleFunc("GET /v1/apikeys/lookup", f.serveLookup)
 	mux.HandleFunc("GET /v1/apikeys/changes", f.serveChanges)
 	mux.HandleFunc("PUT /v1/apikeys/usage", f.serveUsage)
 	mux.HandleFunc("PUT /v1/transit/decrypt/apikeys", f.serveDecrypt)
@@ -302,7 +303,15 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 	var in struct {
 		KeyIDs []string `json:"key_ids"`
 	}
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > wire.MaxBatch {
+	var err error
+	if r.Method == http.MethodGet { // the plugin's read: key_ids comma-separated in the query
+		if q := r.URL.Query().Get("key_ids"); q != "" {
+			in.KeyIDs = strings.Split(q, ",")
+		}
+	} else {
+		err = json.NewDecoder(r.Body).Decode(&in)
+	}
+	if err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > wire.MaxBatch {
 		http.Error(w, `{"errors":["bad key_ids"]}`, http.StatusBadRequest)
 		return
 	}

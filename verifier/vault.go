@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -33,10 +34,14 @@ type vaultAPI struct {
 	metrics     *metrics
 	// denied is called on a 403, so that the login can replace the token.
 	denied func()
+	// lookupByWrite is set once a lookup read was refused and the write was
+	// not (lookupBatch); warn says so once.
+	lookupByWrite atomic.Bool
+	warn          func(msg string, args ...any)
 }
 
 func newVaultAPI(cfg *Config, m *metrics) (*vaultAPI, error) {
-	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, holdCreated: cfg.FeedHoldCreated, metrics: m, denied: func() {}}
+	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, holdCreated: cfg.FeedHoldCreated, metrics: m, denied: func() {}, warn: cfg.Logger.Warn}
 	for _, addr := range cfg.VaultAddrs {
 		c := api.DefaultConfig() // honours VAULT_CACERT, VAULT_SKIP_VERIFY, … as Vault's tools do
 		if c.Error != nil {
@@ -160,11 +165,11 @@ func (v *vaultAPI) write(ctx context.Context, op, path string, body, out any) er
 	return v.call(ctx, op, http.MethodPut, path, nil, body, out)
 }
 
-// Lookup reads up to wire.MaxBatch keys in one `lookup` write. The answer has
-// one entry per id, in order.
+// Lookup reads up to wire.MaxBatch keys in one `lookup` request. The answer
+// has one entry per id, in order.
 func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (wire.Batch, error) {
 	var b wire.Batch
-	if err := v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids}, &b); err != nil {
+	if err := v.lookupBatch(ctx, ids, &b); err != nil {
 		return b, fmt.Errorf("lookup %d key ids: %w", len(ids), err)
 	}
 	if len(b.Entries) != len(ids) {
@@ -184,6 +189,31 @@ func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (wire.Batch, error)
 		}
 	}
 	return b, nil
+}
+
+// lookupBatch sends the lookup as a read (key_ids in the query): Vault asks an
+// external plugin's existence check before every write, a second round trip
+// to the plugin per lookup that a read does not cost. A token whose policy
+// grants only the write (the policy before reads were used), or a plugin
+// without the read, is answered 403 or 405: the lookup is then sent as a
+// write, and from then on when the write succeeded.
+func (v *vaultAPI) lookupBatch(ctx context.Context, ids []string, b *wire.Batch) error {
+	if !v.lookupByWrite.Load() {
+		err := v.call(ctx, "lookup", http.MethodGet, v.mount+"/lookup", url.Values{"key_ids": {strings.Join(ids, ",")}}, nil, b)
+		var re *api.ResponseError
+		if !errors.As(err, &re) || (re.StatusCode != http.StatusForbidden && re.StatusCode != http.StatusMethodNotAllowed) {
+			return err
+		}
+		if err := v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids}, b); err != nil {
+			return err
+		}
+		if v.lookupByWrite.CompareAndSwap(false, true) {
+			v.warn("lookups are sent as writes: grant read on the lookup path (policies/verifier.hcl) to save a round trip to the plugin per lookup",
+				"path", v.mount+"/lookup", "status", re.StatusCode)
+		}
+		return nil
+	}
+	return v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids}, b)
 }
 
 // Changes reads the feed after the cursor, waiting up to wait for a change.

@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -43,7 +45,7 @@ func countingVault(t *testing.T, status int, body string) (string, *atomic.Int32
 }
 
 func newTestVaultAPI(t *testing.T, addrs ...string) *vaultAPI {
-	v, err := newVaultAPI(&Config{VaultAddrs: addrs, Mount: "apikeys"}, newMetrics())
+	v, err := newVaultAPI(&Config{VaultAddrs: addrs, Mount: "apikeys", Logger: hclog.NewNullLogger()}, newMetrics())
 	require.NoError(t, err)
 	return v
 }
@@ -177,4 +179,86 @@ func TestChangesAsksForTheHold(t *testing.T) {
 		assert.Equal(t, want, q.Get("hold_created"), "hold %s", hold)
 		assert.Equal(t, "1000ms", q.Get("wait"))
 	}
+}
+
+// lookupVault answers lookups with NOT_FOUND entries for the ids asked,
+// refusing a method with refuse[method] (0: answered). It records each
+// request's method and key_ids.
+func lookupVault(t *testing.T, refuse map[string]int) (string, func() []string) {
+	var mu sync.Mutex
+	var seen []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			KeyIDs []string `json:"key_ids"`
+		}
+		if r.Method == http.MethodGet {
+			in.KeyIDs = strings.Split(r.URL.Query().Get("key_ids"), ",")
+		} else {
+			_ = json.NewDecoder(r.Body).Decode(&in)
+		}
+		mu.Lock()
+		seen = append(seen, r.Method+" "+strings.Join(in.KeyIDs, ","))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if code := refuse[r.Method]; code != 0 {
+			w.WriteHeader(code)
+			_, _ = w.Write([]byte(`{"errors":["refused"]}`))
+			return
+		}
+		b := wire.Batch{Seq: 7}
+		for _, id := range in.KeyIDs {
+			b.Entries = append(b.Entries, wire.Entry{KeyID: id, Status: wire.StatusNotFound})
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": b})
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}
+
+// A lookup is a read with the key_ids in the query: a write would cost a
+// second round trip to the plugin (Vault's existence check).
+func TestLookupIsARead(t *testing.T) {
+	addr, seen := lookupVault(t, nil)
+	v := newTestVaultAPI(t, addr)
+	for range 2 {
+		b, err := v.Lookup(context.Background(), []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"})
+		require.NoError(t, err)
+		require.Len(t, b.Entries, 2)
+	}
+	assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb", "GET aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb"}, seen())
+}
+
+// A token whose policy grants only the write (403 on the read), or a plugin
+// without the read (405): the lookup is sent again as a write, and every later
+// one as a write only, with one warning.
+func TestLookupFallsBackToAWrite(t *testing.T) {
+	for _, code := range []int{http.StatusForbidden, http.StatusMethodNotAllowed} {
+		addr, seen := lookupVault(t, map[string]int{http.MethodGet: code})
+		v := newTestVaultAPI(t, addr)
+		var logs bytes.Buffer
+		v.warn = hclog.New(&hclog.LoggerOptions{Output: &logs}).Warn
+		for _, id := range []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"} {
+			b, err := v.Lookup(context.Background(), []string{id})
+			require.NoError(t, err, "status %d", code)
+			require.Equal(t, id, b.Entries[0].KeyID)
+		}
+		assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa", "PUT bbbbbbbbbbbbbbbb"}, seen(), "status %d", code)
+		assert.Equal(t, 1, strings.Count(logs.String(), "lookups are sent as writes"), "status %d", code)
+	}
+}
+
+// When the write is refused too, the token is the trouble (expired, revoked),
+// not its policy: the error stands and the next lookup reads again.
+func TestLookupKeepsReadingWhenTheWriteIsRefusedToo(t *testing.T) {
+	addr, seen := lookupVault(t, map[string]int{http.MethodGet: http.StatusForbidden, http.MethodPut: http.StatusForbidden})
+	v := newTestVaultAPI(t, addr)
+	for range 2 {
+		_, err := v.Lookup(context.Background(), []string{"aaaaaaaaaaaaaaaa"})
+		require.ErrorContains(t, err, "refused")
+	}
+	assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa", "GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa"}, seen())
 }

@@ -474,3 +474,73 @@ func TestIntegrationAppRoleAndTokenFile(t *testing.T) {
 		})
 	}
 }
+
+// Against the real Vault: the verifier looks keys up with reads (Vault's audit
+// log shows the operation), and a token whose policy grants only the write on
+// the lookup path (the policy before reads were used) still verifies, through
+// the write, with one warning that says what to grant.
+func TestIntegrationLookupIsAReadWithAWriteFallback(t *testing.T) {
+	vt := startVault(t)
+	auditLog := filepath.Join(t.TempDir(), "vault-audit.log")
+	require.NoError(t, vt.Client.Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": auditLog}}))
+	admin(t, vt, "apikeys/roles/ops", map[string]any{"permissions": "clusters:read"})
+	policy, err := os.ReadFile(filepath.Join(vaulttest.Root(), "policies", "verifier.hcl"))
+	require.NoError(t, err)
+	writeOnly := strings.Replace(string(policy), `path "apikeys/lookup" {
+  capabilities = ["read", "update"]`, `path "apikeys/lookup" {
+  capabilities = ["update"]`, 1)
+	require.NotEqual(t, string(policy), writeOnly, "the lookup grant moved in policies/verifier.hcl")
+
+	for i, tc := range []struct {
+		policy string
+		ops    []string // of the requests to apikeys/lookup, in order
+		warned bool
+	}{
+		{string(policy), []string{"read", "read"}, false},
+		{writeOnly, []string{"read", "update", "update"}, true},
+	} {
+		var logs syncBuffer
+		cfg := verifier.Config{VaultAddrs: []string{vt.Addr}, VaultToken: vt.Token(t, tc.policy),
+			Logger: hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Warn})}
+		v, err := verifier.New(cfg)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = v.Run(ctx); close(done) }()
+		require.Eventually(t, func() bool { return v.Status().Ready }, 10*time.Second, 10*time.Millisecond)
+		before := len(lookupOps(t, auditLog))
+		for j := range 2 { // two misses: the second shows what the first decided
+			key := admin(t, vt, fmt.Sprintf("apikeys/tenants/acme/keys/k%d-%d", i, j), map[string]any{"role": "ops"})["key"].(string)
+			verdict, err := v.Check(ctx, verifier.Request{Key: key, ClientIP: netip.MustParseAddr("127.0.0.1")})
+			require.NoError(t, err)
+			assert.Equal(t, verifier.CodeValid, verdict.Code)
+		}
+		cancel()
+		<-done
+		assert.Equal(t, tc.ops, lookupOps(t, auditLog)[before:], "policy %d", i)
+		assert.Equal(t, tc.warned, strings.Contains(logs.String(), "lookups are sent as writes"), "policy %d: %s", i, logs.String())
+	}
+}
+
+// lookupOps reads Vault's file audit log: the operation of every request to
+// apikeys/lookup, in order.
+func lookupOps(t *testing.T, path string) []string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var ops []string
+	for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+		var e struct {
+			Type    string `json:"type"`
+			Request struct {
+				Operation string `json:"operation"`
+				Path      string `json:"path"`
+			} `json:"request"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(line), &e))
+		if e.Type == "request" && e.Request.Path == "apikeys/lookup" {
+			ops = append(ops, e.Request.Operation)
+		}
+	}
+	return ops
+}
