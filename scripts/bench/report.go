@@ -57,7 +57,7 @@ func (r *results) targets() []target {
 		// The anchor reads with the root token, as the other Vault loads but the
 		// token lookup do; the verifier holds a policy token, so the same read with
 		// one is shown too.
-		target{"cold verify ≥ 1.0× KV v2 read", fmt.Sprintf("%.2f× (%.0f vs %.0f req/s); %.2f× the read with a least-privilege token", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps, ratio(cold.rps, kvPol.rps)), cold.rps >= kvRead.rps && kvRead.rps > 0},
+		coldTarget(cold, kvRead, kvPol, r.coldKeysUsed > int64(r.coldKeysTotal)),
 	)
 	p := r.propagation
 	reached := p.background.rps >= loadReached*p.targetRate
@@ -156,4 +156,15 @@ func roundsOf(runs []float64) string {
 		out[i] = fmt.Sprintf("%.0f", r)
 	}
 	return strings.Join(out, ", ")
+}
+
+// coldTarget is the cold row. A best round that sent more requests than it had
+// never-verified keys verified some twice, from the cache: it says so and
+// cannot pass.
+func coldTarget(cold, kvRead, kvPol load, repeated bool) target {
+	measured := fmt.Sprintf("%.2f× (%.0f vs %.0f req/s); %.2f× the read with a least-privilege token", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps, ratio(cold.rps, kvPol.rps))
+	if repeated {
+		measured += "; overstated: the load ran out of never-verified keys (raise -fill)"
+	}
+	return target{"cold verify ≥ 1.0× KV v2 read", measured, cold.rps >= kvRead.rps && kvRead.rps > 0 && !repeated}
 }

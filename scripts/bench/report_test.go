@@ -77,6 +77,23 @@ func TestTargets(t *testing.T) {
 			t.Errorf("cold row: %s", tg.measured)
 		}
 	}
+	// A cold load faster than the anchor passes, unless its best round ran out
+	// of never-verified keys and answered some from the cache.
+	r.loads[3].rps = 1200
+	r.coldKeysTotal, r.coldKeysUsed = 3000, 2400
+	if got := statusOf(t, r, "cold verify"); !strings.HasPrefix(got, "PASS") {
+		t.Errorf("cold within its keys: got %s", got)
+	}
+	r.coldKeysUsed = 3001
+	if got := statusOf(t, r, "cold verify"); !strings.HasPrefix(got, "FAIL") {
+		t.Errorf("cold past its keys: got %s", got)
+	}
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.goal, "cold verify") && !strings.Contains(tg.measured, "overstated") {
+			t.Errorf("cold row past its keys does not say so: %s", tg.measured)
+		}
+	}
+	r.loads[3].rps = 900
 	// A floor at or above half a KV write: issuance is held to 0.5× KV write.
 	r.loads[7].rps = 3000
 	if got := statusOf(t, r, "issuance ≥ 0.5× KV v2 write"); !strings.HasPrefix(got, "FAIL") {
