@@ -29,7 +29,7 @@ func pathLookup(b *Backend) []*framework.Path {
 			Pattern:      "lookup/?$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: "apikeys", OperationVerb: "lookup", OperationSuffix: "batch"},
 			Fields: map[string]*framework.FieldSchema{
-				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request.", wire.MaxBatch)},
+				"key_ids": {Type: framework.TypeCommaStringSlice, Required: true, Query: true, Description: fmt.Sprintf("Up to %d key_ids to look up in one request (comma-separated in the query of a read).", wire.MaxBatch)},
 			},
 			// Read (key_ids in the query) is what verifiers send: Vault asks an
 			// external plugin's existence check before every write, so a write

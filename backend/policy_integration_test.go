@@ -107,6 +107,7 @@ func TestIntegrationLeastPrivilegePolicies(t *testing.T) {
 		}
 		checkCapabilities(t, clientWith(t, v, "policies/verifier.hcl"), []capability{
 			{"read", "apikeys/lookup/" + keyID, nil, true},
+			{"read", "apikeys/lookup", map[string]interface{}{"key_ids": keyID}, true},
 			{"write", "apikeys/lookup", map[string]interface{}{"key_ids": keyID}, true},
 			{"read", "apikeys/changes", nil, true},
 			{"write", "apikeys/usage", map[string]interface{}{"usage": []interface{}{}}, true},

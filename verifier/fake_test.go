@@ -299,26 +299,32 @@ func (f *fakeVault) publishNoise(n int) {
 	}
 }
 
-func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
+// lookupIDs are the key_ids of a lookup: comma-separated in the query of a
+// read, as Vault hands it to the plugin, or a list in the body of a write.
+func lookupIDs(r *http.Request) ([]string, error) {
+	if r.Method == http.MethodGet {
+		if q := r.URL.Query().Get("key_ids"); q != "" {
+			return strings.Split(q, ","), nil
+		}
+		return nil, nil
+	}
 	var in struct {
 		KeyIDs []string `json:"key_ids"`
 	}
-	var err error
-	if r.Method == http.MethodGet { // the plugin's read: key_ids comma-separated in the query
-		if q := r.URL.Query().Get("key_ids"); q != "" {
-			in.KeyIDs = strings.Split(q, ",")
-		}
-	} else {
-		err = json.NewDecoder(r.Body).Decode(&in)
-	}
-	if err != nil || len(in.KeyIDs) == 0 || len(in.KeyIDs) > wire.MaxBatch {
+	err := json.NewDecoder(r.Body).Decode(&in)
+	return in.KeyIDs, err
+}
+
+func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
+	ids, err := lookupIDs(r)
+	if err != nil || len(ids) == 0 || len(ids) > wire.MaxBatch {
 		http.Error(w, `{"errors":["bad key_ids"]}`, http.StatusBadRequest)
 		return
 	}
 	f.mu.Lock()
 	seq := f.head // before the records, as the plugin does
-	out := make([]wire.Entry, len(in.KeyIDs))
-	for i, id := range in.KeyIDs {
+	out := make([]wire.Entry, len(ids))
+	for i, id := range ids {
 		if e := f.entries[id]; e != nil {
 			out[i] = *e
 		} else {
@@ -326,11 +332,11 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i].Seq = seq
 	}
-	f.lookups = append(f.lookups, in.KeyIDs)
+	f.lookups = append(f.lookups, ids)
 	hook := f.lookupHook
 	f.mu.Unlock()
 	if hook != nil {
-		hook(in.KeyIDs)
+		hook(ids)
 	}
 	reply(w, wire.Batch{Entries: out, Seq: seq})
 }

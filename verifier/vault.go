@@ -35,13 +35,15 @@ type vaultAPI struct {
 	// denied is called on a 403, so that the login can replace the token.
 	denied func()
 	// lookupByWrite is set once a lookup read was refused and the write was
-	// not (lookupBatch); warn says so once.
+	// not, under one token (lookupBatch); warn says so. tokens counts the
+	// tokens set: a new one clears lookupByWrite (its policy may grant the read).
 	lookupByWrite atomic.Bool
+	tokens        atomic.Uint64
 	warn          func(msg string, args ...any)
 }
 
 func newVaultAPI(cfg *Config, m *metrics) (*vaultAPI, error) {
-	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, holdCreated: cfg.FeedHoldCreated, metrics: m, denied: func() {}, warn: cfg.Logger.Warn}
+	v := &vaultAPI{mount: cfg.Mount, transitMount: cfg.TransitMount, transitKey: cfg.TransitKey, holdCreated: cfg.FeedHoldCreated, metrics: m, denied: func() {}, warn: cfg.Logger.Named("lookup").Warn}
 	for _, addr := range cfg.VaultAddrs {
 		c := api.DefaultConfig() // honours VAULT_CACERT, VAULT_SKIP_VERIFY, … as Vault's tools do
 		if c.Error != nil {
@@ -71,6 +73,8 @@ func (v *vaultAPI) setToken(t string) {
 	for _, c := range v.clients {
 		c.SetToken(t)
 	}
+	v.tokens.Add(1)
+	v.lookupByWrite.Store(false)
 }
 
 // failover runs fn against the current address and, when no Vault answered
@@ -81,13 +85,30 @@ func (v *vaultAPI) failover(ctx context.Context, fn func(*api.Client) error) err
 	return v.ring.DoWhile(vaultAttempts, next, func(i int) error { return fn(v.clients[i]) })
 }
 
-// call sends one request with failover and decodes the answer's data
+// call is exchange, and reports a 403 so that the login can replace the token.
+func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.Values, body, out any) error {
+	err := v.exchange(ctx, op, method, path, query, body, out)
+	if answerStatus(err) == http.StatusForbidden {
+		v.denied()
+	}
+	return err
+}
+
+// answerStatus is the HTTP status of a Vault answer that is an error (0: none).
+func answerStatus(err error) int {
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// exchange sends one request with failover and decodes the answer's data
 // straight into out (nil: the answer is only drained), without the generic
 // map of api.Secret: every miss's lookup and every feed poll go through here.
-// It records latency and outcome under op, and reports a 403 so that the
-// login can replace the token. An answer is final: one that does not decode
-// is an error, never a reason to ask the next address.
-func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.Values, body, out any) error {
+// It records latency and outcome under op. An answer is final: one that does
+// not decode is an error, never a reason to ask the next address.
+func (v *vaultAPI) exchange(ctx context.Context, op, method, path string, query url.Values, body, out any) error {
 	var raw []byte
 	if body != nil {
 		var err error
@@ -106,10 +127,6 @@ func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.
 		}
 		return err
 	})
-	var re *api.ResponseError
-	if errors.As(err, &re) && re.StatusCode == http.StatusForbidden {
-		v.denied()
-	}
 	if err != nil || out == nil {
 		return err
 	}
@@ -134,13 +151,33 @@ func send(ctx context.Context, c *api.Client, method, path string, query url.Val
 		defer resp.Body.Close()
 	}
 	if err != nil {
-		return nil, err
+		return nil, withoutQuery(err)
 	}
 	answer, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read response: %w", err)
 	}
 	return answer, nil
+}
+
+// withoutQuery drops the query from the URL the api client puts in its errors:
+// a lookup's holds up to 100 key_ids, which every waiting miss would log.
+func withoutQuery(err error) error {
+	strip := func(u string) string {
+		if i := strings.IndexByte(u, '?'); i >= 0 {
+			return u[:i]
+		}
+		return u
+	}
+	var re *api.ResponseError
+	if errors.As(err, &re) {
+		re.URL = strip(re.URL)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = strip(ue.URL)
+	}
+	return err
 }
 
 // decodeData decodes the data of a Vault answer into out.
@@ -193,27 +230,32 @@ func (v *vaultAPI) Lookup(ctx context.Context, ids []string) (wire.Batch, error)
 
 // lookupBatch sends the lookup as a read (key_ids in the query): Vault asks an
 // external plugin's existence check before every write, a second round trip
-// to the plugin per lookup that a read does not cost. A token whose policy
-// grants only the write (the policy before reads were used), or a plugin
-// without the read, is answered 403 or 405: the lookup is then sent as a
-// write, and from then on when the write succeeded.
+// to the plugin per lookup that a read does not cost. A read refused with 403
+// (a policy that grants only the write, as the policy did before reads were
+// used) or 405 (a plugin without the read) is sent again as a write, and when
+// that succeeds under the same token, lookups are writes until a new token is
+// set. The refused read does not make the login replace the token: a write
+// refused too does.
 func (v *vaultAPI) lookupBatch(ctx context.Context, ids []string, b *wire.Batch) error {
+	path := v.mount + "/lookup"
+	refused, token := 0, v.tokens.Load()
 	if !v.lookupByWrite.Load() {
-		err := v.call(ctx, "lookup", http.MethodGet, v.mount+"/lookup", url.Values{"key_ids": {strings.Join(ids, ",")}}, nil, b)
-		var re *api.ResponseError
-		if !errors.As(err, &re) || (re.StatusCode != http.StatusForbidden && re.StatusCode != http.StatusMethodNotAllowed) {
+		err := v.exchange(ctx, "lookup", http.MethodGet, path, url.Values{"key_ids": {strings.Join(ids, ",")}}, nil, b)
+		if refused = answerStatus(err); refused != http.StatusForbidden && refused != http.StatusMethodNotAllowed {
 			return err
 		}
-		if err := v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids}, b); err != nil {
-			return err
-		}
-		if v.lookupByWrite.CompareAndSwap(false, true) {
-			v.warn("lookups are sent as writes: grant read on the lookup path (policies/verifier.hcl) to save a round trip to the plugin per lookup",
-				"path", v.mount+"/lookup", "status", re.StatusCode)
-		}
-		return nil
 	}
-	return v.write(ctx, "lookup", v.mount+"/lookup", map[string][]string{"key_ids": ids}, b)
+	if err := v.write(ctx, "lookup", path, map[string][]string{"key_ids": ids}, b); err != nil {
+		return err
+	}
+	if refused != 0 && v.tokens.Load() == token && v.lookupByWrite.CompareAndSwap(false, true) {
+		why := "the token's policy grants update but not read on the lookup path: grant read (policies/verifier.hcl)"
+		if refused == http.StatusMethodNotAllowed {
+			why = "the plugin does not answer a lookup read (a version before it did): upgrade it"
+		}
+		v.warn("lookups are sent as writes until the next login or restart; "+why+" to save a round trip to the plugin per lookup", "path", path, "status", refused)
+	}
+	return nil
 }
 
 // Changes reads the feed after the cursor, waiting up to wait for a change.
@@ -264,8 +306,7 @@ func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, err
 
 func (v *vaultAPI) decryptInto(ctx context.Context, wrapped []string, keys [][]byte) error {
 	err := v.decryptBatch(ctx, wrapped, keys)
-	var re *api.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusBadRequest {
+	if answerStatus(err) != http.StatusBadRequest {
 		return err
 	}
 	if len(wrapped) == 1 {

@@ -182,23 +182,19 @@ func TestChangesAsksForTheHold(t *testing.T) {
 }
 
 // lookupVault answers lookups with NOT_FOUND entries for the ids asked,
-// refusing a method with refuse[method] (0: answered). It records each
-// request's method and key_ids.
-func lookupVault(t *testing.T, refuse map[string]int) (string, func() []string) {
+// refusing a method with refuse[method] (0: answered); onRead, when set, runs
+// before a read is answered. It records each request's method and key_ids.
+func lookupVault(t *testing.T, refuse map[string]int, onRead func()) (string, func() []string) {
 	var mu sync.Mutex
 	var seen []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var in struct {
-			KeyIDs []string `json:"key_ids"`
-		}
-		if r.Method == http.MethodGet {
-			in.KeyIDs = strings.Split(r.URL.Query().Get("key_ids"), ",")
-		} else {
-			_ = json.NewDecoder(r.Body).Decode(&in)
-		}
+		ids, _ := lookupIDs(r)
 		mu.Lock()
-		seen = append(seen, r.Method+" "+strings.Join(in.KeyIDs, ","))
+		seen = append(seen, r.Method+" "+strings.Join(ids, ","))
 		mu.Unlock()
+		if r.Method == http.MethodGet && onRead != nil {
+			onRead()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		if code := refuse[r.Method]; code != 0 {
 			w.WriteHeader(code)
@@ -206,7 +202,7 @@ func lookupVault(t *testing.T, refuse map[string]int) (string, func() []string) 
 			return
 		}
 		b := wire.Batch{Seq: 7}
-		for _, id := range in.KeyIDs {
+		for _, id := range ids {
 			b.Entries = append(b.Entries, wire.Entry{KeyID: id, Status: wire.StatusNotFound})
 		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"data": b})
@@ -219,46 +215,93 @@ func lookupVault(t *testing.T, refuse map[string]int) (string, func() []string) 
 	}
 }
 
+// lookupTestAPI is a vaultAPI whose warnings go to logs and whose 403 hook
+// counts into kicks.
+func lookupTestAPI(t *testing.T, addr string) (v *vaultAPI, logs *bytes.Buffer, kicks *atomic.Int32) {
+	v = newTestVaultAPI(t, addr)
+	logs, kicks = &bytes.Buffer{}, &atomic.Int32{}
+	v.warn = hclog.New(&hclog.LoggerOptions{Output: logs}).Warn
+	v.denied = func() { kicks.Add(1) }
+	return v, logs, kicks
+}
+
+const idA, idB = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
+
 // A lookup is a read with the key_ids in the query: a write would cost a
 // second round trip to the plugin (Vault's existence check).
 func TestLookupIsARead(t *testing.T) {
-	addr, seen := lookupVault(t, nil)
+	addr, seen := lookupVault(t, nil, nil)
 	v := newTestVaultAPI(t, addr)
 	for range 2 {
-		b, err := v.Lookup(context.Background(), []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"})
+		b, err := v.Lookup(context.Background(), []string{idA, idB})
 		require.NoError(t, err)
 		require.Len(t, b.Entries, 2)
 	}
-	assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb", "GET aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb"}, seen())
+	assert.Equal(t, []string{"GET " + idA + "," + idB, "GET " + idA + "," + idB}, seen())
 }
 
 // A token whose policy grants only the write (403 on the read), or a plugin
 // without the read (405): the lookup is sent again as a write, and every later
-// one as a write only, with one warning.
+// one as a write only, with one warning that names the cause. The refused read
+// does not make the login replace the token.
 func TestLookupFallsBackToAWrite(t *testing.T) {
-	for _, code := range []int{http.StatusForbidden, http.StatusMethodNotAllowed} {
-		addr, seen := lookupVault(t, map[string]int{http.MethodGet: code})
-		v := newTestVaultAPI(t, addr)
-		var logs bytes.Buffer
-		v.warn = hclog.New(&hclog.LoggerOptions{Output: &logs}).Warn
-		for _, id := range []string{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"} {
+	for code, cause := range map[int]string{http.StatusForbidden: "grant read", http.StatusMethodNotAllowed: "upgrade it"} {
+		addr, seen := lookupVault(t, map[string]int{http.MethodGet: code}, nil)
+		v, logs, kicks := lookupTestAPI(t, addr)
+		for _, id := range []string{idA, idB} {
 			b, err := v.Lookup(context.Background(), []string{id})
 			require.NoError(t, err, "status %d", code)
 			require.Equal(t, id, b.Entries[0].KeyID)
 		}
-		assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa", "PUT bbbbbbbbbbbbbbbb"}, seen(), "status %d", code)
+		assert.Equal(t, []string{"GET " + idA, "PUT " + idA, "PUT " + idB}, seen(), "status %d", code)
 		assert.Equal(t, 1, strings.Count(logs.String(), "lookups are sent as writes"), "status %d", code)
+		assert.Contains(t, logs.String(), cause, "status %d", code)
+		assert.Zero(t, kicks.Load(), "status %d: a refused read is not a refused token", code)
+
+		// A new token may carry a policy that grants the read: it is tried again.
+		v.setToken("another")
+		_, err := v.Lookup(context.Background(), []string{idA})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"GET " + idA, "PUT " + idA}, seen()[3:], "status %d", code)
 	}
 }
 
 // When the write is refused too, the token is the trouble (expired, revoked),
-// not its policy: the error stands and the next lookup reads again.
+// not its policy: the error stands, the login is asked for a new token, and
+// the next lookup reads again.
 func TestLookupKeepsReadingWhenTheWriteIsRefusedToo(t *testing.T) {
-	addr, seen := lookupVault(t, map[string]int{http.MethodGet: http.StatusForbidden, http.MethodPut: http.StatusForbidden})
-	v := newTestVaultAPI(t, addr)
+	addr, seen := lookupVault(t, map[string]int{http.MethodGet: http.StatusForbidden, http.MethodPut: http.StatusForbidden}, nil)
+	v, _, kicks := lookupTestAPI(t, addr)
 	for range 2 {
-		_, err := v.Lookup(context.Background(), []string{"aaaaaaaaaaaaaaaa"})
+		_, err := v.Lookup(context.Background(), []string{idA})
 		require.ErrorContains(t, err, "refused")
 	}
-	assert.Equal(t, []string{"GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa", "GET aaaaaaaaaaaaaaaa", "PUT aaaaaaaaaaaaaaaa"}, seen())
+	assert.Equal(t, []string{"GET " + idA, "PUT " + idA, "GET " + idA, "PUT " + idA}, seen())
+	assert.Equal(t, int32(2), kicks.Load())
+}
+
+// Any other failure of the read is the lookup's answer: no write follows.
+func TestLookupFailureOtherThanARefusalIsFinal(t *testing.T) {
+	addr, seen := lookupVault(t, map[string]int{http.MethodGet: http.StatusInternalServerError}, nil)
+	v, logs, _ := lookupTestAPI(t, addr)
+	_, err := v.Lookup(context.Background(), []string{idA, idB})
+	require.Error(t, err)
+	assert.Equal(t, []string{"GET " + idA + "," + idB}, seen())
+	assert.Empty(t, logs.String())
+	assert.NotContains(t, err.Error(), idA, "the error names the path, not the key_ids in the query")
+	assert.Contains(t, err.Error(), "/v1/apikeys/lookup")
+}
+
+// A read refused under one token and a write accepted under the next (the
+// login replaced the token in between) says nothing about the policy: lookups
+// stay reads.
+func TestLookupRefusalAcrossATokenChangeKeepsReading(t *testing.T) {
+	var v *vaultAPI
+	addr, seen := lookupVault(t, map[string]int{http.MethodGet: http.StatusForbidden}, func() { v.setToken("next") })
+	v, logs, _ := lookupTestAPI(t, addr)
+	_, err := v.Lookup(context.Background(), []string{idA})
+	require.NoError(t, err)
+	_, _ = v.Lookup(context.Background(), []string{idB})
+	assert.Equal(t, []string{"GET " + idA, "PUT " + idA, "GET " + idB, "PUT " + idB}, seen())
+	assert.Empty(t, logs.String())
 }

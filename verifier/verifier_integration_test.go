@@ -478,7 +478,7 @@ func TestIntegrationAppRoleAndTokenFile(t *testing.T) {
 // Against the real Vault: the verifier looks keys up with reads (Vault's audit
 // log shows the operation), and a token whose policy grants only the write on
 // the lookup path (the policy before reads were used) still verifies, through
-// the write, with one warning that says what to grant.
+// the write, with one warning that says what to grant and no new login.
 func TestIntegrationLookupIsAReadWithAWriteFallback(t *testing.T) {
 	vt := startVault(t)
 	auditLog := filepath.Join(t.TempDir(), "vault-audit.log")
@@ -519,6 +519,7 @@ func TestIntegrationLookupIsAReadWithAWriteFallback(t *testing.T) {
 		<-done
 		assert.Equal(t, tc.ops, lookupOps(t, auditLog)[before:], "policy %d", i)
 		assert.Equal(t, tc.warned, strings.Contains(logs.String(), "lookups are sent as writes"), "policy %d: %s", i, logs.String())
+		assert.NotContains(t, logs.String(), "refused the token", "policy %d: a refused read must not replace the token", i)
 	}
 }
 

@@ -43,7 +43,7 @@ const (
 	OpAllowlistDeleted = "allowlist-deleted"
 )
 
-// MaxBatch is the most key_ids one `lookup` write may ask for.
+// MaxBatch is the most key_ids one `lookup` request (a read or a write) may ask for.
 const MaxBatch = 100
 
 // MaxWait caps a `changes` long-poll: Vault holds its state lock (read side)

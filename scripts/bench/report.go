@@ -57,7 +57,7 @@ func (r *results) targets() []target {
 		// The anchor reads with the root token, as the other Vault loads but the
 		// token lookup do; the verifier holds a policy token, so the same read with
 		// one is shown too.
-		coldTarget(cold, kvRead, kvPol, r.coldKeysUsed > int64(r.coldKeysTotal)),
+		coldTarget(cold, kvRead, kvPol, r.coldRanOut()),
 	)
 	p := r.propagation
 	reached := p.background.rps >= loadReached*p.targetRate
@@ -106,7 +106,7 @@ func (r *results) markdown(o options) string {
 	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
 	fmt.Fprintf(&b, "Vault's loads use the root token, except the token lookup (the verifier's token) and the least-privilege KV read (a token whose one policy grants that read, as the verifier's grants its paths): Vault checks a policy token's ACL on every request, which root skips.\n")
 	fmt.Fprintf(&b, "The cold load (%s) of its best round sent %d requests over that round's %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
-	if r.coldKeysUsed > int64(r.coldKeysTotal) {
+	if r.coldRanOut() {
 		fmt.Fprintf(&b, " — more requests than keys, so some were repeats and hit the cache: this run overstates the cold rate")
 	}
 	fmt.Fprintf(&b, ".\n")
@@ -158,8 +158,11 @@ func roundsOf(runs []float64) string {
 	return strings.Join(out, ", ")
 }
 
-// coldTarget is the cold row. A best round that sent more requests than it had
-// never-verified keys verified some twice, from the cache: it says so and
+// coldRanOut reports whether the cold load's best round sent more requests
+// than it had never-verified keys: it verified some twice, from the cache.
+func (r *results) coldRanOut() bool { return r.coldKeysUsed > int64(r.coldKeysTotal) }
+
+// coldTarget is the cold row. A best round that ran out of keys says so and
 // cannot pass.
 func coldTarget(cold, kvRead, kvPol load, repeated bool) target {
 	measured := fmt.Sprintf("%.2f× (%.0f vs %.0f req/s); %.2f× the read with a least-privilege token", ratio(cold.rps, kvRead.rps), cold.rps, kvRead.rps, ratio(cold.rps, kvPol.rps))
