@@ -33,11 +33,11 @@ func Unreachable(err error) bool {
 	if err == nil {
 		return false
 	}
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode == http.StatusServiceUnavailable || re.StatusCode == http.StatusBadGateway
+	switch Status(err) {
+	case 0, http.StatusServiceUnavailable, http.StatusBadGateway:
+		return true
 	}
-	return true
+	return false
 }
 
 // NoAnswer reports whether err means no Vault answered at all (a connection
@@ -45,11 +45,17 @@ func Unreachable(err error) bool {
 // that must not send a request twice to a node that may have acted on it
 // (the verifier) moves on only then.
 func NoAnswer(err error) bool {
-	if err == nil {
-		return false
-	}
+	return err != nil && Status(err) == 0
+}
+
+// Status is the HTTP status of the Vault answer that err is (0 when err is
+// nil or no Vault answered).
+func Status(err error) int {
 	var re *api.ResponseError
-	return !errors.As(err, &re)
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
 }
 
 // Ring remembers which of n addresses to start calls at: the one that answered

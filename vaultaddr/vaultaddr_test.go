@@ -75,3 +75,9 @@ func TestRingDoWhileLeavesDeadAddressesBehind(t *testing.T) {
 	assert.ErrorIs(t, err, sealed)
 	assert.Equal(t, []int{2}, tried)
 }
+
+func TestStatus(t *testing.T) {
+	assert.Equal(t, 0, Status(nil))
+	assert.Equal(t, 0, Status(errors.New("dial tcp: connection refused")))
+	assert.Equal(t, http.StatusForbidden, Status(fmt.Errorf("wrapped: %w", &api.ResponseError{StatusCode: http.StatusForbidden})))
+}

@@ -88,19 +88,10 @@ func (v *vaultAPI) failover(ctx context.Context, fn func(*api.Client) error) err
 // call is exchange, and reports a 403 so that the login can replace the token.
 func (v *vaultAPI) call(ctx context.Context, op, method, path string, query url.Values, body, out any) error {
 	err := v.exchange(ctx, op, method, path, query, body, out)
-	if answerStatus(err) == http.StatusForbidden {
+	if vaultaddr.Status(err) == http.StatusForbidden {
 		v.denied()
 	}
 	return err
-}
-
-// answerStatus is the HTTP status of a Vault answer that is an error (0: none).
-func answerStatus(err error) int {
-	var re *api.ResponseError
-	if errors.As(err, &re) {
-		return re.StatusCode
-	}
-	return 0
 }
 
 // exchange sends one request with failover and decodes the answer's data
@@ -241,7 +232,7 @@ func (v *vaultAPI) lookupBatch(ctx context.Context, ids []string, b *wire.Batch)
 	refused, token := 0, v.tokens.Load()
 	if !v.lookupByWrite.Load() {
 		err := v.exchange(ctx, "lookup", http.MethodGet, path, url.Values{"key_ids": {strings.Join(ids, ",")}}, nil, b)
-		if refused = answerStatus(err); refused != http.StatusForbidden && refused != http.StatusMethodNotAllowed {
+		if refused = vaultaddr.Status(err); refused != http.StatusForbidden && refused != http.StatusMethodNotAllowed {
 			return err
 		}
 	}
@@ -306,7 +297,7 @@ func (v *vaultAPI) Decrypt(ctx context.Context, wrapped []string) ([][]byte, err
 
 func (v *vaultAPI) decryptInto(ctx context.Context, wrapped []string, keys [][]byte) error {
 	err := v.decryptBatch(ctx, wrapped, keys)
-	if answerStatus(err) != http.StatusBadRequest {
+	if vaultaddr.Status(err) != http.StatusBadRequest {
 		return err
 	}
 	if len(wrapped) == 1 {
