@@ -1,7 +1,9 @@
 package verifier
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -136,4 +138,75 @@ func FuzzAuthHeaders(f *testing.F) {
 			t.Fatal("the answer quotes the secret")
 		}
 	})
+}
+
+// FuzzDecodeAnswer: decodeData (one pass, typed envelope) never panics and
+// agrees with the two-pass decode it replaced (the envelope's data as raw
+// bytes, then those decoded): the same answers succeed, into the same values.
+// A member named twice is left out of the comparison: Vault never sends one,
+// and there the typed decode merges both where the raw one keeps the last.
+func FuzzDecodeAnswer(f *testing.F) {
+	f.Add([]byte(`{"request_id":"r","data":{"seq":7,"entries":[{"key_id":"k","status":"active","permissions":["a"],"sealed":{"v":1,"dek":"vault:v1:x","nonce":"n","ct":"c"},"seq":7}]},"warnings":null}`))
+	f.Add([]byte(`{"data":{"head":3,"changes":[{"seq":3,"key_id":"k","op":"revoked"}]}}`))
+	f.Add([]byte(`{"data":null}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"data":"not an object"}`))
+	f.Add([]byte(`{"data":{"seq":18446744073709551615}} trailing`))
+	f.Fuzz(func(t *testing.T, answer []byte) {
+		var batch, wantBatch wire.Batch
+		err := decodeData(answer, &batch)
+		wantErr := decodeTwoPass(answer, &wantBatch)
+		var changes, wantChanges wire.Changes
+		cerr := decodeData(answer, &changes)
+		wantCErr := decodeTwoPass(answer, &wantChanges)
+		if dataMembers(answer) > 1 {
+			return
+		}
+		require.Equal(t, wantErr == nil, err == nil, "batch: two-pass %v, one pass %v", wantErr, err)
+		require.Equal(t, wantCErr == nil, cerr == nil, "changes: two-pass %v, one pass %v", wantCErr, cerr)
+		if err == nil {
+			require.Equal(t, wantBatch, batch)
+		}
+		if cerr == nil {
+			require.Equal(t, wantChanges, changes)
+		}
+	})
+}
+
+// dataMembers counts the answer's top-level members that encoding/json
+// matches to "data" (case-insensitively, escapes undone).
+func dataMembers(answer []byte) int {
+	dec := json.NewDecoder(bytes.NewReader(answer))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return 0
+	}
+	n := 0
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return n
+		}
+		if k, ok := key.(string); ok && strings.EqualFold(k, "data") {
+			n++
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return n
+		}
+	}
+	return n
+}
+
+// decodeTwoPass is the decode decodeData replaced, kept as its oracle.
+func decodeTwoPass(answer []byte, out any) error {
+	var envelope struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(answer, &envelope); err != nil {
+		return err
+	}
+	if len(envelope.Data) == 0 || string(envelope.Data) == "null" {
+		return errors.New("response has no data")
+	}
+	return json.Unmarshal(envelope.Data, out)
 }
