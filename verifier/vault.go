@@ -188,7 +188,7 @@ func decodeData[T any](answer []byte, out *T) error {
 	}
 	if err := json.Unmarshal(answer, &envelope); err != nil {
 		var wrongType *json.UnmarshalTypeError
-		if errors.As(err, &wrongType) {
+		if errors.As(err, &wrongType) && wrongType.Field != "" { // inside data; "" is an answer that is no object
 			return fmt.Errorf("decode response data: %w", err)
 		}
 		return fmt.Errorf("decode response: %w", err)

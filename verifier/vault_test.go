@@ -109,6 +109,9 @@ func TestVaultCallDecodesData(t *testing.T) {
 	addr, _ = countingVault(t, http.StatusOK, `{"data":"not an object"}`)
 	_, err = newTestVaultAPI(t, addr).Changes(ctx, 0, "", 0)
 	require.ErrorContains(t, err, "decode response data")
+	addr, _ = countingVault(t, http.StatusOK, `["not an object"]`)
+	_, err = newTestVaultAPI(t, addr).Changes(ctx, 0, "", 0)
+	require.ErrorContains(t, err, "decode response: ")
 }
 
 // BenchmarkDecodeLookupAnswer decodes a lookup answer of 16 entries the three
