@@ -156,6 +156,21 @@ func (c *cache) Created(keyID string, seq uint64, now time.Time) {
 	c.markKey(keyID, seq, now, func(s *cacheShard, keyID string) { delete(s.negative, keyID) })
 }
 
+// Revoked applies a key's revocation at seq: entries older than seq are
+// refused as by EvictKey, and a found key cached here is not dropped but
+// replaced by its revoked form (cachedKey.revoked), so the next check answers
+// REVOKED without waiting for a lookup. A revocation is final: no later change
+// makes the key valid again, so the feed entry alone says all a lookup would.
+func (c *cache) Revoked(keyID string, seq uint64, now time.Time) {
+	c.markKey(keyID, seq, now, func(s *cacheShard, keyID string) {
+		r := s.byKeyID[keyID]
+		s.drop(keyID)
+		if r != nil {
+			s.byKeyID[keyID] = r.revoked(now)
+		}
+	})
+}
+
 // markKey refuses entries older than seq for keyID and applies drop to its shard.
 func (c *cache) markKey(keyID string, seq uint64, now time.Time, drop func(*cacheShard, string)) {
 	c.markMu.Lock()

@@ -118,3 +118,27 @@ func TestCacheEvictRoleTakesTheKeysItsHoldersCreated(t *testing.T) {
 	assert.True(t, c.Insert(tenantRec("b2", "ops", "acme", "dev"), 9))
 	assert.True(t, c.Insert(tenantRec("a", "ops", "acme", "lead"), 10))
 }
+
+func TestRevokedKeepsAFoundKeyRefusing(t *testing.T) {
+	now := time.Now()
+	c := newCache(100)
+	require.True(t, c.Insert(tenantRec("a", "r", "acme", ""), 10))
+	c.Revoked("a", 11, now)
+	got := c.Get("a")
+	require.NotNil(t, got, "a revoked key stays cached, refusing")
+	assert.Equal(t, statusRevoked, got.status)
+	assert.Equal(t, 1, c.Len(), "replaced, not added")
+	// A lookup that read the feed before the revocation is refused: it would
+	// bring the key back active.
+	assert.False(t, c.Insert(tenantRec("a", "r", "acme", ""), 10))
+	assert.Equal(t, statusRevoked, c.Get("a").status)
+	// A NOT_FOUND answer is dropped, and an id not cached stays so: the feed
+	// entry brings no record to cache.
+	require.True(t, c.Insert(&cachedKey{keyID: "b", status: statusNotFound}, 10))
+	c.Revoked("b", 12, now)
+	assert.Nil(t, c.Get("b"))
+	c.Revoked("c", 13, now)
+	assert.Nil(t, c.Get("c"))
+	assert.False(t, c.Insert(rec("c", "r"), 12), "older than the revocation")
+	assert.True(t, c.Insert(rec("c", "r"), 13))
+}

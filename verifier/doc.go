@@ -8,8 +8,10 @@
 // follows the plugin's `changes` feed by long-poll and evicts on every change, so
 // a revocation, disable or role downgrade takes effect at once (a role change
 // also drops the keys its holders created, whose permissions it caps; a tenant
-// or allow-list change drops the tenant's keys); a lookup that raced a change
-// never puts the stale answer back (see cache.go).
+// or allow-list change drops the tenant's keys; a revocation, being final,
+// leaves a cached key in its revoked form, so the next check refuses without a
+// lookup); a lookup that raced a change never puts the stale answer back (see
+// cache.go).
 //
 // One Verifier serves every tenant of a mount. A request may pin a tenant
 // (Request.Tenant, the verify body's "tenant", forward-auth's X-Apikey-Tenant

@@ -143,6 +143,8 @@ func (f *follower) apply(ch wire.Changes) {
 		switch {
 		case c.KeyID != "" && c.Op == wire.OpCreated:
 			f.cache.Created(c.KeyID, c.Seq, now)
+		case c.KeyID != "" && c.Op == wire.OpRevoked:
+			f.cache.Revoked(c.KeyID, c.Seq, now)
 		case c.KeyID != "":
 			f.cache.EvictKey(c.KeyID, c.Seq, now)
 		case c.Role != "" || c.Tenant != "":

@@ -94,7 +94,8 @@ func TestFollowerFlushesWhenItCannotVouch(t *testing.T) {
 }
 
 // TestFollowerPlacesEveryKindOfChange: a key change drops the key (its
-// creation keeps a found one, see cache.Created), a role
+// creation keeps a found one, see cache.Created; its revocation turns it into
+// its revoked form, see cache.Revoked), a role
 // change the role's keys and the keys its holders created, a tenant or
 // allow-list change (a tenant and no key) the tenant's keys, and a change
 // naming nothing everything.
@@ -118,18 +119,22 @@ func TestFollowerPlacesEveryKindOfChange(t *testing.T) {
 		return ids
 	}
 	for _, tc := range []struct {
-		change wire.Change
-		left   []string
+		change  wire.Change
+		left    []string
+		revoked string // the key left cached in its revoked form
 	}{
-		{wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpRevoked}, []string{"k2", "k3", "k4"}},
+		{change: wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpDisabled}, left: []string{"k2", "k3", "k4"}},
+		{change: wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpUpdated}, left: []string{"k2", "k3", "k4"}},
+		// A revocation is final: the key stays, refusing.
+		{change: wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpRevoked}, left: []string{"k1", "k2", "k3", "k4"}, revoked: "k1"},
 		// A key's creation: its found record was read after it was written.
-		{wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpCreated}, []string{"k1", "k2", "k3", "k4"}},
-		{wire.Change{Role: "lead", Op: wire.OpRoleUpdated}, []string{"k1", "k3", "k4"}},
-		{wire.Change{Tenant: "acme", Op: wire.OpTenantUpdated}, []string{"k2", "k4"}},
-		{wire.Change{Tenant: "globex", Op: wire.OpTenantDeleted}, []string{"k1", "k3"}},
-		{wire.Change{Tenant: "acme", Allowlist: "office", Op: wire.OpAllowlistUpdated}, []string{"k2", "k4"}},
-		{wire.Change{Tenant: "globex", Allowlist: "office", Op: wire.OpAllowlistDeleted}, []string{"k1", "k3"}},
-		{wire.Change{Op: "something-new"}, nil},
+		{change: wire.Change{KeyID: "k1", Tenant: "acme", Role: "ops", Op: wire.OpCreated}, left: []string{"k1", "k2", "k3", "k4"}},
+		{change: wire.Change{Role: "lead", Op: wire.OpRoleUpdated}, left: []string{"k1", "k3", "k4"}},
+		{change: wire.Change{Tenant: "acme", Op: wire.OpTenantUpdated}, left: []string{"k2", "k4"}},
+		{change: wire.Change{Tenant: "globex", Op: wire.OpTenantDeleted}, left: []string{"k1", "k3"}},
+		{change: wire.Change{Tenant: "acme", Allowlist: "office", Op: wire.OpAllowlistUpdated}, left: []string{"k2", "k4"}},
+		{change: wire.Change{Tenant: "globex", Allowlist: "office", Op: wire.OpAllowlistDeleted}, left: []string{"k1", "k3"}},
+		{change: wire.Change{Op: "something-new"}},
 	} {
 		fill()
 		require.Equal(t, []string{"k1", "k2", "k3", "k4"}, cached())
@@ -137,5 +142,12 @@ func TestFollowerPlacesEveryKindOfChange(t *testing.T) {
 		f.apply(wire.Changes{Head: seq, Changes: []wire.Change{{Seq: seq, ID: "x", KeyID: tc.change.KeyID,
 			Role: tc.change.Role, Tenant: tc.change.Tenant, Allowlist: tc.change.Allowlist, Op: tc.change.Op}}})
 		assert.Equal(t, tc.left, cached(), "%+v", tc.change)
+		for _, id := range tc.left {
+			want := statusActive
+			if id == tc.revoked {
+				want = statusRevoked
+			}
+			assert.Equal(t, want, f.cache.Get(id).status, "%s after %+v", id, tc.change)
+		}
 	}
 }

@@ -229,3 +229,41 @@ func TestKeysOfATenantShareOneTenantBlock(t *testing.T) {
 	g2.CreatorRole = "lead"
 	assert.NotSame(t, repeated.grantsOf(&g), repeated.grantsOf(&g2), "the creator role is part of the block")
 }
+
+// TestRevokedFormIsWhatALookupOfTheRevokedRecordAnswers: the form a revocation
+// from the feed leaves cached (cachedKey.revoked) is the one a lookup of the
+// revoked record gives, whatever the active key carried, so a check answers
+// the same with or without the lookup.
+func TestRevokedFormIsWhatALookupOfTheRevokedRecordAnswers(t *testing.T) {
+	k := newSealedKey(t, "Rev0123456789abc")
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	future := now.Add(time.Hour)
+	active := wire.Entry{
+		KeyID: k.tok.KeyID, Status: wire.StatusActive, Name: "n", Tenant: "acme", Role: "ops", Workspace: "prod",
+		Permissions: []string{"clusters:read"}, AllowedWorkspaces: []string{"prod"}, AllowedCIDRs: []string{"10.1.0.0/16"},
+		RoleAllowedCIDRs: []string{"10.0.0.0/8"}, TenantAllowedCIDRs: []string{"10.1.2.0/24"}, CreatorRole: "lead",
+		ExpiresAt: &future, Metadata: map[string]string{"team": "sre"}, MountID: "m", Sealed: &k.sealed, Seq: 7,
+	}
+	// What the plugin's lookup answers for the record once revoked (entryFor).
+	revokedEntry := wire.Entry{
+		KeyID: active.KeyID, Status: wire.StatusRevoked, Name: "n", Tenant: "acme", Role: "ops", Workspace: "prod",
+		CreatorRole: "lead", ExpiresAt: &future, MountID: "m", Sealed: &k.sealed, Seq: 8,
+	}
+	for _, expiry := range []*time.Time{&future, nil} {
+		active.ExpiresAt, revokedEntry.ExpiresAt = expiry, expiry
+		cached, err := newCachedKey(active, k.dek)
+		require.NoError(t, err)
+		looked, err := newCachedKey(revokedEntry, k.dek)
+		require.NoError(t, err)
+		got := cached.revoked(now)
+		assert.Equal(t, now.UnixNano(), got.loaded)
+		got.loaded = looked.loaded
+		assert.Equal(t, looked, got)
+		for _, req := range []Request{{}, {Tenant: "acme"}, {Tenant: "globex"}, {ClientIP: netip.MustParseAddr("192.0.2.1"), Permissions: []string{"x"}}} {
+			for _, d := range []*[32]byte{&k.digest, &k.forged} {
+				assert.Equal(t, looked.decide(d, &req, now), got.decide(d, &req, now), "%+v", req)
+			}
+		}
+		assert.Equal(t, CodeRevoked, got.decide(&k.digest, &Request{}, now).Code)
+	}
+}

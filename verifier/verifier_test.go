@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,7 +202,13 @@ func TestRevocationEvictsHotKeyWithoutPolling(t *testing.T) {
 	seq := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
 	require.Eventually(t, func() bool { return v.follower.Cursor() >= seq }, MaxFeedWait-time.Second, time.Millisecond,
 		"the long-poll returns on a change, not at the end of its wait")
+	lookups := len(f.lookupCalls())
 	assert.Equal(t, CodeRevoked, check(t, v, Request{Key: key}))
+	assert.Equal(t, lookups, len(f.lookupCalls()), "the feed entry is the answer: a revocation is final, so no lookup is waited for")
+	other, err := token.Parse(key)
+	require.NoError(t, err)
+	other.Secret = strings.Repeat("x", token.SecretLen)
+	assert.Equal(t, CodeNotFound, check(t, v, Request{Key: other.String()}), "a wrong secret still proves nothing")
 }
 
 func TestNegativeAnswerEvictedWhenKeyCreated(t *testing.T) {
