@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/internal/vaulttest"
@@ -42,6 +45,71 @@ type propagationResult struct {
 	targetRate float64
 	background load // the paced load as wrk measured it
 	delayMs    int
+	// feedLag counts the verifier's feed_lag_seconds observations made during
+	// the revocations: each change's append in the plugin to its application
+	// in the verifier, before any check of the key.
+	feedLag lagCounts
+}
+
+// lagCounts is the delta of the verifier's feed-lag histogram over a run:
+// observations in all, and those within each bucket bound (seconds, as the
+// metric's le label writes it).
+type lagCounts struct {
+	total  float64
+	within map[string]float64
+}
+
+// feedLagMetric is the verifier's histogram of feed lag (verifier/metrics.go).
+const feedLagMetric = "apikeys_verifier_feed_lag_seconds"
+
+// scrapeFeedLag reads the verifier's feed-lag histogram from its /metrics.
+func scrapeFeedLag(verifierURL string) (lagCounts, error) {
+	resp, err := verifyClient.Get(verifierURL + "/metrics")
+	if err != nil {
+		return lagCounts{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return lagCounts{}, err
+	}
+	return parseFeedLag(string(body))
+}
+
+// parseFeedLag takes the feed-lag histogram's buckets and count out of the
+// Prometheus text format.
+func parseFeedLag(text string) (lagCounts, error) {
+	out := lagCounts{within: map[string]float64{}}
+	seen := false
+	for _, line := range strings.Split(text, "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case name == feedLagMetric+"_count":
+			out.total, seen = v, true
+		case strings.HasPrefix(name, feedLagMetric+`_bucket{le="`):
+			out.within[strings.TrimSuffix(strings.TrimPrefix(name, feedLagMetric+`_bucket{le="`), `"}`)] = v
+		}
+	}
+	if !seen {
+		return out, fmt.Errorf("no %s in the verifier's metrics", feedLagMetric)
+	}
+	return out, nil
+}
+
+// since is what was observed between before and c.
+func (c lagCounts) since(before lagCounts) lagCounts {
+	out := lagCounts{total: c.total - before.total, within: map[string]float64{}}
+	for le, v := range c.within {
+		out.within[le] = v - before.within[le]
+	}
+	return out
 }
 
 // Pacing: every connection waits pacedDelayMs on average after each answer (a
@@ -107,6 +175,11 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 		return res, err
 	}
 	time.Sleep(500 * time.Millisecond) // let every connection open and settle into its pace
+	lagBefore, err := scrapeFeedLag(verifierURL)
+	if err != nil {
+		_, _ = stop()
+		return res, err
+	}
 	h := http.Header{"X-Vault-Token": {vaultToken}}
 	deleted := map[string]time.Time{} // key_id → when its delete returned
 	for _, k := range victims {
@@ -137,6 +210,12 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 			res.failures++
 		}
 	}
+	lagAfter, err := scrapeFeedLag(verifierURL)
+	if err != nil {
+		_, _ = stop()
+		return res, err
+	}
+	res.feedLag = lagAfter.since(lagBefore)
 	if res.background, err = stop(); err != nil {
 		return res, err
 	}

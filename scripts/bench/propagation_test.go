@@ -50,3 +50,29 @@ func TestCalibrated(t *testing.T) {
 		assert.Equal(t, c.want, got, c.name)
 	}
 }
+
+// The feed-lag histogram is read out of the verifier's metrics text, and a
+// run's share is the difference of two reads.
+func TestParseFeedLag(t *testing.T) {
+	text := func(b10, b25, count string) string {
+		return `# HELP apikeys_verifier_feed_lag_seconds Time from a change in Vault to its eviction here.
+# TYPE apikeys_verifier_feed_lag_seconds histogram
+apikeys_verifier_feed_lag_seconds_bucket{le="0.01"} ` + b10 + `
+apikeys_verifier_feed_lag_seconds_bucket{le="0.025"} ` + b25 + `
+apikeys_verifier_feed_lag_seconds_bucket{le="+Inf"} ` + count + `
+apikeys_verifier_feed_lag_seconds_sum 1.5
+apikeys_verifier_feed_lag_seconds_count ` + count + `
+apikeys_verifier_feed_changes_total 99
+`
+	}
+	before, err := parseFeedLag(text("3", "4", "5"))
+	require.NoError(t, err)
+	after, err := parseFeedLag(text("500", "590", "605"))
+	require.NoError(t, err)
+	got := after.since(before)
+	assert.Equal(t, 600.0, got.total)
+	assert.Equal(t, 497.0, got.within["0.01"])
+	assert.Equal(t, 586.0, got.within["0.025"])
+	_, err = parseFeedLag("apikeys_verifier_feed_changes_total 99\n")
+	assert.Error(t, err, "a verifier without the histogram")
+}

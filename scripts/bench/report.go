@@ -122,6 +122,10 @@ func (r *results) markdown(o options) string {
 	fmt.Fprintf(&b, "| measured to | p50 | p99 | max | not seen within 2 s |\n|---|---:|---:|---:|---:|\n")
 	fmt.Fprintf(&b, "| the verifier's first REVOKED decision | %s | %s | %s | %d |\n", ms(pct(p.latencies, 0.50)), ms(pct(p.latencies, 0.99)), ms(pct(p.latencies, 1)), p.failures)
 	fmt.Fprintf(&b, "| the prober receiving it | %s | %s | %s | %d |\n", ms(pct(p.answered, 0.50)), ms(pct(p.answered, 0.99)), ms(pct(p.answered, 1)), p.failures)
+	if l := p.feedLag; l.total > 0 {
+		fmt.Fprintf(&b, "\nThe feed's own part, from the verifier's `%s` over the same time (each change from its append in the plugin, before the delete returns, to its application in the verifier): %.0f changes applied, %s within 10 ms, %s within 25 ms, %s within 50 ms.\n",
+			feedLagMetric, l.total, share(l.within["0.01"], l.total), share(l.within["0.025"], l.total), share(l.within["0.05"], l.total))
+	}
 
 	fmt.Fprintf(&b, "\n## Verifier memory per cached key\n\n")
 	switch {
@@ -170,4 +174,9 @@ func coldTarget(cold, kvRead, kvPol load, repeated bool) target {
 		measured += "; overstated: the load ran out of never-verified keys (raise -fill)"
 	}
 	return target{"cold verify ≥ 1.0× KV v2 read", measured, cold.rps >= kvRead.rps && kvRead.rps > 0 && !repeated}
+}
+
+// share writes n of total as a count and a percentage.
+func share(n, total float64) string {
+	return fmt.Sprintf("%.0f (%.1f%%)", n, 100*n/total)
 }

@@ -112,6 +112,11 @@ func TestTargets(t *testing.T) {
 	if md := r.markdown(options{}); !strings.Contains(md, "| target | this run | status |") {
 		t.Errorf("report has no targets table:\n%s", md)
 	}
+	// The feed's own part is reported when the verifier's histogram moved.
+	r.propagation.feedLag = lagCounts{total: 600, within: map[string]float64{"0.01": 540, "0.025": 594, "0.05": 600}}
+	if md := r.markdown(options{}); !strings.Contains(md, "600 changes applied, 540 (90.0%) within 10 ms, 594 (99.0%) within 25 ms, 600 (100.0%) within 50 ms") {
+		t.Errorf("no feed lag line:\n%s", md)
+	}
 }
 
 func TestWrkDuration(t *testing.T) {
