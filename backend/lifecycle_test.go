@@ -143,3 +143,55 @@ func TestFailedNameWriteLeavesNoActiveRecord(t *testing.T) {
 		})
 	}
 }
+
+// A rotation with grace 0 moves the name to the new key before it revokes the
+// old one. When that revocation's write fails, the old key is active, no
+// longer named, and marked for a revocation: the repair pass completes the
+// revocation and announces it, as the rotation asked. It used to take the old
+// record for an unfinished create (its last op was its creation) and delete
+// it without a feed entry, so verifiers that had it cached kept answering
+// VALID until their MaxAge.
+func TestRepairCompletesTheRevocationOfAFailedRotation(t *testing.T) {
+	e := configured(t)
+	old := e.issue("k", nil)["key_id"].(string)
+	fs := withFaults(e)
+	head := e.changes(0, "").Head
+	fs.failPut = func(key string) bool { return key == storageKeyPrefix+old }
+	_, err := e.do(logical.UpdateOperation, "tenants/acme/keys/k/rotate", map[string]interface{}{"grace": "0"})
+	require.Error(t, err)
+	fs.failPut = nil
+	e.b.records.Remove(old) // as after a restart: what storage holds is what counts
+	rec, err := e.b.getRecord(context.Background(), e.s, old)
+	require.NoError(t, err)
+	require.NotNil(t, rec)
+	require.Equal(t, wire.StatusActive, rec.Status, "the revocation's write failed")
+
+	e.tidy()
+	rec, err = e.b.getRecord(context.Background(), e.s, old)
+	require.NoError(t, err)
+	require.NotNil(t, rec, "the old key is revoked, not deleted")
+	assert.Equal(t, wire.StatusRevoked, rec.Status)
+	assert.True(t, e.published(head, old, wire.OpRevoked), "and verifiers are told")
+	assert.Empty(t, e.storedKeys(storageUnpublishedKey))
+	lookup := e.mustOK(logical.ReadOperation, "lookup/"+old, nil).Data
+	assert.Equal(t, wire.StatusRevoked, lookup["status"])
+}
+
+// When the rotation fails before the name moves, the old key is still the
+// name's: the rotation did not happen, and the repair pass leaves it active.
+func TestRepairLeavesTheKeyOfARotationThatNeverMoved(t *testing.T) {
+	e := configured(t)
+	old := e.issue("k", nil)["key_id"].(string)
+	fs := withFaults(e)
+	fs.failPut = func(key string) bool { return key == storageNamePrefix+"acme/k" }
+	_, err := e.do(logical.UpdateOperation, "tenants/acme/keys/k/rotate", map[string]interface{}{"grace": "0"})
+	require.Error(t, err)
+	fs.failPut = nil
+	e.tidy()
+	rec, err := e.b.getRecord(context.Background(), e.s, old)
+	require.NoError(t, err)
+	require.NotNil(t, rec)
+	assert.Equal(t, wire.StatusActive, rec.Status)
+	assert.Equal(t, old, e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["key_id"])
+	assert.Empty(t, e.storedKeys(storageUnpublishedKey))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -328,6 +329,9 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 	if err != nil || rec == nil {
 		return 0, err
 	}
+	if seq, done, err := b.finishRevocation(ctx, s, rec); done || err != nil {
+		return seq, err
+	}
 	if lastOp(rec) == wire.OpCreated { // a create that never reached its name is undone, not announced
 		dropped, err := b.dropUnnamed(ctx, s, rec)
 		if err != nil || dropped {
@@ -338,6 +342,45 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 		}
 	}
 	return b.republishKey(ctx, s, rec)
+}
+
+// finishRevocation completes a revocation whose record write failed after its
+// key lost its name: a rotation with grace 0 moves the name to the new key
+// before it revokes the old one. Such a record is still active, marked for a
+// revocation, and named by nothing, so neither a retry nor a delete by name
+// can reach it; it is revoked and published now, as the request asked. A key
+// its name still holds (the mutation failed before the name moved) is left as
+// it is. It reports whether it handled rec. The caller holds rec's name lock.
+func (b *Backend) finishRevocation(ctx context.Context, s logical.Storage, rec *Record) (uint64, bool, error) {
+	if rec.Status == wire.StatusRevoked {
+		return 0, false, nil
+	}
+	var mark unpublishedMark
+	due, err := getJSON(ctx, s, storageUnpublishedKey+rec.KeyID, &mark)
+	if err != nil || !due || mark.Op != wire.OpRevoked {
+		return 0, false, err
+	}
+	n, err := b.getName(ctx, s, rec.ref())
+	if err != nil {
+		return 0, false, err
+	}
+	if n != nil && (n.KeyID == rec.KeyID || slices.Contains(n.Previous, rec.KeyID)) {
+		return 0, false, nil
+	}
+	ctx = context.WithoutCancel(ctx)
+	markRevoked(rec, b.now())
+	rec.LastOp = wire.OpRevoked
+	if err := b.writeRevoked(ctx, s, rec); err != nil {
+		return 0, true, err
+	}
+	seq, err := b.publishKey(ctx, s, rec)
+	if err != nil {
+		return 0, true, err
+	}
+	b.logger.Warn("completed a revocation whose write had failed after its key lost its name", "key_id", rec.KeyID, "seq", seq)
+	ev := revokedEvent(rec)
+	b.sendEvent(ctx, ev.kind, ev.kv...)
+	return seq, true, nil
 }
 
 // republishScope publishes a marked scope change as the scope stands now:
