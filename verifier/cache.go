@@ -166,7 +166,7 @@ func (c *cache) Revoked(keyID string, seq uint64, now time.Time) {
 		r := s.byKeyID[keyID]
 		s.drop(keyID)
 		if r != nil {
-			s.byKeyID[keyID] = r.revoked(now)
+			s.byKeyID[keyID] = r.revoked()
 		}
 	})
 }
@@ -289,17 +289,37 @@ func (c *cache) count(size func(*cacheShard) int) int {
 // loadedBefore returns the key_ids of known keys cached and loaded before t (unix
 // nanoseconds): the ones the background refresh looks up again. NOT_FOUND
 // answers are not refreshed; past max-age they are simply looked up again.
+// Nor are revoked keys: a revocation is final, there is nothing to refresh
+// (dropRevokedBefore frees their places once they are too old to answer).
 func (c *cache) loadedBefore(t int64) []string {
 	var ids []string
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.RLock()
 		for id, r := range s.byKeyID {
-			if r.loaded < t {
+			if r.loaded < t && r.status != statusRevoked {
 				ids = append(ids, id)
 			}
 		}
 		s.mu.RUnlock()
 	}
 	return ids
+}
+
+// dropRevokedBefore drops the revoked keys loaded before t (unix nanoseconds),
+// which max-age no longer lets the cache answer for, and returns how many.
+func (c *cache) dropRevokedBefore(t int64) int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		for _, r := range s.byKeyID {
+			if r.loaded < t && r.status == statusRevoked {
+				s.remove(r)
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
 }

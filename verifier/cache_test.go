@@ -121,7 +121,7 @@ func TestCacheEvictRoleTakesTheKeysItsHoldersCreated(t *testing.T) {
 
 func TestRevokedKeepsAFoundKeyRefusing(t *testing.T) {
 	now := time.Now()
-	c := newCache(100)
+	c := newCache(100 * cacheShards)
 	require.True(t, c.Insert(tenantRec("a", "r", "acme", ""), 10))
 	c.Revoked("a", 11, now)
 	got := c.Get("a")
@@ -141,4 +141,35 @@ func TestRevokedKeepsAFoundKeyRefusing(t *testing.T) {
 	assert.Nil(t, c.Get("c"))
 	assert.False(t, c.Insert(rec("c", "r"), 12), "older than the revocation")
 	assert.True(t, c.Insert(rec("c", "r"), 13))
+	// A lookup that reflects the revocation replaces the form, and a role
+	// change drops it as it drops any key of the role.
+	revokedLookup := tenantRec("a", "r", "acme", "")
+	revokedLookup.status = statusRevoked
+	require.True(t, c.Insert(revokedLookup, 11))
+	assert.Same(t, revokedLookup, c.Get("a"))
+	c.Revoked("a", 14, now)
+	c.EvictRole("r", 15, now)
+	assert.Nil(t, c.Get("a"))
+}
+
+// Revoked keys are final: the background refresh leaves them out, and they
+// are dropped once max-age no longer lets the cache answer for them.
+func TestRevokedKeysAreNotRefreshedButDroppedAtMaxAge(t *testing.T) {
+	now := time.Now()
+	c := newCache(100 * cacheShards) // room for every key whatever its shard
+	for _, id := range []string{"live", "gone", "fresh"} {
+		r := rec(id, "r")
+		r.loaded = now.Add(-time.Hour).UnixNano()
+		if id == "fresh" {
+			r.loaded = now.UnixNano()
+		}
+		require.True(t, c.Insert(r, 1))
+	}
+	c.Revoked("gone", 2, now)
+	c.Revoked("fresh", 3, now)
+	assert.Equal(t, []string{"live"}, c.loadedBefore(now.Add(-time.Minute).UnixNano()))
+	assert.Equal(t, 1, c.dropRevokedBefore(now.Add(-time.Minute).UnixNano()))
+	assert.Nil(t, c.Get("gone"))
+	assert.NotNil(t, c.Get("live"), "an active key waits for its refresh")
+	assert.NotNil(t, c.Get("fresh"), "a revoked key young enough to answer stays")
 }

@@ -13,7 +13,8 @@ import (
 
 // follower follows the plugin's change feed by long-poll from the last cursor and
 // evicts from the cache on every change: a key change drops that key (a
-// `created` drops a cached NOT_FOUND), a role change drops every key of the
+// `created` drops only a cached NOT_FOUND; a `revoked`, being final, leaves
+// the key cached in its revoked form), a role change drops every key of the
 // role and every key its holders created, a tenant or allow-list change
 // (naming a tenant and no key) drops every key of the tenant, and a reset, a
 // seq gap or a change naming nothing drops everything.

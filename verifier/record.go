@@ -134,14 +134,14 @@ func newCachedKey(e wire.Entry, dek []byte) (*cachedKey, error) {
 // entryFor): the same key, name, tenant, role, workspace, creator role, expiry
 // and digest, so a wrong secret still answers NOT_FOUND, and none of what a
 // revoked entry leaves out (permissions, role lists, address lists, metadata).
-// loaded is now: the revocation is as fresh as the feed entry that brought it.
-// r is a found key (not a NOT_FOUND answer).
-func (r *cachedKey) revoked(now time.Time) *cachedKey {
+// loaded stays r's: the fields kept are as old as r's lookup, so max-age ends
+// them when it would have ended r. r is a found key (not a NOT_FOUND answer).
+func (r *cachedKey) revoked() *cachedKey {
 	e := wire.Entry{KeyID: r.keyID, Status: wire.StatusRevoked, Name: r.name, Tenant: r.tenantName(),
 		Role: r.role(), Workspace: r.grants.entry.Workspace, CreatorRole: r.creatorRole()}
 	return &cachedKey{
 		keyID: r.keyID, name: r.name, grants: repeated.grantsOf(&e), tenant: repeated.tenantOf(&e),
-		expiresAt: r.expiresAt, hasExpiry: r.hasExpiry, loaded: now.UnixNano(),
+		expiresAt: r.expiresAt, hasExpiry: r.hasExpiry, loaded: r.loaded,
 		digest: r.digest, hasDigest: r.hasDigest, status: statusRevoked,
 	}
 }

@@ -255,8 +255,9 @@ func TestRevokedFormIsWhatALookupOfTheRevokedRecordAnswers(t *testing.T) {
 		require.NoError(t, err)
 		looked, err := newCachedKey(revokedEntry, k.dek)
 		require.NoError(t, err)
-		got := cached.revoked(now)
-		assert.Equal(t, now.UnixNano(), got.loaded)
+		cached.loaded = now.Add(-time.Minute).UnixNano()
+		got := cached.revoked()
+		assert.Equal(t, cached.loaded, got.loaded, "as old as the lookup it comes from")
 		got.loaded = looked.loaded
 		assert.Equal(t, looked, got)
 		for _, req := range []Request{{}, {Tenant: "acme"}, {Tenant: "globex"}, {ClientIP: netip.MustParseAddr("192.0.2.1"), Permissions: []string{"x"}}} {

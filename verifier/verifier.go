@@ -91,7 +91,8 @@ func (v *Verifier) Run(ctx context.Context) error {
 
 // refresh looks up again, in the background and in batches, every cached
 // record that has reached 3/4 of MaxAge, so a record in use is normally
-// refreshed before a request finds it too old (and then has to look it up).
+// refreshed before a request finds it too old (and then has to look it up);
+// revoked keys are final, so they are not refreshed but dropped at MaxAge.
 func (v *Verifier) refresh(ctx context.Context) {
 	t := time.NewTicker(max(v.cfg.MaxAge/8, time.Millisecond))
 	defer t.Stop()
@@ -104,8 +105,9 @@ func (v *Verifier) refresh(ctx context.Context) {
 		if v.state() == stateUnavailable {
 			continue
 		}
-		cutoff := v.now().Add(-v.cfg.MaxAge * 3 / 4).UnixNano()
-		v.loader.refresh(ctx, v.cache.loadedBefore(cutoff))
+		now := v.now()
+		v.cache.dropRevokedBefore(now.Add(-v.cfg.MaxAge).UnixNano())
+		v.loader.refresh(ctx, v.cache.loadedBefore(now.Add(-v.cfg.MaxAge*3/4).UnixNano()))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -544,4 +545,54 @@ func lookupOps(t *testing.T, path string) []string {
 		}
 	}
 	return ops
+}
+
+// TestIntegrationRevokedFormAnswersAsALookup: a key revoked while cached is
+// answered from its revoked form (no lookup); a verifier that never cached it
+// answers by lookup of the revoked record. The whole answer must be the same,
+// for the right secret, a forged one, and tenants pinned or not.
+func TestIntegrationRevokedFormAnswersAsALookup(t *testing.T) {
+	s := startStack(t, nil)
+	key := s.issue(t, "rev", map[string]any{
+		"workspace": "prod", "ttl": "48h", "allowed_cidrs": "127.0.0.0/8", "metadata": map[string]any{"team": "sre"},
+	})
+	tok, err := token.Parse(key)
+	require.NoError(t, err)
+	forged := tok
+	forged.Secret = strings.Repeat("x", token.SecretLen)
+	require.Equal(t, "VALID", s.code(t, key, map[string]any{"permissions": []string{"clusters:read"}}))
+	_, err = s.vault.Client.Logical().Delete("apikeys/tenants/acme/keys/rev")
+	require.NoError(t, err)
+	s.within(t, key, nil, "REVOKED", propagation)
+
+	// A second verifier on the same Vault, which has never seen the key.
+	fresh, err := verifier.New(verifier.Config{VaultAddrs: []string{s.vault.Addr}, VaultToken: s.token,
+		AuditLog: filepath.Join(t.TempDir(), "audit.log"), Logger: hclog.NewNullLogger()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = fresh.Run(ctx); close(done) }()
+	srv := httptest.NewServer(fresh.Handler())
+	defer func() { srv.Close(); cancel(); <-done; _ = fresh.Close() }()
+	require.Eventually(t, func() bool { return fresh.Status().Ready }, 10*time.Second, 10*time.Millisecond)
+
+	answer := func(url string, body map[string]any) string {
+		b, err := json.Marshal(body)
+		require.NoError(t, err)
+		resp, err := httpClient.Post(url+"/v1/verify", "application/json", bytes.NewReader(b))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return fmt.Sprintf("%d %s", resp.StatusCode, out)
+	}
+	for _, body := range []map[string]any{
+		{"key": key}, {"key": key, "tenant": "acme"}, {"key": key, "tenant": "globex"},
+		{"key": key, "workspace": "dev-eu", "permissions": []string{"nodes:drain"}},
+		{"key": forged.String()}, {"key": forged.String(), "tenant": "acme"},
+	} {
+		cachedAnswer := answer(s.url, body)
+		assert.Equal(t, answer(srv.URL, body), cachedAnswer, "tenant %v", body["tenant"])
+	}
+	assert.Contains(t, answer(s.url, map[string]any{"key": key}), `"code":"REVOKED"`)
 }

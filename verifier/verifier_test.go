@@ -189,7 +189,7 @@ func TestFeedEvictsOnEveryChange(t *testing.T) {
 	eventually(t, v, req, CodeRevoked)
 }
 
-func TestRevocationEvictsHotKeyWithoutPolling(t *testing.T) {
+func TestRevocationReachesHotKeyWithoutPolling(t *testing.T) {
 	f := newFakeVault(t)
 	opsRole(f)
 	key, id := f.issue("k", "ops", keyOpts{})
