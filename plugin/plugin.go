@@ -6,6 +6,7 @@ package plugin
 import (
 	"io"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/api"
@@ -40,9 +41,31 @@ func Serve(args []string, logger hclog.Logger) error {
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
+	go exitWhenOrphaned(os.Getppid, func() {
+		logger.Warn("the Vault process that started this plugin is gone: exiting")
+		os.Exit(0)
+	}, time.Second)
 	return plugin.ServeMultiplex(&plugin.ServeOpts{
 		BackendFactoryFunc: backend.Factory(Version),
 		TLSProviderFunc:    api.VaultPluginTLSProvider(meta.GetTLSConfig()),
 		Logger:             logger,
 	})
+}
+
+// exitWhenOrphaned calls exit once the parent process changes (getppid is
+// checked every period): Vault starts the plugin as its child, and a Vault
+// killed without stopping its plugins (SIGKILL, OOM) leaves this process
+// behind, serving nothing, while the next Vault starts its own. A parent that
+// is already init, or a container's shim, is taken as it is: only a change
+// counts.
+func exitWhenOrphaned(getppid func() int, exit func(), period time.Duration) {
+	parent := getppid()
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for range t.C {
+		if getppid() != parent {
+			exit()
+			return
+		}
+	}
 }
