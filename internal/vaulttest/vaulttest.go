@@ -13,8 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,8 +54,8 @@ type options struct {
 	raft   bool
 	// raftDir is where Raft's data goes ("" = the server's directory).
 	raftDir string
-	extra  string
-	args   []string
+	extra   string
+	args    []string
 }
 
 // WithServerArgs adds flags to `vault server -dev` (e.g. -log-level=debug).
@@ -127,11 +129,19 @@ func PluginDir(t T) string {
 	return pluginDir
 }
 
-// buildCommand builds ./cmd/<name> into a fresh temporary directory, which it
-// returns; the binary is <dir>/<name>.
+// buildCommand builds ./cmd/<name> into a directory of this process, which it
+// returns; the binary is <dir>/<name>. A test process has no hook to remove
+// it when it ends, so each build first removes the directories of processes
+// that have ended (sweepBuilds): without that, every test process left its
+// binaries in the temporary directory.
 func buildCommand(name string) (string, error) {
-	dir, err := os.MkdirTemp("", name+"-")
-	if err != nil {
+	parent := filepath.Join(os.TempDir(), "vault-apikeys-builds")
+	if err := os.MkdirAll(parent, 0o700); err != nil {
+		return "", err
+	}
+	sweepBuilds(parent)
+	dir := filepath.Join(parent, fmt.Sprintf("%s-%d", name, os.Getpid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, name), "./cmd/"+name)
@@ -140,6 +150,33 @@ func buildCommand(name string) (string, error) {
 		return "", fmt.Errorf("build %s: %v\n%s", name, err, out)
 	}
 	return dir, nil
+}
+
+// sweepBuilds removes the build directories (<name>-<pid>) in parent whose
+// process has ended. A directory whose pid is alive, or cannot be read, stays.
+func sweepBuilds(parent string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		i := strings.LastIndexByte(e.Name(), '-')
+		if i < 0 {
+			continue
+		}
+		pid, err := strconv.Atoi(e.Name()[i+1:])
+		if err != nil || pid <= 0 || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		_ = os.RemoveAll(filepath.Join(parent, e.Name()))
+	}
+}
+
+// processAlive reports whether pid names a running process (one this user
+// may not signal counts as running).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
