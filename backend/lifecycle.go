@@ -316,18 +316,24 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, ref string, 
 	return out, nil
 }
 
+// named reports whether rec's name points at it, as its current key or as a
+// rotated-out key still in grace.
+func (b *Backend) named(ctx context.Context, s logical.Storage, rec *Record) (bool, error) {
+	n, err := b.getName(ctx, s, rec.ref())
+	if err != nil || n == nil {
+		return false, err
+	}
+	return n.KeyID == rec.KeyID || slices.Contains(n.Previous, rec.KeyID), nil
+}
+
 // dropUnnamed deletes a created record its name never came to point at (the
 // create or rotate failed after writing it, so its key was never shown), with
 // its index entries and its publish mark, and reports whether it did. A record
 // the name does point at, or whose name cannot be read, is kept: a write that
 // reported failure may still have landed. The caller holds the name lock.
 func (b *Backend) dropUnnamed(ctx context.Context, s logical.Storage, rec *Record) (bool, error) {
-	n, err := b.getName(ctx, s, rec.ref())
-	if err != nil {
+	if named, err := b.named(ctx, s, rec); err != nil || named {
 		return false, err
-	}
-	if n != nil && (n.KeyID == rec.KeyID || slices.Contains(n.Previous, rec.KeyID)) {
-		return false, nil
 	}
 	var keys []string
 	if rec.ExpiresAt != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -360,26 +359,17 @@ func (b *Backend) finishRevocation(ctx context.Context, s logical.Storage, rec *
 	if err != nil || !due || mark.Op != wire.OpRevoked {
 		return 0, false, err
 	}
-	n, err := b.getName(ctx, s, rec.ref())
-	if err != nil {
+	if named, err := b.named(ctx, s, rec); err != nil || named {
 		return 0, false, err
 	}
-	if n != nil && (n.KeyID == rec.KeyID || slices.Contains(n.Previous, rec.KeyID)) {
-		return 0, false, nil
-	}
-	ctx = context.WithoutCancel(ctx)
 	markRevoked(rec, b.now())
-	rec.LastOp = wire.OpRevoked
-	if err := b.writeRevoked(ctx, s, rec); err != nil {
-		return 0, true, err
-	}
-	seq, err := b.publishKey(ctx, s, rec)
+	seq, err := b.commitKeys(ctx, s, []keyChange{{rec, wire.OpRevoked}}, func(ctx context.Context) error {
+		return b.writeRevoked(ctx, s, rec)
+	}, revokedEvent(rec))
 	if err != nil {
 		return 0, true, err
 	}
 	b.logger.Warn("completed a revocation whose write had failed after its key lost its name", "key_id", rec.KeyID, "seq", seq)
-	ev := revokedEvent(rec)
-	b.sendEvent(ctx, ev.kind, ev.kv...)
 	return seq, true, nil
 }
 
