@@ -286,40 +286,40 @@ func (c *cache) count(size func(*cacheShard) int) int {
 	return n
 }
 
-// loadedBefore returns the key_ids of known keys cached and loaded before t (unix
-// nanoseconds): the ones the background refresh looks up again. NOT_FOUND
-// answers are not refreshed; past max-age they are simply looked up again.
-// Nor are revoked keys: a revocation is final, there is nothing to refresh
-// (dropRevokedBefore frees their places once they are too old to answer).
-func (c *cache) loadedBefore(t int64) []string {
-	var ids []string
+// sweep is the background refresh's one pass over the cache. It returns the
+// key_ids of known keys loaded before refreshBefore (unix nanoseconds): the
+// ones to look up again. NOT_FOUND answers are not refreshed; past max-age
+// they are simply looked up again. Nor are revoked keys: a revocation is
+// final, there is nothing to refresh, so a revoked key loaded before
+// dropBefore (which max-age no longer lets the cache answer for) is dropped
+// instead, and counted in dropped. Each shard is read under its read lock and
+// takes its write lock only to drop what it found.
+func (c *cache) sweep(refreshBefore, dropBefore int64) (ids []string, dropped int) {
+	var stale []*cachedKey
 	for i := range c.shards {
 		s := &c.shards[i]
+		stale = stale[:0]
 		s.mu.RLock()
 		for id, r := range s.byKeyID {
-			if r.loaded < t && r.status != statusRevoked {
+			switch {
+			case r.status == statusRevoked && r.loaded < dropBefore:
+				stale = append(stale, r)
+			case r.status != statusRevoked && r.loaded < refreshBefore:
 				ids = append(ids, id)
 			}
 		}
 		s.mu.RUnlock()
-	}
-	return ids
-}
-
-// dropRevokedBefore drops the revoked keys loaded before t (unix nanoseconds),
-// which max-age no longer lets the cache answer for, and returns how many.
-func (c *cache) dropRevokedBefore(t int64) int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
+		if len(stale) == 0 {
+			continue
+		}
 		s.mu.Lock()
-		for _, r := range s.byKeyID {
-			if r.loaded < t && r.status == statusRevoked {
+		for _, r := range stale {
+			if s.byKeyID[r.keyID] == r { // not replaced since it was read
 				s.remove(r)
-				n++
+				dropped++
 			}
 		}
 		s.mu.Unlock()
 	}
-	return n
+	return ids, dropped
 }

@@ -167,8 +167,9 @@ func TestRevokedKeysAreNotRefreshedButDroppedAtMaxAge(t *testing.T) {
 	}
 	c.Revoked("gone", 2, now)
 	c.Revoked("fresh", 3, now)
-	assert.Equal(t, []string{"live"}, c.loadedBefore(now.Add(-time.Minute).UnixNano()))
-	assert.Equal(t, 1, c.dropRevokedBefore(now.Add(-time.Minute).UnixNano()))
+	ids, dropped := c.sweep(now.Add(-time.Minute).UnixNano(), now.Add(-time.Minute).UnixNano())
+	assert.Equal(t, []string{"live"}, ids)
+	assert.Equal(t, 1, dropped)
 	assert.Nil(t, c.Get("gone"))
 	assert.NotNil(t, c.Get("live"), "an active key waits for its refresh")
 	assert.NotNil(t, c.Get("fresh"), "a revoked key young enough to answer stays")

@@ -106,8 +106,8 @@ func (v *Verifier) refresh(ctx context.Context) {
 			continue
 		}
 		now := v.now()
-		v.cache.dropRevokedBefore(now.Add(-v.cfg.MaxAge).UnixNano())
-		v.loader.refresh(ctx, v.cache.loadedBefore(now.Add(-v.cfg.MaxAge*3/4).UnixNano()))
+		ids, _ := v.cache.sweep(now.Add(-v.cfg.MaxAge*3/4).UnixNano(), now.Add(-v.cfg.MaxAge).UnixNano())
+		v.loader.refresh(ctx, ids)
 	}
 }
 
