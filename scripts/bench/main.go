@@ -57,7 +57,7 @@ func main() {
 	flag.IntVar(&o.revocations, "revocations", 600, "revocations measured under load, taken from the hot set (its p99 is the 6th worst of 600; of 200 it was the 2nd, and one run to the next moved it by 2x)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "where to write the report (empty: stdout only)")
 	flag.StringVar(&o.verifierArg, "verifier-flags", "", "extra flags for the verifier, space-separated")
-	flag.IntVar(&o.writeConns, "write-connections", 16, "concurrent connections for the write loads (issuance, KV v2 write, plugin floor)")
+	flag.IntVar(&o.writeConns, "write-connections", 16, "concurrent connections for the write loads (issuance, KV v2 write, plugin floor, contract minimum)")
 	flag.IntVar(&o.memoryKeys, "memory-keys", 1_000_000, "keys cached by the verifier memory benchmark (0 skips it)")
 	flag.StringVar(&o.only, "only", "", "run only the loads whose names match this regular expression, and no propagation run unless the hot load is one (for profiling: the report lacks the rest)")
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of the repeatable loads, interleaved; each load's best round is reported")
@@ -124,6 +124,10 @@ const (
 	loadIssue   = "issuance: POST apikeys/tenants/acme/keys/<new name>"
 	loadKVWrite = "Vault KV v2 write (new path each)"
 	loadFloor   = "plugin floor: bench/floor/<new name> (one storage put)"
+	// loadContract is the least a create can write under DESIGN §4 (a record
+	// and a name side by side, then a feed entry, then the event), with no
+	// other work: a bound on issuance, not a target.
+	loadContract = "contract minimum: bench/contract/<new name> (record ‖ name, feed entry, event)"
 )
 
 // load returns the named load (zero if it did not run).
@@ -229,6 +233,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			{loadIssue, v.Addr, w.postNew(v.RootToken, "/v1/apikeys/tenants/acme/keys/"+p, `{"role":"bench"}`), o.duration, o.writeConns},
 			{loadKVWrite, v.Addr, w.postNew(v.RootToken, "/v1/secret/data/bench-w/"+p, `{"data":{"k":"v"}}`), o.duration, o.writeConns},
 			{loadFloor, v.Addr, w.postNew(v.RootToken, "/v1/"+floorMount+"/bench/floor/"+p, `{}`), o.duration, o.writeConns},
+			{loadContract, v.Addr, w.postNew(v.RootToken, "/v1/"+floorMount+"/bench/contract/"+p, `{}`), o.duration, o.writeConns},
 		}
 	}
 	only, err := regexp.Compile(o.only)
