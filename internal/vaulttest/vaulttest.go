@@ -445,6 +445,9 @@ func (v *Vault) RawStorage(t T) string {
 // Stop ends the server (idempotent).
 func (v *Vault) Stop() { StopProcess(v.cmd, v.done) }
 
+// Pid is the server's process id (its plugins are its child processes).
+func (v *Vault) Pid() int { return v.cmd.Process.Pid }
+
 // Get performs a raw HTTP GET with the root token (for checks below the api client).
 func (v *Vault) Get(path string) (*http.Response, error) {
 	req, err := http.NewRequest(http.MethodGet, v.Addr+"/v1/"+path, nil)

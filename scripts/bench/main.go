@@ -240,6 +240,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-only: %w", err)
 	}
+	meter := vaultMeter{pid: v.Pid()}
 	best := map[string]int{} // load name → index in res.loads
 	for round := 1; round <= o.rounds; round++ {
 		for _, r := range rounds(round) {
@@ -247,10 +248,24 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 				continue
 			}
 			step(fmt.Sprintf("wrk (round %d of %d): %s", round, o.rounds, r.name))
+			reports, err := scrapeMetrics(verifierURL)
+			if err != nil {
+				return nil, err
+			}
+			cpuBefore := meter.used()
 			l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 			if err != nil {
 				return nil, err
 			}
+			l.vaultCPURun = meter.used() - cpuBefore
+			if r.name == loadCold {
+				// Every cold key is reported used once: that write is part of
+				// what the load costs Vault, so its window runs until the report.
+				if err := awaitUsageReport(verifierURL, metricValue(reports, usageReportsMetric), usageFlush+5*time.Second); err != nil {
+					return nil, err
+				}
+			}
+			l.vaultCPU = meter.used() - cpuBefore
 			i, seen := best[r.name]
 			if !seen {
 				best[r.name] = len(res.loads)
@@ -394,6 +409,9 @@ func writeKeys(dir, name string, keys []issued) string {
 	return path
 }
 
+// usageFlush is how often the bench's verifier reports key usage.
+const usageFlush = 10 * time.Second
+
 // startVerifier runs the verifier binary as e2e does, with a least-privilege
 // token and usage flushed every 10 s (a report per run, not per second). It
 // returns the verifier's URL and its audit log.
@@ -402,7 +420,7 @@ func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra [
 	if err := os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600); err != nil {
 		s.Fatal(err)
 	}
-	p := vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...)
+	p := vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", usageFlush.String()}, extra...)...)
 	return p.URL, p.Audit
 }
 

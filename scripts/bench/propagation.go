@@ -64,16 +64,52 @@ const feedLagMetric = "apikeys_verifier_feed_lag_seconds"
 
 // scrapeFeedLag reads the verifier's feed-lag histogram from its /metrics.
 func scrapeFeedLag(verifierURL string) (lagCounts, error) {
-	resp, err := verifyClient.Get(verifierURL + "/metrics")
+	text, err := scrapeMetrics(verifierURL)
 	if err != nil {
 		return lagCounts{}, err
+	}
+	return parseFeedLag(text)
+}
+
+// scrapeMetrics reads the verifier's /metrics (Prometheus text format).
+func scrapeMetrics(verifierURL string) (string, error) {
+	resp, err := verifyClient.Get(verifierURL + "/metrics")
+	if err != nil {
+		return "", err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return lagCounts{}, err
+	return string(body), err
+}
+
+// usageReportsMetric counts the verifier's usage reports to Vault (verifier/metrics.go).
+const usageReportsMetric = `apikeys_verifier_vault_request_duration_seconds_count{op="usage"}`
+
+// metricValue is the value of the sample named exactly name (labels
+// included), or 0 when there is none.
+func metricValue(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if n, value, ok := strings.Cut(line, " "); ok && n == name {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			return v
+		}
 	}
-	return parseFeedLag(string(body))
+	return 0
+}
+
+// awaitUsageReport waits (up to limit) for the verifier to finish a usage
+// report after the one counted in before: the report of the keys a load used.
+func awaitUsageReport(verifierURL string, before float64, limit time.Duration) error {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		text, err := scrapeMetrics(verifierURL)
+		if err != nil {
+			return err
+		}
+		if metricValue(text, usageReportsMetric) > before {
+			return nil
+		}
+	}
+	return fmt.Errorf("the verifier sent no usage report within %s", limit)
 }
 
 // parseFeedLag takes the feed-lag histogram's buckets and count out of the

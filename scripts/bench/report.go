@@ -55,6 +55,7 @@ func (r *results) targets() []target {
 	if contract.rps > 0 {
 		t[len(t)-1].measured += fmt.Sprintf("; contract minimum %.2f× KV v2 write, issuance %.2f× it", ratio(contract.rps, kvWrite.rps), ratio(iss.rps, contract.rps))
 	}
+	t[len(t)-1].measured += vaultCPUNote("a create", iss, "a KV v2 write", kvWrite)
 	t = append(t,
 		target{"issuance ≥ 1,000 keys/s", fmt.Sprintf("%.0f keys/s", iss.rps), iss.rps >= 1000},
 		// The anchor reads with the root token, as the other Vault loads but the
@@ -100,14 +101,15 @@ func (r *results) markdown(o options) string {
 
 	bare, tok, kvWrite := r.load(loadBare), r.load(loadToken), r.load(loadKVWrite)
 	fmt.Fprintf(&b, "\n## Loads\n\nEvery load ran in %d interleaved rounds (each round runs every load once, in this order); the row is its best round, and the last column lists every round's req/s.\n\n", o.rounds)
-	fmt.Fprintf(&b, "| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | errors | rounds (req/s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(&b, "| load | conns | req/s | p50 | p99 | × bare handler | × Vault token lookup | × KV v2 write | Vault CPU per request | errors | rounds (req/s) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, l := range r.loads {
-		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %d | %s |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
-			ratio(l.rps, bare.rps), ratio(l.rps, tok.rps), ratio(l.rps, kvWrite.rps), l.errors, roundsOf(l.runs))
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %s | %s | %.2f | %.2f | %.2f | %s | %d | %s |\n", l.name, l.conns, l.rps, ms(l.p50), ms(l.p99),
+			ratio(l.rps, bare.rps), ratio(l.rps, tok.rps), ratio(l.rps, kvWrite.rps), perRequest(l.vaultCPU, l.requests), l.errors, roundsOf(l.runs))
 	}
 	fmt.Fprintf(&b, "\nThe bare handler reads the body, takes the key out of the JSON with a byte scan, hashes it once and looks it up in a `sync.Map`, and writes a constant answer (scripts/bench/bare).\n")
 	fmt.Fprintf(&b, "The plugin floor is a bench-only build of the plugin (`-tags benchfloor`, backend/path_benchfloor.go) whose write does one storage put: Vault's own cost per write to an external plugin.\n")
 	fmt.Fprintf(&b, "The contract minimum is a path of the same build that does only the storage traffic no create can avoid while a change reaches the feed only after its record is written (docs/revocation.md): a record and a name entry of a bench key's sizes written side by side, then a feed entry (only after the record), then the event — no key, no seal, no checks, no publish mark. It bounds what issuance can reach on this Vault; it is not a target.\n")
+	fmt.Fprintf(&b, "Vault CPU per request is the processor time (user and system, from /proc) that the Vault server and its plugin processes spent during the best round, over its requests: what a request costs Vault itself, apart from the verifier and wrk on the same cores. The cold load's time runs on until the verifier's next usage report (every %s), which writes a use count for each of its keys; the verifier's feed polls and other loads' usage reports fall in whichever window they happen in.\n", usageFlush)
 	fmt.Fprintf(&b, "Vault's loads use the root token, except the token lookup (the verifier's token) and the least-privilege KV read (a token whose one policy grants that read, as the verifier's grants its paths): Vault checks a policy token's ACL on every request, which root skips.\n")
 	fmt.Fprintf(&b, "The cold load (%s) of its best round sent %d requests over that round's %d never-verified keys, each thread walking its own share once", o.coldDuration, r.coldKeysUsed, r.coldKeysTotal)
 	if r.coldRanOut() {
@@ -177,7 +179,22 @@ func coldTarget(cold, kvRead, kvPol load, repeated bool) target {
 	if repeated {
 		measured += "; overstated: the load ran out of never-verified keys (raise -fill)"
 	}
+	coldName := "cold"
+	if run := perRequest(cold.vaultCPURun, cold.requests); run != "" && cold.vaultCPU > cold.vaultCPURun {
+		coldName = fmt.Sprintf("cold (%s while wrk ran, the rest the verifier's usage report of its keys)", run)
+	}
+	measured += vaultCPUNote(coldName, cold, "KV v2 read", kvRead)
 	return target{"cold verify ≥ 1.0× KV v2 read", measured, cold.rps >= kvRead.rps && kvRead.rps > 0 && !repeated}
+}
+
+// vaultCPUNote compares what a request of load a and of load b cost Vault
+// (plugins included), or says nothing when either was not measured.
+func vaultCPUNote(aName string, a load, bName string, b load) string {
+	pa, pb := perRequest(a.vaultCPU, a.requests), perRequest(b.vaultCPU, b.requests)
+	if pa == "" || pb == "" {
+		return ""
+	}
+	return fmt.Sprintf("; Vault's processor time per request, plugins included: %s %s, %s %s", pa, aName, pb, bName)
 }
 
 // share writes n of total as a count and a percentage.

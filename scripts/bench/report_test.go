@@ -99,6 +99,29 @@ func TestTargets(t *testing.T) {
 	if got := statusOf(t, r, "issuance ≥ 0.5× KV v2 write"); !strings.HasPrefix(got, "FAIL") {
 		t.Errorf("got %s", got)
 	}
+	// What a request cost Vault is given beside the cold and issuance targets
+	// once both loads of a pair were metered.
+	byName := func(name string) *load {
+		for i := range r.loads {
+			if r.loads[i].name == name {
+				return &r.loads[i]
+			}
+		}
+		t.Fatalf("no load %s", name)
+		return nil
+	}
+	byName(loadCold).vaultCPU, byName(loadCold).vaultCPURun, byName(loadCold).requests = time.Second, 600*time.Millisecond, 5000
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.goal, "cold verify") && strings.Contains(tg.measured, "processor time") {
+			t.Errorf("cold row with the KV read not metered: %s", tg.measured)
+		}
+	}
+	byName(loadKVRead).vaultCPU, byName(loadKVRead).requests = 2*time.Second, 8000
+	for _, tg := range r.targets() {
+		if strings.HasPrefix(tg.goal, "cold verify") && !strings.HasSuffix(tg.measured, "; Vault's processor time per request, plugins included: 200 µs cold (120 µs while wrk ran, the rest the verifier's usage report of its keys), 250 µs KV v2 read") {
+			t.Errorf("cold row: %s", tg.measured)
+		}
+	}
 	// The contract minimum, when measured, is given beside the issuance target
 	// as a bound; it does not change the target's status.
 	r.loads = append(r.loads, load{name: loadContract, rps: 1600})
