@@ -78,6 +78,8 @@ type Backend struct {
 	// usage caches use counts by key_id (nil = none yet): every verifier report
 	// reads and writes each key it names, and this node is the only writer.
 	usage *readCache[*wire.Usage]
+	// usageWorkers bounds the keys of one usage report merged at once.
+	usageWorkers int
 }
 
 // recordCacheSize bounds the record cache (~1 KiB a record).
@@ -115,6 +117,8 @@ func New(newSealer SealerFactory) *Backend {
 		orphanSince: map[string]time.Time{},
 		records:     newReadCache[*Record](recordCacheSize),
 		usage:       newReadCache[*wire.Usage](recordCacheSize),
+
+		usageWorkers: defaultUsageWorkers,
 	}
 	b.bgCtx, b.bgCancel = context.WithCancel(context.Background())
 	b.Backend = &framework.Backend{

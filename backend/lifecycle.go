@@ -205,6 +205,8 @@ func (b *Backend) mint(ctx context.Context, sealer Sealer, cfg *Config, spec Key
 	}
 	rec := &Record{KeyID: tok.KeyID, KeySpec: spec, Status: wire.StatusActive, CreatedAt: now,
 		CreatedBy: who, CreatorRole: creatorRole, Sealed: sealed}
+	// A new key has no use yet: its first usage report need not read storage.
+	b.usage.Set(rec.KeyID, nil)
 	if ttl > 0 {
 		exp := now.Add(ttl)
 		rec.ExpiresAt = &exp

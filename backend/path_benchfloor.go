@@ -18,12 +18,13 @@ import (
 //   - bench/floor/<name>: the HTTP layer, the existence-check RPC, the request
 //     RPC and one storage put over gRPC.
 //   - bench/contract/<name>: the least storage traffic any create can have
-//     under DESIGN §4, with no other work: a record and a name entry written
+//     while a change reaches the feed only after its record is written
+//     (publish.go), with no other work: a record and a name entry written
 //     side by side, then a feed entry (only after the record), then the
 //     event. It keeps nothing else durable (no publish mark), so it is a
 //     bound no real create reaches, not a design.
 
-// Sizes of what a create writes (a bench key: no metadata, no expiry), so the
+// Sizes, about, of what a create writes (a bench key: no metadata, no expiry), so the
 // contract path moves as many bytes through Vault's barrier as a create does.
 const (
 	benchRecordBytes = 470

@@ -72,6 +72,7 @@ func TestUsageReportsReadCountsFromMemory(t *testing.T) {
 	}
 	report("2026-11-25T10:00:00Z")
 	before := store.gets.Load()
+	assert.Zero(t, before, "the first report of new keys read their counts from storage: a new key has none")
 	report("2026-11-25T10:00:10Z")
 	report("2026-11-25T10:00:20Z")
 	assert.Equal(t, before, store.gets.Load(), "later reports read the counts from storage again")
@@ -90,17 +91,73 @@ func TestUsageReportsReadCountsFromMemory(t *testing.T) {
 	assert.EqualValues(t, 102, e.mustOK(logical.ReadOperation, "tenants/acme/keys/b", nil).Data["use_count"])
 }
 
+// overlapStorage holds each usage write until want of them are in flight at
+// once, or until a bound passes (then the write goes on and overlap says so).
+type overlapStorage struct {
+	logical.Storage
+	want     int32
+	inFlight atomic.Int32
+	all      chan struct{}
+	once     atomic.Bool
+	timedOut atomic.Bool
+}
+
+func (o *overlapStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, storageUsage) {
+		if o.inFlight.Add(1) >= o.want && o.once.CompareAndSwap(false, true) {
+			close(o.all)
+		}
+		if !o.timedOut.Load() {
+			select {
+			case <-o.all:
+			case <-time.After(10 * time.Second):
+				o.timedOut.Store(true)
+			}
+		}
+		defer o.inFlight.Add(-1)
+	}
+	return o.Storage.Put(ctx, e)
+}
+
+// A report's keys are merged several at a time, not one after another, and
+// every count still lands (a key named twice in one report adds both).
+func TestUsageReportMergesKeysConcurrently(t *testing.T) {
+	store := &overlapStorage{Storage: &logical.InmemStorage{}, want: 4, all: make(chan struct{})}
+	e := newTestEnvWith(t, func(c *logical.BackendConfig) { c.StorageView = store })
+	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
+	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
+	var items []interface{}
+	for i := range 12 {
+		id := e.issue(fmt.Sprintf("k%d", i), nil)["key_id"].(string)
+		items = append(items, map[string]interface{}{"key_id": id, "count": i + 1, "last_used_at": "2026-11-25T10:00:00Z"})
+		if i == 0 {
+			items = append(items, map[string]interface{}{"key_id": id, "count": 10, "last_used_at": "2026-11-25T10:00:01Z"})
+		}
+	}
+	items = append(items, map[string]interface{}{"key_id": "UNKNOWNUNKNOWN00", "count": 1, "last_used_at": "2026-11-25T10:00:00Z"})
+	got := e.mustOK(logical.UpdateOperation, "usage", map[string]interface{}{"usage": items}).Data
+	assert.False(t, store.timedOut.Load(), "usage writes never overlapped: the report merged its keys one at a time")
+	assert.Equal(t, 13, got["recorded"])
+	assert.Equal(t, 1, got["ignored"])
+	assert.EqualValues(t, 11, e.mustOK(logical.ReadOperation, "tenants/acme/keys/k0", nil).Data["use_count"])
+	assert.EqualValues(t, 12, e.mustOK(logical.ReadOperation, "tenants/acme/keys/k11", nil).Data["use_count"])
+}
+
 // BenchmarkUsageReport sends a verifier's report of 100 keys, each counted
 // before, to storage whose usage reads and writes sleep 100µs. "read-each"
 // drops the cached counts before every report, so each key is read from
-// storage as before the usage cache; "cached" is the plugin as it is. The pair
-// is that change's before/after, measured in one run.
+// storage as before the usage cache; "cached" merges the keys one at a time
+// with the cache, as before they overlapped; "overlapped" is the plugin as it
+// is. Each neighbouring pair is one change's before/after, measured in one run.
 func BenchmarkUsageReport(b *testing.B) {
-	for _, mode := range []string{"read-each", "cached"} {
+	for _, mode := range []string{"read-each", "cached", "overlapped"} {
 		b.Run(mode, func(b *testing.B) {
 			e := newTestEnvWith(b, func(c *logical.BackendConfig) {
 				c.StorageView = slowStorage{Storage: &logical.InmemStorage{}, d: 100 * time.Microsecond, prefix: storageUsage, reads: true}
 			})
+			if mode != "overlapped" {
+				e.b.usageWorkers = 1
+			}
 			e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
 			e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "clusters:read"})
 			var items []interface{}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vault-apikeys/vault-apikeys/token"
 )
 
 // Processor time per load. wrk measures what a load delivers on this machine,
@@ -23,10 +26,16 @@ const userHZ = 100
 // process it has started (its plugins).
 type vaultMeter struct{ pid int }
 
-// used is the processor time, user and system, that Vault and its live plugin
-// processes have spent so far. A process it cannot read counts as nothing.
+// used is the processor time, user and system, that Vault and its plugin
+// processes have spent so far: Vault's own, its live children's, and that of
+// children it has reaped (a plugin that ended keeps counting). A process it
+// cannot read counts as nothing.
 func (m vaultMeter) used() time.Duration {
-	total := procCPU(m.pid)
+	st, err := readStat(m.pid)
+	if err != nil {
+		return 0
+	}
+	total := st.cpu + st.reaped
 	for _, pid := range childrenOf(m.pid) {
 		total += procCPU(pid)
 	}
@@ -35,15 +44,19 @@ func (m vaultMeter) used() time.Duration {
 
 // procCPU is the processor time of pid (0 when it cannot be read).
 func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	st, err := parseStat(string(raw))
+	st, err := readStat(pid)
 	if err != nil {
 		return 0
 	}
 	return st.cpu
+}
+
+func readStat(pid int) (procStat, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, err
+	}
+	return parseStat(string(raw))
 }
 
 // childrenOf lists the processes whose parent is ppid.
@@ -65,7 +78,8 @@ func childrenOf(ppid int) []int {
 
 type procStat struct {
 	pid, ppid int
-	cpu       time.Duration
+	cpu       time.Duration // utime + stime
+	reaped    time.Duration // cutime + cstime: of children waited for
 }
 
 // parseStat reads a /proc/<pid>/stat line: "pid (comm) state ppid … utime
@@ -81,16 +95,21 @@ func parseStat(line string) (procStat, error) {
 		return procStat{}, fmt.Errorf("stat pid: %w", err)
 	}
 	f := strings.Fields(line[end+1:]) // f[0] is field 3 (state)
-	if len(f) < 13 {
-		return procStat{}, fmt.Errorf("stat line has %d fields after the name, want 13 or more", len(f))
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("stat line has %d fields after the name, want 15 or more", len(f))
 	}
-	ppid, err1 := strconv.Atoi(f[1])
-	utime, err2 := strconv.ParseInt(f[11], 10, 64)
-	stime, err3 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil || err3 != nil {
-		return procStat{}, fmt.Errorf("stat fields are not numbers")
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat ppid: %w", err)
 	}
-	return procStat{pid: pid, ppid: ppid, cpu: time.Duration(utime+stime) * time.Second / userHZ}, nil
+	var ticks [4]int64 // utime, stime, cutime, cstime: fields 14 to 17
+	for i := range ticks {
+		if ticks[i], err = strconv.ParseInt(f[11+i], 10, 64); err != nil {
+			return procStat{}, fmt.Errorf("stat times: %w", err)
+		}
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / userHZ }
+	return procStat{pid: pid, ppid: ppid, cpu: tick(ticks[0] + ticks[1]), reaped: tick(ticks[2] + ticks[3])}, nil
 }
 
 // perRequest is cpu spread over n requests ("" when nothing was measured).
@@ -99,4 +118,47 @@ func perRequest(cpu time.Duration, n int64) string {
 		return ""
 	}
 	return fmt.Sprintf("%.0f µs", float64(cpu.Microseconds())/float64(n))
+}
+
+// usageKeys is how many keys the usage measurement reports, in writes of
+// usageChunk as the verifier sends them (verifier/usage.go), one at a time.
+const (
+	usageKeys  = 3000
+	usageChunk = 1000
+)
+
+// usageCost is what reporting key use costs Vault: the plugin writes one
+// storage entry per key in a report, so cold traffic (every key new) pays it
+// once per key, on top of the lookups the cold load measures.
+type usageCost struct {
+	keys     int
+	vaultCPU time.Duration
+	elapsed  time.Duration
+}
+
+// measureUsage reports one use of each of up to usageKeys keys to the plugin
+// with the verifier's token, in writes of usageChunk, and meters Vault.
+func measureUsage(addr, verifierToken string, meter vaultMeter, keys []issued) (usageCost, error) {
+	keys = keys[:min(len(keys), usageKeys)]
+	h := http.Header{"X-Vault-Token": {verifierToken}}
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	out := usageCost{keys: len(keys)}
+	start, before := time.Now(), meter.used()
+	for len(keys) > 0 {
+		n := min(len(keys), usageChunk)
+		report := make([]map[string]interface{}, 0, n)
+		for _, k := range keys[:n] {
+			tok, err := token.Parse(k.key)
+			if err != nil {
+				return out, err
+			}
+			report = append(report, map[string]interface{}{"key_id": tok.KeyID, "count": 1, "last_used_at": at, "last_used_from": "127.0.0.1"})
+		}
+		if _, err := vaultDo(addr, "PUT", "apikeys/usage", h, map[string]interface{}{"usage": report}); err != nil {
+			return out, err
+		}
+		keys = keys[n:]
+	}
+	out.vaultCPU, out.elapsed = meter.used()-before, time.Since(start)
+	return out, nil
 }

@@ -64,79 +64,86 @@ const feedLagMetric = "apikeys_verifier_feed_lag_seconds"
 
 // scrapeFeedLag reads the verifier's feed-lag histogram from its /metrics.
 func scrapeFeedLag(verifierURL string) (lagCounts, error) {
-	text, err := scrapeMetrics(verifierURL)
+	samples, err := scrapeMetrics(verifierURL)
 	if err != nil {
 		return lagCounts{}, err
 	}
-	return parseFeedLag(text)
+	return feedLagOf(samples)
 }
 
-// scrapeMetrics reads the verifier's /metrics (Prometheus text format).
-func scrapeMetrics(verifierURL string) (string, error) {
+// scrapeMetrics reads the verifier's /metrics: each sample's value by its
+// name, labels included as written (`name{label="v"}`).
+func scrapeMetrics(verifierURL string) (map[string]float64, error) {
 	resp, err := verifyClient.Get(verifierURL + "/metrics")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("verifier /metrics: status %d", resp.StatusCode)
+	}
 	body, err := io.ReadAll(resp.Body)
-	return string(body), err
-}
-
-// usageReportsMetric counts the verifier's usage reports to Vault (verifier/metrics.go).
-const usageReportsMetric = `apikeys_verifier_vault_request_duration_seconds_count{op="usage"}`
-
-// metricValue is the value of the sample named exactly name (labels
-// included), or 0 when there is none.
-func metricValue(text, name string) float64 {
-	for _, line := range strings.Split(text, "\n") {
-		if n, value, ok := strings.Cut(line, " "); ok && n == name {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			return v
-		}
+	if err != nil {
+		return nil, err
 	}
-	return 0
+	return parseSamples(string(body)), nil
 }
 
-// awaitUsageReport waits (up to limit) for the verifier to finish a usage
-// report after the one counted in before: the report of the keys a load used.
-func awaitUsageReport(verifierURL string, before float64, limit time.Duration) error {
-	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		text, err := scrapeMetrics(verifierURL)
-		if err != nil {
-			return err
-		}
-		if metricValue(text, usageReportsMetric) > before {
-			return nil
-		}
-	}
-	return fmt.Errorf("the verifier sent no usage report within %s", limit)
-}
-
-// parseFeedLag takes the feed-lag histogram's buckets and count out of the
-// Prometheus text format.
-func parseFeedLag(text string) (lagCounts, error) {
-	out := lagCounts{within: map[string]float64{}}
-	seen := false
+// parseSamples reads the Prometheus text format's sample lines.
+func parseSamples(text string) map[string]float64 {
+	out := map[string]float64{}
 	for _, line := range strings.Split(text, "\n") {
 		name, value, ok := strings.Cut(line, " ")
 		if !ok || strings.HasPrefix(line, "#") {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		if err != nil {
-			continue
-		}
-		switch {
-		case name == feedLagMetric+"_count":
-			out.total, seen = v, true
-		case strings.HasPrefix(name, feedLagMetric+`_bucket{le="`):
-			out.within[strings.TrimSuffix(strings.TrimPrefix(name, feedLagMetric+`_bucket{le="`), `"}`)] = v
+		if v, err := strconv.ParseFloat(strings.TrimSpace(value), 64); err == nil {
+			out[name] = v
 		}
 	}
+	return out
+}
+
+// feedLagOf takes the feed-lag histogram's buckets and count out of the samples.
+func feedLagOf(samples map[string]float64) (lagCounts, error) {
+	out := lagCounts{within: map[string]float64{}}
+	total, seen := samples[feedLagMetric+"_count"]
 	if !seen {
 		return out, fmt.Errorf("no %s in the verifier's metrics", feedLagMetric)
 	}
+	out.total = total
+	for name, v := range samples {
+		if le, ok := strings.CutPrefix(name, feedLagMetric+`_bucket{le="`); ok {
+			out.within[strings.TrimSuffix(le, `"}`)] = v
+		}
+	}
 	return out, nil
+}
+
+// usageReportsMetric counts the verifier's usage writes to Vault, each of up
+// to 1,000 keys (verifier/metrics.go, verifier/usage.go).
+const usageReportsMetric = `apikeys_verifier_vault_request_duration_seconds_count{op="usage"}`
+
+// awaitUsageFlush waits for the verifier's next usage report to end: its
+// first write after now, then until no write has followed for a second (a
+// report's writes go one after another). It gives up after limit, saying so.
+func awaitUsageFlush(verifierURL string, limit time.Duration) error {
+	samples, err := scrapeMetrics(verifierURL)
+	if err != nil {
+		return err
+	}
+	last, lastChange, started := samples[usageReportsMetric], time.Now(), false
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if samples, err = scrapeMetrics(verifierURL); err != nil {
+			return err
+		}
+		if n := samples[usageReportsMetric]; n != last {
+			last, lastChange, started = n, time.Now(), true
+		} else if started && time.Since(lastChange) >= time.Second {
+			return nil
+		}
+	}
+	return fmt.Errorf("the verifier's usage report did not end within %s", limit)
 }
 
 // since is what was observed between before and c.

@@ -65,14 +65,17 @@ apikeys_verifier_feed_lag_seconds_count ` + count + `
 apikeys_verifier_feed_changes_total 99
 `
 	}
-	before, err := parseFeedLag(text("3", "4", "5"))
+	before, err := feedLagOf(parseSamples(text("3", "4", "5")))
 	require.NoError(t, err)
-	after, err := parseFeedLag(text("500", "590", "605"))
+	after, err := feedLagOf(parseSamples(text("500", "590", "605")))
 	require.NoError(t, err)
 	got := after.since(before)
 	assert.Equal(t, 600.0, got.total)
 	assert.Equal(t, 497.0, got.within["0.01"])
 	assert.Equal(t, 586.0, got.within["0.025"])
-	_, err = parseFeedLag("apikeys_verifier_feed_changes_total 99\n")
+	_, err = feedLagOf(parseSamples("apikeys_verifier_feed_changes_total 99\n"))
 	assert.Error(t, err, "a verifier without the histogram")
+	// Labels are part of a sample's name; comments and junk are not samples.
+	assert.Equal(t, map[string]float64{`a{op="usage"}`: 3, "b": 1.5},
+		parseSamples("# HELP a x\n"+`a{op="usage"} 3`+"\nb 1.5\nc notanumber\n\n"))
 }

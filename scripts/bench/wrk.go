@@ -21,11 +21,8 @@ type load struct {
 	errors   int64
 	conns    int
 	runs     []float64 // req/s of every round, in order (the fields above are the best round's)
-	// vaultCPU is the processor time Vault and its plugins spent during the
-	// run (for the cold load, until the verifier reported its keys' usage).
+	// vaultCPU is the processor time Vault and its plugins spent during the run.
 	vaultCPU time.Duration
-	// vaultCPURun is the part of vaultCPU spent while wrk ran.
-	vaultCPURun time.Duration
 }
 
 type wrkRunner struct {

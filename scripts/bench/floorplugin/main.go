@@ -2,7 +2,8 @@
 
 // Command floorplugin is the plugin as `make bench` builds it to measure
 // Vault's own per-request cost for an external plugin: the product backend
-// plus the bench-only bench/floor path (backend/path_benchfloor.go). It is
+// plus the bench-only bench/floor and bench/contract paths
+// (backend/path_benchfloor.go). It is
 // built with -tags benchfloor into the bench's temporary plugin directory and
 // never shipped.
 package main
