@@ -17,9 +17,6 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-// maxUsageBatch bounds one usage report.
-const maxUsageBatch = 1000
-
 // defaultUsageWorkers bounds the keys of one usage report merged at once.
 const defaultUsageWorkers = 8
 
@@ -49,8 +46,8 @@ type usageInput struct {
 
 func (b *Backend) pathUsageWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	raw := d.Get("usage").([]interface{})
-	if len(raw) > maxUsageBatch {
-		return badRequest(fmt.Errorf("usage batch has %d entries; send at most %d per request", len(raw), maxUsageBatch))
+	if len(raw) > wire.MaxUsageBatch {
+		return badRequest(fmt.Errorf("usage batch has %d entries; send at most %d per request", len(raw), wire.MaxUsageBatch))
 	}
 	batch := make([]wire.Usage, 0, len(raw))
 	for i, item := range raw {

@@ -12,11 +12,7 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-const (
-	usageShards = 16
-	// usageChunk is the most keys one `usage` write carries.
-	usageChunk = 1000
-)
+const usageShards = 16
 
 // reporter aggregates key use in memory and writes it to the plugin's `usage`
 // path in batches: never one Vault write per request. It holds at most limit
@@ -160,7 +156,7 @@ func (r *reporter) Flush(ctx context.Context) error {
 		s.mu.Unlock()
 	}
 	for len(all) > 0 {
-		n := min(len(all), usageChunk)
+		n := min(len(all), wire.MaxUsageBatch)
 		if err := r.send(ctx, all[:n]); err != nil {
 			r.restore(all)
 			return err

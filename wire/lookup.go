@@ -46,6 +46,10 @@ const (
 // MaxBatch is the most key_ids one `lookup` request (a read or a write) may ask for.
 const MaxBatch = 100
 
+// MaxUsageBatch is the most keys one `usage` write may carry: the plugin
+// refuses more, and the verifier sends a larger report in writes of this size.
+const MaxUsageBatch = 1000
+
 // MaxWait caps a `changes` long-poll: Vault holds its state lock (read side)
 // for the whole of every request, so seal and step-down wait for parked polls.
 const MaxWait = 5 * time.Second

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vault-apikeys/vault-apikeys/token"
+	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
 // Processor time per load. wrk measures what a load delivers on this machine,
@@ -121,11 +122,9 @@ func perRequest(cpu time.Duration, n int64) string {
 }
 
 // usageKeys is how many keys the usage measurement reports, in writes of
-// usageChunk as the verifier sends them (verifier/usage.go), one at a time.
-const (
-	usageKeys  = 3000
-	usageChunk = 1000
-)
+// wire.MaxUsageBatch as the verifier sends them (verifier/usage.go), one at a
+// time.
+const usageKeys = 3000
 
 // usageCost is what reporting key use costs Vault: the plugin writes one
 // storage entry per key in a report, so cold traffic (every key new) pays it
@@ -137,7 +136,7 @@ type usageCost struct {
 }
 
 // measureUsage reports one use of each of up to usageKeys keys to the plugin
-// with the verifier's token, in writes of usageChunk, and meters Vault.
+// with the verifier's token, in writes of wire.MaxUsageBatch, and meters Vault.
 func measureUsage(addr, verifierToken string, meter vaultMeter, keys []issued) (usageCost, error) {
 	keys = keys[:min(len(keys), usageKeys)]
 	h := http.Header{"X-Vault-Token": {verifierToken}}
@@ -145,7 +144,7 @@ func measureUsage(addr, verifierToken string, meter vaultMeter, keys []issued) (
 	out := usageCost{keys: len(keys)}
 	start, before := time.Now(), meter.used()
 	for len(keys) > 0 {
-		n := min(len(keys), usageChunk)
+		n := min(len(keys), wire.MaxUsageBatch)
 		report := make([]map[string]interface{}, 0, n)
 		for _, k := range keys[:n] {
 			tok, err := token.Parse(k.key)
