@@ -64,8 +64,10 @@ type Backend struct {
 	sealer   Sealer
 	cfg      *Config
 
-	feed  *Feed
-	index *Index
+	feed *Feed
+	// createMarks coalesces the publish marks of concurrent creates.
+	createMarks *createMarks
+	index       *Index
 	// roles caches roles by name (nil = known absent): lookups read one on every miss.
 	roles *readCache[*Role]
 	// tenants and allowlists cache tenant settings and named allow-lists: a
@@ -112,6 +114,7 @@ func New(newSealer SealerFactory) *Backend {
 		tenants:     newReadCache[*Tenant](recordCacheSize),
 		allowlists:  newReadCache[*Allowlist](roleCacheSize),
 		feed:        NewFeed(),
+		createMarks: newCreateMarks(),
 		index:       NewIndex(),
 		roles:       newReadCache[*Role](roleCacheSize),
 		orphanSince: map[string]time.Time{},

@@ -182,7 +182,7 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 		}
 		committed = &entry
 		return nil
-	}, event{"key-created", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}})
+	}, createdEvent(rec))
 	if err != nil {
 		return nil, err
 	}

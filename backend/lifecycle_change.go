@@ -359,6 +359,10 @@ func markRevoked(rec *Record, now time.Time) {
 	rec.Status, rec.RevokedAt = wire.StatusRevoked, &now
 }
 
+func createdEvent(rec *Record) event {
+	return event{"key-created", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
+}
+
 func revokedEvent(rec *Record) event {
 	return event{"key-revoked", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
 }

@@ -115,6 +115,12 @@ func (e *testEnv) storedKeys(prefix string) []string {
 	return keys
 }
 
+// unpublishedMarks lists every stored publish mark of a key change: a key's
+// own marks and the shared marks of creates.
+func (e *testEnv) unpublishedMarks() []string {
+	return append(e.storedKeys(storageUnpublishedKey), e.storedKeys(storageUnpublishedCreates)...)
+}
+
 // A create whose record is written but whose name write fails leaves no
 // active record behind: the create drops it at once, or, when that cleanup
 // fails too, the repair pass (tidy) does, and nothing is announced for it.
@@ -137,7 +143,7 @@ func TestFailedNameWriteLeavesNoActiveRecord(t *testing.T) {
 			e.tidy()
 			assert.Empty(t, e.storedKeys(storageKeyPrefix), "no record without its name")
 			assert.Empty(t, e.storedKeys(storageExpPrefix), "nor its expiry entry")
-			assert.Empty(t, e.storedKeys(storageUnpublishedKey), "nor its publish mark")
+			assert.Empty(t, e.unpublishedMarks(), "nor its publish mark")
 			assert.Empty(t, e.changes(head, "").Changes, "a key never shown is never announced")
 			e.issue("x", nil) // the name is free
 		})
@@ -172,7 +178,7 @@ func TestRepairCompletesTheRevocationOfAFailedRotation(t *testing.T) {
 	require.NotNil(t, rec, "the old key is revoked, not deleted")
 	assert.Equal(t, wire.StatusRevoked, rec.Status)
 	assert.True(t, e.published(head, old, wire.OpRevoked), "and verifiers are told")
-	assert.Empty(t, e.storedKeys(storageUnpublishedKey))
+	assert.Empty(t, e.unpublishedMarks())
 	lookup := e.mustOK(logical.ReadOperation, "lookup/"+old, nil).Data
 	assert.Equal(t, wire.StatusRevoked, lookup["status"])
 }
@@ -193,5 +199,5 @@ func TestRepairLeavesTheKeyOfARotationThatNeverMoved(t *testing.T) {
 	require.NotNil(t, rec)
 	assert.Equal(t, wire.StatusActive, rec.Status)
 	assert.Equal(t, old, e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["key_id"])
-	assert.Empty(t, e.storedKeys(storageUnpublishedKey))
+	assert.Empty(t, e.unpublishedMarks())
 }

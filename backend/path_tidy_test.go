@@ -44,7 +44,7 @@ type gateStorage struct {
 }
 
 func (g *gateStorage) List(ctx context.Context, prefix string) ([]string, error) {
-	if prefix == storageUnpublishedKey {
+	if prefix == storageUnpublishedCreates {
 		select {
 		case g.entered <- struct{}{}:
 		default:

@@ -49,26 +49,41 @@ type event struct {
 }
 
 // commitKeys is the one place that orders a key mutation: mark each change
-// unpublished, write (records, names, indexes: the caller's write), publish
-// each change on the feed and unmark it, then send the events. It returns the
-// seq of the last feed entry (0 when changes is empty). The caller holds the
-// name lock of every record in changes.
-func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []keyChange, write func(context.Context) error, events ...event) (uint64, error) {
+// unpublished (creates share a batch mark, marks.go), write (records, names,
+// indexes: the caller's write), publish each change on the feed and unmark it,
+// then send the events. It returns the seq of the last feed entry (0 when
+// changes is empty). The caller holds the name lock of every record in changes.
+func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []keyChange, write func(context.Context) error, events ...event) (seq uint64, err error) {
 	// A client that disconnects must not leave a written change unpublished.
 	ctx = context.WithoutCancel(ctx)
+	var created []string
 	for _, c := range changes {
 		c.rec.LastOp = c.op
+		if c.op == wire.OpCreated {
+			created = append(created, c.rec.KeyID)
+			continue
+		}
 		if err := putJSON(ctx, s, storageUnpublishedKey+c.rec.KeyID, unpublishedMark{Op: c.op}); err != nil {
 			return 0, err
 		}
 	}
+	if len(created) > 0 {
+		batch, merr := b.createMarks.mark(ctx, s, created)
+		if merr != nil {
+			return 0, merr
+		}
+		defer func() { b.createMarks.settle(ctx, s, batch, created, err != nil, b.logger.Warn) }()
+	}
 	if err := write(ctx); err != nil {
 		return 0, err
 	}
-	var seq uint64
 	for _, c := range changes {
-		var err error
-		if seq, err = b.publishKey(ctx, s, c.rec); err != nil {
+		if c.op == wire.OpCreated {
+			seq, err = b.appendKey(ctx, s, c.rec)
+		} else {
+			seq, err = b.publishKey(ctx, s, c.rec)
+		}
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -78,9 +93,14 @@ func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []k
 	return seq, nil
 }
 
+// appendKey appends the record's last change to the feed.
+func (b *Backend) appendKey(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
+	return b.feed.Append(ctx, s, wire.Change{KeyID: rec.KeyID, Role: rec.Role, Tenant: rec.Tenant, Op: lastOp(rec)}, b.now())
+}
+
 // publishKey appends the record's last change to the feed and drops its mark.
 func (b *Backend) publishKey(ctx context.Context, s logical.Storage, rec *Record) (uint64, error) {
-	seq, err := b.feed.Append(ctx, s, wire.Change{KeyID: rec.KeyID, Role: rec.Role, Tenant: rec.Tenant, Op: lastOp(rec)}, b.now())
+	seq, err := b.appendKey(ctx, s, rec)
 	if err != nil {
 		return 0, err
 	}
@@ -279,7 +299,10 @@ func (b *Backend) publishScope(ctx context.Context, s logical.Storage, sc scope,
 // the append). It runs in the periodic job and tidy, and returns how many it
 // published.
 func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error) {
-	done := 0
+	done, err := b.republishCreates(ctx, s)
+	if err != nil {
+		return done, err
+	}
 	ids, err := s.List(ctx, storageUnpublishedKey)
 	if err != nil {
 		return 0, fmt.Errorf("list unpublished changes: %w", err)
