@@ -174,7 +174,7 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, kr *keyReques
 		if err != nil {
 			// The key is never shown: no active record may outlive the failure
 			// without its name. If this cleanup fails too, the repair pass
-			// (republishLocked) finishes it.
+			// (republishCreate) finishes it.
 			if _, derr := b.dropUnnamed(ctx, s, rec); derr != nil {
 				b.logger.Warn("drop the record of a failed create (tidy retries)", "key_id", rec.KeyID, "error", derr)
 			}

@@ -153,6 +153,7 @@ func TestRepairSkipsAMarkItsCreatesStillHold(t *testing.T) {
 			<-gate
 		}
 	}
+	head := e.changes(0, "").Head
 	done := createAsync(e, "k")
 	arrived(t, marked, "the create's record write")
 	_, err := e.b.republish(context.Background(), e.s)
@@ -161,6 +162,34 @@ func TestRepairSkipsAMarkItsCreatesStillHold(t *testing.T) {
 	close(gate)
 	require.NoError(t, <-done)
 	assert.Empty(t, e.unpublishedMarks())
+	keyID := e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["key_id"].(string)
+	assert.True(t, e.published(head, keyID, wire.OpCreated))
+}
+
+// A create whose record and name are written but whose feed append fails
+// keeps its share of the mark; the repair pass announces it once.
+func TestRepairAnnouncesACreateWhoseAppendFailed(t *testing.T) {
+	e := configured(t)
+	fs := withFaults(e)
+	head := e.changes(0, "").Head
+	fs.failFeed.Store(1)
+	_, err := e.do(logical.CreateOperation, "tenants/acme/keys/k", map[string]interface{}{"role": "dev"})
+	require.Error(t, err)
+	keyID := e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["key_id"].(string)
+	require.False(t, e.published(head, keyID, wire.OpCreated), "the append failed")
+	require.Len(t, e.storedKeys(storageUnpublishedCreates), 1)
+
+	assert.Equal(t, "1", fmt.Sprint(e.tidy()["republished"]))
+	assert.Empty(t, e.unpublishedMarks())
+	n := 0
+	for _, c := range e.changes(head, "").Changes {
+		if c.KeyID == keyID {
+			assert.Equal(t, wire.OpCreated, c.Op)
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "announced once")
+	assert.Equal(t, "0", fmt.Sprint(e.tidy()["republished"]), "and not again")
 }
 
 // writeCounter counts storage writes (puts and deletes) and makes each take d,

@@ -67,12 +67,13 @@ func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []k
 			return 0, err
 		}
 	}
+	published := false // rather than err == nil: a panic unwinds with err nil
 	if len(created) > 0 {
 		batch, merr := b.createMarks.mark(ctx, s, created)
 		if merr != nil {
 			return 0, merr
 		}
-		defer func() { b.createMarks.settle(ctx, s, batch, created, err != nil, b.logger.Warn) }()
+		defer func() { b.createMarks.settle(ctx, s, batch, created, !published, b.logger.Warn) }()
 	}
 	if err := write(ctx); err != nil {
 		return 0, err
@@ -87,6 +88,7 @@ func (b *Backend) commitKeys(ctx context.Context, s logical.Storage, changes []k
 			return 0, err
 		}
 	}
+	published = true
 	for _, ev := range events {
 		b.sendEvent(ctx, ev.kind, ev.kv...)
 	}
@@ -297,12 +299,10 @@ func (b *Backend) publishScope(ctx context.Context, s logical.Storage, sc scope,
 // republish is the repair pass: it publishes every change still marked
 // unpublished (its append failed, or the node stopped between the write and
 // the append). It runs in the periodic job and tidy, and returns how many it
-// published.
+// published. Creates come last: nobody holds a key whose create failed, while
+// a revocation whose publish failed must not wait behind them.
 func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error) {
-	done, err := b.republishCreates(ctx, s)
-	if err != nil {
-		return done, err
-	}
+	done := 0
 	ids, err := s.List(ctx, storageUnpublishedKey)
 	if err != nil {
 		return 0, fmt.Errorf("list unpublished changes: %w", err)
@@ -341,7 +341,8 @@ func (b *Backend) republish(ctx context.Context, s logical.Storage) (int, error)
 			}
 		}
 	}
-	return done, nil
+	created, err := b.republishCreates(ctx, s)
+	return done + created, err
 }
 
 // republishLocked reads the record again under its name lock, then republishes.

@@ -288,6 +288,12 @@ func TestReportsShowExpiringAndStaleKeys(t *testing.T) {
 	a.create(map[string]string{"name": "soon", "days": "3"})
 	a.create(map[string]string{"name": "later", "expiry": "never"})
 	h.fv.use("acme", "later", h.clock.now().Add(-100*24*time.Hour), "10.0.0.1", 1)
+	// A minute on, "soon" is under 72 hours from expiry: "in 2 days" whatever
+	// second the fake Vault stamped it in. (The fake keeps real time, to the
+	// second; at the harness's own now, which is set when the harness starts,
+	// the page read "in 3 days" whenever the real clock had passed a second
+	// boundary by the create.)
+	h.clock.add(time.Minute)
 	r := a.get("/reports")
 	require.Equal(t, http.StatusOK, r.status)
 	requireContains(t, r.body, "Expiring soon", "Stale keys", `href="/keys/soon"`, `href="/keys/later"`, "in 2 days", "Revoke")
