@@ -181,14 +181,17 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 	must(vaultDo(v.Addr, "LIST", "apikeys/tenants/acme/keys?limit=100", root, nil))
 	res.listFirstPage = time.Since(start)
 
-	verifierURL, verifierAudit := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
+	verifier := startVerifier(s, v, dir, strings.Fields(o.verifierArg))
+	verifierURL, verifierAudit := verifier.URL, verifier.Audit
 	// Never-verified keys: the fill plus the measured keys outside the hot set.
 	cold = append(cold, hot[o.hot:]...)
 	hot = hot[:o.hot]
-	bareURL, err := startBare(s, dir, hot)
+	bareURL, barePid, err := startBare(s, dir, hot)
 	if err != nil {
 		return nil, err
 	}
+	// The process serving each load that Vault does not serve itself.
+	server := map[string]int{loadBare: barePid, loadHot: verifier.Cmd.Process.Pid, loadCold: verifier.Cmd.Process.Pid}
 	hotFile := writeKeys(dir, "hot.txt", hot[o.revocations:])
 	// Each round's cold load has never-verified keys of its own.
 	perRound := len(cold) / max(1, o.rounds)
@@ -250,12 +253,16 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 				continue
 			}
 			step(fmt.Sprintf("wrk (round %d of %d): %s", round, o.rounds, r.name))
-			cpuBefore := meter.used()
+			pid := server[r.name]
+			cpuBefore, serverBefore := meter.used(), procCPU(pid)
 			l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 			if err != nil {
 				return nil, err
 			}
 			l.vaultCPU = meter.used() - cpuBefore
+			if pid != 0 {
+				l.serverCPU = procCPU(pid) - serverBefore
+			}
 			if r.name == loadCold {
 				// Every cold key is new to the verifier's usage report, which
 				// costs Vault more than the lookups (measureUsage): let it end
@@ -415,37 +422,35 @@ func writeKeys(dir, name string, keys []issued) string {
 }
 
 // startVerifier runs the verifier binary as e2e does, with a least-privilege
-// token and usage flushed every 10 s (a report per run, not per second). It
-// returns the verifier's URL and its audit log.
-func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) (string, string) {
+// token and usage flushed every 10 s (a report per run, not per second).
+func startVerifier(s *vaulttest.Session, v *vaulttest.Vault, dir string, extra []string) *vaulttest.Verifier {
 	tokenFile := filepath.Join(dir, "verifier-token")
 	if err := os.WriteFile(tokenFile, []byte(v.TokenFromFile(s, "policies/verifier.hcl")), 0o600); err != nil {
 		s.Fatal(err)
 	}
-	p := vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...)
-	return p.URL, p.Audit
+	return vaulttest.StartVerifier(s, dir, v.Addr, tokenFile, append([]string{"-usage-flush", "10s"}, extra...)...)
 }
 
-func startBare(s *vaulttest.Session, dir string, keys []issued) (string, error) {
+func startBare(s *vaulttest.Session, dir string, keys []issued) (url string, pid int, err error) {
 	bin := filepath.Join(dir, "bare")
 	if out, err := exec.Command("go", "build", "-o", bin, "./scripts/bench/bare").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build bare handler: %v\n%s", err, out)
+		return "", 0, fmt.Errorf("build bare handler: %v\n%s", err, out)
 	}
 	port := vaulttest.FreePort(s)
 	cmd := exec.Command(bin, "-listen", fmt.Sprintf("127.0.0.1:%d", port), "-keys", writeKeys(dir, "bare-keys.txt", keys))
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	s.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	url = fmt.Sprintf("http://127.0.0.1:%d", port)
 	for i := 0; i < 100; i++ {
 		if resp, err := http.Post(url+"/v1/verify", "application/json", strings.NewReader(`{"key":"x"}`)); err == nil {
 			resp.Body.Close()
-			return url, nil
+			return url, cmd.Process.Pid, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return "", fmt.Errorf("bare handler did not start")
+	return "", 0, fmt.Errorf("bare handler did not start")
 }
 
 var verifyClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 5 * time.Second}

@@ -140,6 +140,19 @@ func TestTargets(t *testing.T) {
 		"; Vault's processor time per request, plugins included: 2000 µs a create, 500 µs a KV v2 write"),
 		targetNamed(t, r, "issuance ≥ 0.5× KV v2 write").measured)
 	assert.Contains(t, r.markdown(options{}), "3000 keys' uses took 300 µs of Vault's processor time a key, 1s in all")
+	// The verifier's own processor time is given beside the hot and cold
+	// targets once its loads (and the bare handler) were metered.
+	assert.NotContains(t, targetNamed(t, r, "hot verify ≥ 0.8×").measured, "processor time")
+	byName(loadCold).serverCPU = 500 * time.Millisecond
+	assert.True(t, strings.HasSuffix(targetNamed(t, r, "cold verify").measured, "; the verifier's own, on top: 100 µs a cold verify"),
+		targetNamed(t, r, "cold verify").measured)
+	byName(loadHot).serverCPU, byName(loadHot).requests = 3*time.Second, 100000
+	assert.NotContains(t, targetNamed(t, r, "hot verify ≥ 0.8×").measured, "processor time", "the bare handler was not metered")
+	byName(loadBare).serverCPU, byName(loadBare).requests = 2*time.Second, 100000
+	assert.True(t, strings.HasSuffix(targetNamed(t, r, "hot verify ≥ 0.8×").measured,
+		"; processor time per request: 30 µs the verifier, 20 µs the bare handler, so by processor time hot verify is 0.67× the bare handler"),
+		targetNamed(t, r, "hot verify ≥ 0.8×").measured)
+	assert.Contains(t, r.markdown(options{}), "| 30 µs |", "the server CPU column")
 	// The contract minimum, when measured, is given beside the issuance target
 	// as a bound; it does not change the target's status either way.
 	r.loads = append(r.loads, load{name: loadContract, rps: 1600})

@@ -23,6 +23,9 @@ type load struct {
 	runs     []float64 // req/s of every round, in order (the fields above are the best round's)
 	// vaultCPU is the processor time Vault and its plugins spent during the run.
 	vaultCPU time.Duration
+	// serverCPU is that of the load's own server when it is not Vault: the
+	// bare handler, or the verifier (0 for Vault's loads).
+	serverCPU time.Duration
 }
 
 type wrkRunner struct {
