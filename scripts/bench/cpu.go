@@ -43,6 +43,25 @@ func (m vaultMeter) used() time.Duration {
 	return total
 }
 
+// storageWrites is how many writes (puts and deletes) Vault's storage barrier
+// has taken so far, from Vault's own telemetry: every entry Vault or a plugin
+// stores or deletes passes through it. -1 when it cannot be read.
+func storageWrites(addr, token string) float64 {
+	samples, err := scrape(addr+"/v1/sys/metrics?format=prometheus", token)
+	if err != nil {
+		return -1
+	}
+	return samples["vault_barrier_put_count"] + samples["vault_barrier_delete_count"]
+}
+
+// perRequestCount is n per request, or "" when it was not measured.
+func perRequestCount(n float64, requests int64) string {
+	if n < 0 || requests <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.2f", n/float64(requests))
+}
+
 // procCPU is the processor time of pid (0 when it cannot be read).
 func procCPU(pid int) time.Duration {
 	st, err := readStat(pid)

@@ -72,3 +72,9 @@ func TestVaultMeterCountsChildren(t *testing.T) {
 	assert.Equal(t, "", perRequest(0, 10))
 	assert.Equal(t, "250 µs", perRequest(time.Second, 4000))
 }
+
+func TestPerRequestCount(t *testing.T) {
+	assert.Equal(t, "3.50", perRequestCount(350, 100))
+	assert.Equal(t, "", perRequestCount(-1, 100), "not measured")
+	assert.Equal(t, "", perRequestCount(10, 0), "no requests")
+}

@@ -255,11 +255,16 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			step(fmt.Sprintf("wrk (round %d of %d): %s", round, o.rounds, r.name))
 			pid := server[r.name]
 			cpuBefore, serverBefore := meter.used(), procCPU(pid)
+			writesBefore := storageWrites(v.Addr, v.RootToken)
 			l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 			if err != nil {
 				return nil, err
 			}
 			l.vaultCPU = meter.used() - cpuBefore
+			l.storageWrites = -1
+			if after := storageWrites(v.Addr, v.RootToken); writesBefore >= 0 && after >= 0 {
+				l.storageWrites = after - writesBefore
+			}
 			if pid != 0 {
 				l.serverCPU = procCPU(pid) - serverBefore
 			}

@@ -74,13 +74,26 @@ func scrapeFeedLag(verifierURL string) (lagCounts, error) {
 // scrapeMetrics reads the verifier's /metrics: each sample's value by its
 // name, labels included as written (`name{label="v"}`).
 func scrapeMetrics(verifierURL string) (map[string]float64, error) {
-	resp, err := verifyClient.Get(verifierURL + "/metrics")
+	return scrape(verifierURL+"/metrics", "")
+}
+
+// scrape reads the samples of a Prometheus text endpoint, with a Vault token
+// when token is set.
+func scrape(url, token string) (map[string]float64, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("X-Vault-Token", token)
+	}
+	resp, err := verifyClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("verifier /metrics: status %d", resp.StatusCode)
+		return nil, fmt.Errorf("%s: status %d", url, resp.StatusCode)
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {

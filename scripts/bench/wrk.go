@@ -26,6 +26,9 @@ type load struct {
 	// serverCPU is that of the load's own server when it is not Vault: the
 	// bare handler, or the verifier (0 for Vault's loads).
 	serverCPU time.Duration
+	// storageWrites counts the writes Vault's storage took during the run
+	// (-1: not measured).
+	storageWrites float64
 }
 
 type wrkRunner struct {
