@@ -28,8 +28,8 @@ not json
 	require.ElementsMatch(t, []time.Duration{6 * time.Millisecond, 0}, got)
 }
 
-// The paced load's connections move towards 1.1× the target from either
-// side, and a run within 1.05–1.2× is taken as it is.
+// The paced load's connections move towards 1.04× the target from either
+// side, and a run within 1.0–1.1× is taken as it is.
 func TestCalibrated(t *testing.T) {
 	for _, c := range []struct {
 		name      string
@@ -39,10 +39,11 @@ func TestCalibrated(t *testing.T) {
 		ok        bool
 	}{
 		{"within the band", 400, 16000, 15000, 400, true},
-		{"just at the target: too close", 400, 15000, 15000, 440, false},
-		{"below: scaled up", 300, 10000, 15000, 495, false},
+		{"at the target: taken", 400, 15000, 15000, 400, true},
+		{"just below the target: scaled up", 400, 14800, 15000, 422, false},
+		{"below: scaled up", 300, 10000, 15000, 468, false},
 		{"far below: at most doubled", 300, 1000, 15000, 600, false},
-		{"over the band: scaled down", 640, 20000, 15000, 528, false},
+		{"over the band: scaled down", 640, 20000, 15000, 499, false},
 		{"far over: never below one", 1, 1e6, 15000, 1, false},
 	} {
 		got, ok := calibrated(c.conns, c.rps, c.rate)
