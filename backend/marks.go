@@ -193,11 +193,7 @@ func (b *Backend) republishCreate(ctx context.Context, s logical.Storage, keyID 
 	if err != nil || rec == nil || lastOp(rec) != wire.OpCreated {
 		return false, err
 	}
-	dropped, err := b.dropUnnamed(ctx, s, rec)
-	if err != nil || dropped {
-		if dropped {
-			b.logger.Warn("dropped the record of a create that failed before its name was written", "key_id", rec.KeyID)
-		}
+	if dropped, err := b.undoUnnamedCreate(ctx, s, rec); err != nil || dropped {
 		return false, err
 	}
 	ctx = context.WithoutCancel(ctx)

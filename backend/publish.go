@@ -355,16 +355,23 @@ func (b *Backend) republishLocked(ctx context.Context, s logical.Storage, rec *R
 	if seq, done, err := b.finishRevocation(ctx, s, rec); done || err != nil {
 		return seq, err
 	}
-	if lastOp(rec) == wire.OpCreated { // a create that never reached its name is undone, not announced
-		dropped, err := b.dropUnnamed(ctx, s, rec)
-		if err != nil || dropped {
-			if dropped {
-				b.logger.Warn("dropped the record of a create that failed before its name was written", "key_id", rec.KeyID)
-			}
+	if lastOp(rec) == wire.OpCreated {
+		if dropped, err := b.undoUnnamedCreate(ctx, s, rec); err != nil || dropped {
 			return 0, err
 		}
 	}
 	return b.republishKey(ctx, s, rec)
+}
+
+// undoUnnamedCreate is the repair pass's rule for a record whose last change is
+// its create: a create that never reached its name is undone, not announced.
+// It reports whether it dropped rec. The caller holds rec's name lock.
+func (b *Backend) undoUnnamedCreate(ctx context.Context, s logical.Storage, rec *Record) (bool, error) {
+	dropped, err := b.dropUnnamed(ctx, s, rec)
+	if dropped {
+		b.logger.Warn("dropped the record of a create that failed before its name was written", "key_id", rec.KeyID)
+	}
+	return dropped, err
 }
 
 // finishRevocation completes a revocation whose record write failed after its
