@@ -235,10 +235,10 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 	for i := 0; i < calibrationRuns; i++ {
 		stopSide, sideDone := make(chan struct{}), make(chan []issued)
 		go func(keys []issued) {
+			defer func() { sideDone <- keys }() // the keys left for the next run
 			for len(keys) > 0 {
 				select {
 				case <-stopSide:
-					sideDone <- keys
 					return
 				default:
 				}
@@ -246,7 +246,6 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 				keys = keys[1:]
 			}
 			<-stopSide
-			sideDone <- keys
 		}(spare)
 		probe, err := w.run("paced calibration", url, script, 3*time.Second, conns)
 		close(stopSide)
