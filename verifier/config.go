@@ -72,7 +72,8 @@ type Config struct {
 	FeedHoldCreated time.Duration
 	// VaultTimeout bounds every Vault call except the long-poll's wait itself.
 	VaultTimeout time.Duration
-	// MaxInFlight bounds concurrent lookup requests to Vault.
+	// MaxInFlight bounds concurrent lookup requests to Vault. One goes out at
+	// once; the others only beside a slow one or with a full batch (loader).
 	MaxInFlight int
 
 	CacheSize    int // most key records cached

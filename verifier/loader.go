@@ -10,11 +10,16 @@ import (
 	"github.com/vault-apikeys/vault-apikeys/wire"
 )
 
-// loader resolves cache misses. At most cap(slots) requests to Vault are in
-// flight; misses that arrive while the slots are busy queue up, and whoever
-// takes the next slot sends every queued key_id (up to wire.MaxBatch) in one
-// `lookup` write. An idle verifier therefore sends a lone miss at once, and a
-// busy one batches.
+// loader resolves cache misses. One `lookup` request to Vault may always be in
+// flight (the lead slot): a miss that finds it free goes out at once, so an
+// idle verifier sends a lone miss without delay. Misses that arrive while it is
+// busy queue up, and whoever takes the next slot sends every queued key_id (up
+// to wire.MaxBatch) in one request. A second request goes out beside the lead
+// (an extra slot, up to MaxInFlight in all) only when a full batch is waiting
+// or a miss has waited spillAfter: a slow answer or a background refresh does
+// not hold every miss, and under load the queue goes out in few large batches
+// rather than in many small ones — Vault's cost is per request far more than
+// per key (docs/production.md).
 //
 // Misses from sources that keep presenting unknown keys (see flood) go to a
 // second, small queue instead: a batch takes them only after every other
@@ -26,8 +31,12 @@ type loader struct {
 	cache   *cache
 	log     hclog.Logger
 	timeout time.Duration
-	slots   chan struct{}
-	now     func() time.Time
+	lead    chan struct{} // cap 1
+	extra   chan struct{} // cap MaxInFlight-1
+	// spill is how long a queued miss waits for the lookups in flight before
+	// it may take an extra slot.
+	spill time.Duration
+	now   func() time.Time
 	// batches counts lookup writes and their sizes, for metrics and tests.
 	batchSize func(n int)
 
@@ -35,6 +44,11 @@ type loader struct {
 	low   chan *pending
 	flood *flood
 }
+
+// spillAfter is how long a miss waits for the lookup ahead of it before a
+// second goes out beside it: longer than a lookup under load takes (about a
+// millisecond on the bench machine), short beside what a caller would notice.
+const spillAfter = 5 * time.Millisecond
 
 // lookupSource is what the loader needs from Vault.
 type lookupSource interface {
@@ -59,7 +73,9 @@ type answer struct {
 func newLoader(v lookupSource, k *keyring, c *cache, log hclog.Logger, timeout time.Duration, inFlight int, batchSize func(int)) *loader {
 	return &loader{
 		vault: v, keys: k, cache: c, log: log, timeout: timeout,
-		slots:     make(chan struct{}, inFlight),
+		lead:      make(chan struct{}, 1),
+		extra:     make(chan struct{}, inFlight-1),
+		spill:     spillAfter,
 		queue:     make(chan *pending, 64*wire.MaxBatch),
 		low:       make(chan *pending, lowQueue),
 		flood:     newFlood(time.Now),
@@ -87,34 +103,57 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 			return answer{}, ctx.Err()
 		}
 	}
+	spill := time.NewTimer(l.spill)
+	defer spill.Stop()
+	spilled := false
 	for {
 		select {
 		case <-p.done:
 			return p.ans, p.err
 		default:
 		}
+		var extra chan struct{} // nil (never ready) until p may go beside the lead
+		if spilled || len(l.queue) >= wire.MaxBatch {
+			extra = l.extra
+		}
 		select {
 		case <-p.done:
 			return p.ans, p.err
 		case <-ctx.Done():
 			return answer{}, ctx.Err() // p stays queued; whoever takes it caches the answer
-		case l.slots <- struct{}{}:
-			batch := l.take()
-			if len(batch) > 0 {
-				l.fetch(batch)
+		case <-spill.C:
+			spilled = true
+		case l.lead <- struct{}{}:
+			if !l.send(l.lead) {
+				return l.await(ctx, p)
 			}
-			<-l.slots
-			if len(batch) == 0 {
-				// The queue was empty, so p is in a batch another caller is
-				// fetching: wait for it rather than spin on free slots.
-				select {
-				case <-p.done:
-					return p.ans, p.err
-				case <-ctx.Done():
-					return answer{}, ctx.Err()
-				}
+		case extra <- struct{}{}:
+			if !l.send(l.extra) {
+				return l.await(ctx, p)
 			}
 		}
+	}
+}
+
+// send takes what is queued and looks it up, holding the slot it was given,
+// and reports whether anything was queued. When nothing was, the caller's own
+// miss is in a batch another caller is fetching.
+func (l *loader) send(slot chan struct{}) bool {
+	batch := l.take()
+	if len(batch) > 0 {
+		l.fetch(batch)
+	}
+	<-slot
+	return len(batch) > 0
+}
+
+// await waits for the batch that holds p, rather than spin on free slots.
+func (l *loader) await(ctx context.Context, p *pending) (answer, error) {
+	select {
+	case <-p.done:
+		return p.ans, p.err
+	case <-ctx.Done():
+		return answer{}, ctx.Err()
 	}
 }
 
@@ -138,20 +177,25 @@ func (l *loader) take() map[string][]*pending {
 
 // refresh looks ids up again in the background (records nearing -max-age), a
 // batch at a time, within the same bound on requests in flight as misses. It
-// never delays a request: a hit does not wait for it, and a record past
-// max-age is answered by a lookup of its own.
+// never delays a request: a hit does not wait for it, a record past max-age is
+// answered by a lookup of its own, and it holds an extra slot (the lead only
+// when MaxInFlight is 1), so a miss does not queue behind it.
 func (l *loader) refresh(ctx context.Context, ids []string) {
 	for len(ids) > 0 && ctx.Err() == nil {
 		n := min(len(ids), wire.MaxBatch)
+		slot := l.extra // beside the lead: a refresh does not hold a miss
+		if cap(slot) == 0 {
+			slot = l.lead
+		}
 		select {
-		case l.slots <- struct{}{}:
+		case slot <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
 		rctx, cancel := context.WithTimeout(ctx, l.timeout)
 		_, err := l.resolve(rctx, ids[:n])
 		cancel()
-		<-l.slots
+		<-slot
 		if err != nil {
 			l.log.Debug("background refresh failed: records past max-age will be looked up", "keys", n, "error", err)
 			return

@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -70,4 +71,143 @@ func TestLoaderRefusesLowMissesWhenTheirQueueIsFull(t *testing.T) {
 	assert.ErrorIs(t, err, errFlooded)
 	assert.ErrorIs(t, err, ErrUnavailable, "fails closed")
 	assert.Empty(t, src.batches, "no lookup was sent")
+}
+
+// heldLookups blocks every lookup until release is closed, and records what
+// each asked and when it was sent.
+type heldLookups struct {
+	mu      sync.Mutex
+	batches [][]string
+	sent    chan struct{}
+	release chan struct{}
+}
+
+func newHeldLookups() *heldLookups {
+	return &heldLookups{sent: make(chan struct{}, 1000), release: make(chan struct{})}
+}
+
+func (h *heldLookups) Lookup(ctx context.Context, ids []string) (wire.Batch, error) {
+	h.mu.Lock()
+	h.batches = append(h.batches, append([]string(nil), ids...))
+	h.mu.Unlock()
+	h.sent <- struct{}{}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+	}
+	return wire.Batch{}, errors.New("held")
+}
+
+func (h *heldLookups) asked() [][]string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([][]string(nil), h.batches...)
+}
+
+// startMisses loads ids, each from its own goroutine, and returns when every
+// one is queued (or sent).
+func startMisses(l *loader, ids []string) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() { _, _ = l.load(context.Background(), id, false) })
+	}
+	return &wg
+}
+
+// While the lead lookup is in flight, misses wait for it rather than go out
+// one by one beside it: they go out together once it returns. A miss waits at
+// most spill, then takes the extra slot with every miss queued by then.
+func TestLoaderSendsASecondLookupOnlyAfterSpill(t *testing.T) {
+	src := newHeldLookups()
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
+	l.spill = time.Hour // no spill in this part: only the lead may go out
+
+	lead := startMisses(l, []string{"lead"})
+	<-src.sent
+	queued := startMisses(l, []string{"a", "b", "c"})
+	require.Eventually(t, func() bool { return len(l.queue) == 3 || len(src.asked()) > 1 }, 5*time.Second, time.Millisecond)
+	// Every queued miss is waiting on the lead and a free extra slot: none
+	// may take it before its spill, so nothing more is sent.
+	time.Sleep(20 * time.Millisecond)
+	assert.Len(t, src.asked(), 1, "a miss went out beside the lead before its spill")
+
+	close(src.release)
+	lead.Wait()
+	queued.Wait()
+	got := src.asked()
+	require.Len(t, got, 2, "the queued misses went out in one lookup after the lead")
+	sort.Strings(got[1])
+	assert.Equal(t, []string{"a", "b", "c"}, got[1])
+}
+
+func TestLoaderSpillsBesideASlowLookup(t *testing.T) {
+	src := newHeldLookups()
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
+	l.spill = 50 * time.Millisecond
+
+	lead := startMisses(l, []string{"lead"})
+	<-src.sent
+	queued := startMisses(l, []string{"a", "b"})
+	select {
+	case <-src.sent: // the spilled lookup, while the lead is still held
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lookup went out beside a lead held past spill")
+	}
+	close(src.release)
+	lead.Wait()
+	queued.Wait()
+	var beside []string
+	for _, b := range src.asked()[1:] {
+		beside = append(beside, b...)
+	}
+	sort.Strings(beside)
+	assert.Equal(t, []string{"a", "b"}, beside, "each queued miss was sent once")
+}
+
+// A full batch waiting goes out beside the lead at once, without waiting to spill.
+func TestLoaderSendsAFullBatchBesideTheLead(t *testing.T) {
+	src := newHeldLookups()
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
+	l.spill = time.Hour
+
+	lead := startMisses(l, []string{"lead"})
+	<-src.sent
+	ids := make([]string, wire.MaxBatch)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("k%03d", i)
+	}
+	queued := startMisses(l, ids)
+	select {
+	case <-src.sent:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a full batch waited behind the lead")
+	}
+	close(src.release)
+	lead.Wait()
+	queued.Wait()
+	total := 0
+	for _, b := range src.asked()[1:] {
+		total += len(b)
+	}
+	assert.Equal(t, wire.MaxBatch, total, "every queued miss was sent once")
+}
+
+// A background refresh holds an extra slot, not the lead: a miss beside it goes out at once.
+func TestLoaderRefreshLeavesTheLeadToMisses(t *testing.T) {
+	src := newHeldLookups()
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
+	l.spill = time.Hour
+
+	done := make(chan struct{})
+	go func() { l.refresh(context.Background(), []string{"old"}); close(done) }()
+	<-src.sent
+	miss := startMisses(l, []string{"new"})
+	select {
+	case <-src.sent:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a miss waited behind a background refresh")
+	}
+	close(src.release)
+	miss.Wait()
+	<-done
 }

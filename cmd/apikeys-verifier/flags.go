@@ -46,7 +46,7 @@ func parseFlags(args []string, getenv func(string) (string, bool), stderr io.Wri
 	fs.DurationVar(&c.FeedWait, "feed-wait", verifier.DefaultFeedWait, "long-poll wait of the change feed (at most 5s)")
 	fs.DurationVar(&c.FeedHoldCreated, "feed-hold-created", verifier.DefaultFeedHoldCreated, "let the plugin hold a long-poll answer that only announces new keys this long, to send later ones with it (at most 100ms; negative: off); other changes come at once")
 	fs.DurationVar(&c.VaultTimeout, "vault-timeout", verifier.DefaultVaultTimeout, "timeout of each Vault request")
-	fs.IntVar(&c.MaxInFlight, "max-in-flight", verifier.DefaultMaxInFlight, "most concurrent lookup requests to Vault")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", verifier.DefaultMaxInFlight, "most concurrent lookup requests to Vault: one goes out at once, more only beside a lookup a miss has waited 5 ms for, or with a full batch")
 	fs.IntVar(&c.CacheSize, "cache-size", verifier.DefaultCacheSize, "most key records cached")
 	fs.DurationVar(&c.MaxAge, "max-age", verifier.DefaultMaxAge, "oldest a cached verdict may be: refreshed in the background before, looked up after")
 	fs.StringVar(&c.AuditLog, "audit-log", "", `audit log: "-" for stdout, a file path, or empty for none`)

@@ -256,6 +256,7 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			pid := server[r.name]
 			cpuBefore, serverBefore := meter.used(), procCPU(pid)
 			writesBefore := storageWrites(v.Addr, v.RootToken)
+			lookupsBefore, keysBefore := lookupBatches(verifierURL)
 			l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 			if err != nil {
 				return nil, err
@@ -267,6 +268,10 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			}
 			if pid != 0 {
 				l.serverCPU = procCPU(pid) - serverBefore
+			}
+			if r.name == loadCold {
+				lookups, keys := lookupBatches(verifierURL)
+				l.lookups, l.lookupKeys = lookups-lookupsBefore, keys-keysBefore
 			}
 			if r.name == loadCold {
 				// Every cold key is new to the verifier's usage report, which

@@ -71,6 +71,16 @@ func scrapeFeedLag(verifierURL string) (lagCounts, error) {
 	return feedLagOf(samples)
 }
 
+// lookupBatches is how many lookup requests the verifier has sent Vault so
+// far and how many keys they asked for (0, 0 when its metrics cannot be read).
+func lookupBatches(verifierURL string) (lookups, keys float64) {
+	samples, err := scrapeMetrics(verifierURL)
+	if err != nil {
+		return 0, 0
+	}
+	return samples[lookupBatchMetric+"_count"], samples[lookupBatchMetric+"_sum"]
+}
+
 // scrapeMetrics reads the verifier's /metrics: each sample's value by its
 // name, labels included as written (`name{label="v"}`).
 func scrapeMetrics(verifierURL string) (map[string]float64, error) {
@@ -136,6 +146,9 @@ func feedLagOf(samples map[string]float64) (lagCounts, error) {
 // usageReportsMetric counts the verifier's usage writes to Vault, each of up
 // to 1,000 keys (verifier/metrics.go, verifier/usage.go).
 const usageReportsMetric = `apikeys_verifier_vault_request_duration_seconds_count{op="usage"}`
+
+// lookupBatchMetric is the verifier's histogram of keys per lookup request.
+const lookupBatchMetric = "apikeys_verifier_lookup_batch_size"
 
 // awaitUsageFlush waits for the verifier's next usage report to end: its
 // first write after now, then until no write has followed for a second (a

@@ -197,6 +197,9 @@ func coldTarget(cold, kvRead, kvPol load, repeated bool, usage usageCost) target
 			measured += fmt.Sprintf("; the verifier's own, on top: %s a cold verify", per)
 		}
 	}
+	if cold.lookups > 0 {
+		measured += fmt.Sprintf("; the verifier's lookups asked Vault for %.1f keys each on average (%.0f lookups)", cold.lookupKeys/cold.lookups, cold.lookups)
+	}
 	return target{"cold verify ≥ 1.0× KV v2 read", measured, cold.rps >= kvRead.rps && kvRead.rps > 0 && !repeated}
 }
 

@@ -146,6 +146,11 @@ func TestTargets(t *testing.T) {
 	byName(loadCold).serverCPU = 500 * time.Millisecond
 	assert.True(t, strings.HasSuffix(targetNamed(t, r, "cold verify").measured, "; the verifier's own, on top: 100 µs a cold verify"),
 		targetNamed(t, r, "cold verify").measured)
+	// The cold row gives the verifier's keys per lookup once they were counted.
+	byName(loadCold).lookups, byName(loadCold).lookupKeys = 250, 4000
+	assert.True(t, strings.HasSuffix(targetNamed(t, r, "cold verify").measured,
+		"; the verifier's lookups asked Vault for 16.0 keys each on average (250 lookups)"),
+		targetNamed(t, r, "cold verify").measured)
 	byName(loadHot).serverCPU, byName(loadHot).requests = 3*time.Second, 100000
 	assert.NotContains(t, targetNamed(t, r, "hot verify ≥ 0.8×").measured, "processor time", "the bare handler was not metered")
 	byName(loadBare).serverCPU, byName(loadBare).requests = 2*time.Second, 100000

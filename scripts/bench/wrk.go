@@ -29,6 +29,10 @@ type load struct {
 	// storageWrites counts the writes Vault's storage took during the run
 	// (-1: not measured).
 	storageWrites float64
+	// lookups and lookupKeys count the verifier's lookup requests to Vault
+	// during the run and the keys they asked for (cold load only; 0: not
+	// measured).
+	lookups, lookupKeys float64
 }
 
 type wrkRunner struct {
