@@ -50,7 +50,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "length of each wrk run")
 	flag.IntVar(&o.connections, "connections", 32, "concurrent connections for every HTTP load")
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
-	flag.IntVar(&o.fill, "fill", 32000, "keys stored before issuance is measured (with the measured keys outside the hot set: the cold set, shared out among the rounds; a cold round that runs out of them is reported as overstated)")
+	flag.IntVar(&o.fill, "fill", 56000, "keys stored before issuance is measured (with the measured keys outside the hot set: the cold set, shared out among the rounds; a cold round that runs out of them is reported as overstated)")
 	flag.IntVar(&o.measured, "measured", 5000, "keys issued while measuring issuance (the hot set comes from them)")
 	flag.DurationVar(&o.coldDuration, "cold-duration", 2*time.Second, "length of the cold run (bounded by the number of never-seen keys)")
 	flag.IntVar(&o.hot, "hot", 1000, "working set of the hot verify load")
