@@ -55,8 +55,7 @@ func (v *Verifier) serveAuth(w http.ResponseWriter, r *http.Request) {
 		ClientIP:    v.clientAddr(r),
 	}
 	ans, err := v.Check(r.Context(), req)
-	v.logDecision(endpointAuth, rid, &req, ans, err, start)
-	v.metrics.observe(endpointAuth, ans.Code, err, v.now().Sub(start))
+	v.recordDecision(endpointAuth, rid, &req, ans, err, start)
 	if err != nil {
 		v.unavailable(w, endpointAuth, rid, err)
 		return

@@ -118,8 +118,7 @@ func (v *Verifier) serveVerify(w http.ResponseWriter, r *http.Request) {
 		req.ClientIP = v.clientAddr(r)
 	}
 	ans, err := v.Check(r.Context(), req)
-	v.logDecision(endpointVerify, rid, &req, ans, err, start)
-	v.metrics.observe(endpointVerify, ans.Code, err, v.now().Sub(start))
+	v.recordDecision(endpointVerify, rid, &req, ans, err, start)
 	if err != nil {
 		v.unavailable(w, endpointVerify, rid, err)
 		return
@@ -175,7 +174,15 @@ func (v *Verifier) serveReady(w http.ResponseWriter, _ *http.Request) {
 }
 
 // logDecision writes the audit line of one answer (UNAVAILABLE for a 503).
-func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time) {
+// recordDecision writes a decision's audit line and observes its latency,
+// both taken at one reading of the clock.
+func (v *Verifier) recordDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time) {
+	took := v.now().Sub(start)
+	v.logDecision(endpoint, rid, req, ans, err, start, took)
+	v.metrics.observe(endpoint, ans.Code, err, took)
+}
+
+func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time, took time.Duration) {
 	if v.audit == nil {
 		return
 	}
@@ -185,7 +192,7 @@ func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, 
 	}
 	line := auditLine{
 		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: ans.KeyID, Tenant: auditTenant(req, &ans), Name: ans.Name,
-		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
+		Code: code, Workspace: req.Workspace, LatencyMS: float64(took.Microseconds()) / 1000,
 		FeedSeq: ans.FeedSeq,
 	}
 	if req.ClientIP.IsValid() {
