@@ -173,16 +173,16 @@ func (v *Verifier) serveReady(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, code, st)
 }
 
-// logDecision writes the audit line of one answer (UNAVAILABLE for a 503).
-// recordDecision writes a decision's audit line and observes its latency,
-// both taken at one reading of the clock.
+// recordDecision writes a decision's audit line and observes its latency. The
+// latency observed is taken after the audit line is written, so it includes
+// an audit write that stalled (the line's own latency_ms cannot).
 func (v *Verifier) recordDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time) {
-	took := v.now().Sub(start)
-	v.logDecision(endpoint, rid, req, ans, err, start, took)
-	v.metrics.observe(endpoint, ans.Code, err, took)
+	v.logDecision(endpoint, rid, req, ans, err, start)
+	v.metrics.observe(endpoint, ans.Code, err, v.now().Sub(start))
 }
 
-func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time, took time.Duration) {
+// logDecision writes the audit line of one answer (UNAVAILABLE for a 503).
+func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, err error, start time.Time) {
 	if v.audit == nil {
 		return
 	}
@@ -192,7 +192,7 @@ func (v *Verifier) logDecision(endpoint, rid string, req *Request, ans Verdict, 
 	}
 	line := auditLine{
 		Time: start.UTC(), RequestID: rid, Endpoint: endpoint, KeyID: ans.KeyID, Tenant: auditTenant(req, &ans), Name: ans.Name,
-		Code: code, Workspace: req.Workspace, LatencyMS: float64(took.Microseconds()) / 1000,
+		Code: code, Workspace: req.Workspace, LatencyMS: float64(v.now().Sub(start).Microseconds()) / 1000,
 		FeedSeq: ans.FeedSeq,
 	}
 	if req.ClientIP.IsValid() {

@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +59,9 @@ type lookupSource interface {
 type pending struct {
 	keyID string
 	done  chan struct{}
+	// taken is set when a batch takes p from its queue: from then on its
+	// caller only awaits done.
+	taken atomic.Bool
 	ans   answer
 	err   error
 }
@@ -103,14 +107,23 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 			return answer{}, ctx.Err()
 		}
 	}
+	// The lead is free: go at once, with whatever else is queued.
+	select {
+	case l.lead <- struct{}{}:
+		if !l.send(l.lead) {
+			return l.await(ctx, p)
+		}
+	default:
+	}
 	spill := time.NewTimer(l.spill)
 	defer spill.Stop()
 	spilled := false
 	for {
-		select {
-		case <-p.done:
-			return p.ans, p.err
-		default:
+		if p.taken.Load() {
+			// p is in a lookup already (another caller's, or one this caller
+			// sent for others after its own): only its answer is awaited. Its
+			// spill must not send misses that have not waited theirs.
+			return l.await(ctx, p)
 		}
 		var extra chan struct{} // nil (never ready) until p may go beside the lead
 		if spilled || len(l.queue) >= wire.MaxBatch {
@@ -128,6 +141,12 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 				return l.await(ctx, p)
 			}
 		case extra <- struct{}{}:
+			if p.taken.Load() || !spilled && len(l.queue) < wire.MaxBatch {
+				// p went out, or the full batch did, while this caller waited
+				// for the slot: none of what is queued has earned it.
+				<-l.extra
+				continue
+			}
 			if !l.send(l.extra) {
 				return l.await(ctx, p)
 			}
@@ -139,11 +158,11 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 // and reports whether anything was queued. When nothing was, the caller's own
 // miss is in a batch another caller is fetching.
 func (l *loader) send(slot chan struct{}) bool {
+	defer func() { <-slot }()
 	batch := l.take()
 	if len(batch) > 0 {
 		l.fetch(batch)
 	}
-	<-slot
 	return len(batch) > 0
 }
 
@@ -166,6 +185,7 @@ func (l *loader) take() map[string][]*pending {
 		for len(batch) < wire.MaxBatch {
 			select {
 			case p := <-q:
+				p.taken.Store(true)
 				batch[p.keyID] = append(batch[p.keyID], p)
 			default:
 				break fill

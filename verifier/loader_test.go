@@ -73,13 +73,15 @@ func TestLoaderRefusesLowMissesWhenTheirQueueIsFull(t *testing.T) {
 	assert.Empty(t, src.batches, "no lookup was sent")
 }
 
-// heldLookups blocks every lookup until release is closed, and records what
-// each asked and when it was sent.
+// heldLookups blocks every lookup until it is released (one at a time, in
+// the order sent, or all at once), and records what each asked and when.
 type heldLookups struct {
 	mu      sync.Mutex
 	batches [][]string
+	at      []time.Time
+	holds   []chan struct{}
 	sent    chan struct{}
-	release chan struct{}
+	release chan struct{} // closed: every lookup, now and later, returns
 }
 
 func newHeldLookups() *heldLookups {
@@ -87,15 +89,26 @@ func newHeldLookups() *heldLookups {
 }
 
 func (h *heldLookups) Lookup(ctx context.Context, ids []string) (wire.Batch, error) {
+	hold := make(chan struct{})
 	h.mu.Lock()
 	h.batches = append(h.batches, append([]string(nil), ids...))
+	h.at = append(h.at, time.Now())
+	h.holds = append(h.holds, hold)
 	h.mu.Unlock()
 	h.sent <- struct{}{}
 	select {
+	case <-hold:
 	case <-h.release:
 	case <-ctx.Done():
 	}
 	return wire.Batch{}, errors.New("held")
+}
+
+// releaseNth lets the n-th lookup sent (from 0) return.
+func (h *heldLookups) releaseNth(n int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	close(h.holds[n])
 }
 
 func (h *heldLookups) asked() [][]string {
@@ -104,8 +117,23 @@ func (h *heldLookups) asked() [][]string {
 	return append([][]string(nil), h.batches...)
 }
 
-// startMisses loads ids, each from its own goroutine, and returns when every
-// one is queued (or sent).
+func (h *heldLookups) sentAt(n int) time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.at[n]
+}
+
+// awaitSent waits for the next lookup to be sent.
+func (h *heldLookups) awaitSent(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-h.sent:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no lookup went out: " + what)
+	}
+}
+
+// startMisses loads ids, each from its own goroutine.
 func startMisses(l *loader, ids []string) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	for _, id := range ids {
@@ -114,16 +142,20 @@ func startMisses(l *loader, ids []string) *sync.WaitGroup {
 	return &wg
 }
 
+func newHeldLoader(src *heldLookups, spill time.Duration) *loader {
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
+	l.spill = spill
+	return l
+}
+
 // While the lead lookup is in flight, misses wait for it rather than go out
-// one by one beside it: they go out together once it returns. A miss waits at
-// most spill, then takes the extra slot with every miss queued by then.
+// one by one beside it: they go out together once it returns.
 func TestLoaderSendsASecondLookupOnlyAfterSpill(t *testing.T) {
 	src := newHeldLookups()
-	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
-	l.spill = time.Hour // no spill in this part: only the lead may go out
+	l := newHeldLoader(src, time.Hour) // no spill here: only the lead may go out
 
 	lead := startMisses(l, []string{"lead"})
-	<-src.sent
+	src.awaitSent(t, "the lead")
 	queued := startMisses(l, []string{"a", "b", "c"})
 	require.Eventually(t, func() bool { return len(l.queue) == 3 || len(src.asked()) > 1 }, 5*time.Second, time.Millisecond)
 	// Every queued miss is waiting on the lead and a free extra slot: none
@@ -140,19 +172,19 @@ func TestLoaderSendsASecondLookupOnlyAfterSpill(t *testing.T) {
 	assert.Equal(t, []string{"a", "b", "c"}, got[1])
 }
 
+// A miss waits at most its spill behind a slow lead, then goes out beside it
+// with every miss queued by then — and not before its spill.
 func TestLoaderSpillsBesideASlowLookup(t *testing.T) {
+	const spill = 50 * time.Millisecond
 	src := newHeldLookups()
-	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
-	l.spill = 50 * time.Millisecond
+	l := newHeldLoader(src, spill)
 
 	lead := startMisses(l, []string{"lead"})
-	<-src.sent
+	src.awaitSent(t, "the lead")
+	queuedAt := time.Now()
 	queued := startMisses(l, []string{"a", "b"})
-	select {
-	case <-src.sent: // the spilled lookup, while the lead is still held
-	case <-time.After(5 * time.Second):
-		t.Fatal("no lookup went out beside a lead held past spill")
-	}
+	src.awaitSent(t, "beside a lead held past spill")
+	assert.GreaterOrEqual(t, src.sentAt(1).Sub(queuedAt), spill, "the second lookup went out before any miss had waited its spill")
 	close(src.release)
 	lead.Wait()
 	queued.Wait()
@@ -164,50 +196,89 @@ func TestLoaderSpillsBesideASlowLookup(t *testing.T) {
 	assert.Equal(t, []string{"a", "b"}, beside, "each queued miss was sent once")
 }
 
-// A full batch waiting goes out beside the lead at once, without waiting to spill.
+// A caller whose miss already went out in a lookup only awaits its answer: its
+// spill does not send, beside the lead, misses that have not waited theirs.
+func TestLoaderSpillsOnlyForAMissStillQueued(t *testing.T) {
+	const spill = 200 * time.Millisecond
+	src := newHeldLookups()
+	l := newHeldLoader(src, spill)
+
+	first := startMisses(l, []string{"first"})
+	src.awaitSent(t, "the first lead")
+	taken := startMisses(l, []string{"a", "c"})
+	require.Eventually(t, func() bool { return len(l.queue) == 2 }, 5*time.Second, time.Millisecond)
+	src.releaseNth(0) // a and c go out on the lead; one of their callers only waits
+	src.awaitSent(t, "the queued misses on the freed lead")
+	// b queues well after a and c, whose callers' timers fire first.
+	time.Sleep(spill / 2)
+	queuedAt := time.Now()
+	late := startMisses(l, []string{"b"})
+	src.awaitSent(t, "b beside the lead, after its spill")
+	assert.GreaterOrEqual(t, src.sentAt(2).Sub(queuedAt), spill, "b went out beside the lead before it had waited its spill")
+	assert.Equal(t, []string{"b"}, src.asked()[2])
+	close(src.release)
+	first.Wait()
+	taken.Wait()
+	late.Wait()
+}
+
+// A full batch waiting goes out beside the lead at once, whole, without
+// waiting to spill.
 func TestLoaderSendsAFullBatchBesideTheLead(t *testing.T) {
 	src := newHeldLookups()
-	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
-	l.spill = time.Hour
+	l := newHeldLoader(src, time.Hour)
 
 	lead := startMisses(l, []string{"lead"})
-	<-src.sent
+	src.awaitSent(t, "the lead")
 	ids := make([]string, wire.MaxBatch)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("k%03d", i)
 	}
 	queued := startMisses(l, ids)
-	select {
-	case <-src.sent:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a full batch waited behind the lead")
-	}
+	src.awaitSent(t, "a full batch beside the lead")
+	assert.Len(t, src.asked()[1], wire.MaxBatch, "the lookup beside the lead went out before the batch was full")
 	close(src.release)
 	lead.Wait()
 	queued.Wait()
-	total := 0
-	for _, b := range src.asked()[1:] {
-		total += len(b)
-	}
-	assert.Equal(t, wire.MaxBatch, total, "every queued miss was sent once")
+	assert.Len(t, src.asked(), 2, "every queued miss went out in that one lookup")
 }
 
-// A background refresh holds an extra slot, not the lead: a miss beside it goes out at once.
+// A background refresh holds an extra slot, not the lead: a miss beside it
+// goes out at once. (Had the refresh taken the lead, the miss would wait for
+// its spill, an hour here.)
 func TestLoaderRefreshLeavesTheLeadToMisses(t *testing.T) {
 	src := newHeldLookups()
-	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 2, func(int) {})
-	l.spill = time.Hour
+	l := newHeldLoader(src, time.Hour)
 
 	done := make(chan struct{})
 	go func() { l.refresh(context.Background(), []string{"old"}); close(done) }()
-	<-src.sent
+	src.awaitSent(t, "the refresh")
 	miss := startMisses(l, []string{"new"})
-	select {
-	case <-src.sent:
-	case <-time.After(5 * time.Second):
-		t.Fatal("a miss waited behind a background refresh")
-	}
+	src.awaitSent(t, "a miss beside a background refresh")
 	close(src.release)
 	miss.Wait()
 	<-done
+}
+
+// With -max-in-flight 1 there is no extra slot: queued misses wait for the
+// lead however long it takes, and go out together after it.
+func TestLoaderWithOneInFlightNeverSpills(t *testing.T) {
+	src := newHeldLookups()
+	l := newLoader(src, nil, newCache(16), hclog.NewNullLogger(), 10*time.Second, 1, func(int) {})
+	l.spill = time.Millisecond
+
+	lead := startMisses(l, []string{"lead"})
+	src.awaitSent(t, "the lead")
+	queued := startMisses(l, []string{"a", "b"})
+	require.Eventually(t, func() bool { return len(l.queue) == 2 }, 5*time.Second, time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // many spills' worth
+	assert.Len(t, src.asked(), 1)
+	src.releaseNth(0)
+	src.awaitSent(t, "the queued misses after the lead")
+	got := src.asked()[1]
+	sort.Strings(got)
+	assert.Equal(t, []string{"a", "b"}, got)
+	close(src.release)
+	lead.Wait()
+	queued.Wait()
 }
