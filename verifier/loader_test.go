@@ -148,14 +148,21 @@ func newHeldLoader(src *heldLookups, spill time.Duration) *loader {
 	return l
 }
 
+// startHeldLead makes a loader (-max-in-flight 2) over held lookups and sends
+// one miss, whose lookup holds the lead until released.
+func startHeldLead(t *testing.T, spill time.Duration) (*heldLookups, *loader, *sync.WaitGroup) {
+	t.Helper()
+	src := newHeldLookups()
+	l := newHeldLoader(src, spill)
+	lead := startMisses(l, []string{"lead"})
+	src.awaitSent(t, "the lead")
+	return src, l, lead
+}
+
 // While the lead lookup is in flight, misses wait for it rather than go out
 // one by one beside it: they go out together once it returns.
 func TestLoaderSendsASecondLookupOnlyAfterSpill(t *testing.T) {
-	src := newHeldLookups()
-	l := newHeldLoader(src, time.Hour) // no spill here: only the lead may go out
-
-	lead := startMisses(l, []string{"lead"})
-	src.awaitSent(t, "the lead")
+	src, l, lead := startHeldLead(t, time.Hour) // no spill here: only the lead may go out
 	queued := startMisses(l, []string{"a", "b", "c"})
 	require.Eventually(t, func() bool { return len(l.queue) == 3 || len(src.asked()) > 1 }, 5*time.Second, time.Millisecond)
 	// Every queued miss is waiting on the lead and a free extra slot: none
@@ -176,11 +183,7 @@ func TestLoaderSendsASecondLookupOnlyAfterSpill(t *testing.T) {
 // with every miss queued by then — and not before its spill.
 func TestLoaderSpillsBesideASlowLookup(t *testing.T) {
 	const spill = 50 * time.Millisecond
-	src := newHeldLookups()
-	l := newHeldLoader(src, spill)
-
-	lead := startMisses(l, []string{"lead"})
-	src.awaitSent(t, "the lead")
+	src, l, lead := startHeldLead(t, spill)
 	queuedAt := time.Now()
 	queued := startMisses(l, []string{"a", "b"})
 	src.awaitSent(t, "beside a lead held past spill")
@@ -225,11 +228,7 @@ func TestLoaderSpillsOnlyForAMissStillQueued(t *testing.T) {
 // A full batch waiting goes out beside the lead at once, whole, without
 // waiting to spill.
 func TestLoaderSendsAFullBatchBesideTheLead(t *testing.T) {
-	src := newHeldLookups()
-	l := newHeldLoader(src, time.Hour)
-
-	lead := startMisses(l, []string{"lead"})
-	src.awaitSent(t, "the lead")
+	src, l, lead := startHeldLead(t, time.Hour)
 	ids := make([]string, wire.MaxBatch)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("k%03d", i)
