@@ -256,7 +256,10 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			pid := server[r.name]
 			cpuBefore, serverBefore := meter.used(), procCPU(pid)
 			writesBefore := storageWrites(v.Addr, v.RootToken)
-			lookupsBefore, keysBefore := lookupBatches(verifierURL)
+			var lookupsBefore, keysBefore float64
+			if r.name == loadCold {
+				lookupsBefore, keysBefore = lookupBatches(verifierURL)
+			}
 			l, err := w.run(r.name, r.url, r.script, r.d, r.conns)
 			if err != nil {
 				return nil, err
@@ -272,8 +275,6 @@ func run(s *vaulttest.Session, o options) (*results, error) {
 			if r.name == loadCold {
 				lookups, keys := lookupBatches(verifierURL)
 				l.lookups, l.lookupKeys = lookups-lookupsBefore, keys-keysBefore
-			}
-			if r.name == loadCold {
 				// Every cold key is new to the verifier's usage report, which
 				// costs Vault more than the lookups (measureUsage): let it end
 				// before the next load, or that load carries it.
