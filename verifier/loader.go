@@ -110,10 +110,11 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 	// The lead is free: go at once, with whatever else is queued.
 	select {
 	case l.lead <- struct{}{}:
-		if !l.send(l.lead) {
-			return l.await(ctx, p)
-		}
+		l.send(l.lead)
 	default:
+	}
+	if p.taken.Load() {
+		return l.await(ctx, p)
 	}
 	spill := time.NewTimer(l.spill)
 	defer spill.Stop()
@@ -137,9 +138,7 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 		case <-spill.C:
 			spilled = true
 		case l.lead <- struct{}{}:
-			if !l.send(l.lead) {
-				return l.await(ctx, p)
-			}
+			l.send(l.lead)
 		case extra <- struct{}{}:
 			if p.taken.Load() || !spilled && len(l.queue) < wire.MaxBatch {
 				// p went out, or the full batch did, while this caller waited
@@ -147,26 +146,22 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 				<-l.extra
 				continue
 			}
-			if !l.send(l.extra) {
-				return l.await(ctx, p)
-			}
+			l.send(l.extra)
 		}
 	}
 }
 
-// send takes what is queued and looks it up, holding the slot it was given,
-// and reports whether anything was queued. When nothing was, the caller's own
-// miss is in a batch another caller is fetching.
-func (l *loader) send(slot chan struct{}) bool {
+// send takes what is queued and looks it up, holding the slot it was given.
+// Whether the caller's own miss went out, in this lookup or another caller's,
+// its taken flag says.
+func (l *loader) send(slot chan struct{}) {
 	defer func() { <-slot }()
-	batch := l.take()
-	if len(batch) > 0 {
+	if batch := l.take(); len(batch) > 0 {
 		l.fetch(batch)
 	}
-	return len(batch) > 0
 }
 
-// await waits for the batch that holds p, rather than spin on free slots.
+// await waits for the lookup that took p, rather than spin on free slots.
 func (l *loader) await(ctx context.Context, p *pending) (answer, error) {
 	select {
 	case <-p.done:
