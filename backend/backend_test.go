@@ -127,8 +127,11 @@ func newTestEnvWith(t testing.TB, tweak func(*logical.BackendConfig)) *testEnv {
 }
 
 // configured returns an env with config written and a role "dev".
-func configured(t *testing.T) *testEnv {
-	e := newTestEnv(t)
+func configured(t *testing.T) *testEnv { return configuredWith(t, nil) }
+
+// configuredWith is configured on a backend whose config tweak changed.
+func configuredWith(t *testing.T, tweak func(*logical.BackendConfig)) *testEnv {
+	e := newTestEnvWith(t, tweak)
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
 	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{
 		"permissions": "clusters:read,clusters:write", "allowed_workspaces": "prod,dev-*", "max_ttl": "2160h",

@@ -110,7 +110,7 @@ func (b *Backend) setStatus(ctx context.Context, s logical.Storage, ref, status,
 		}
 		rec.Status = status
 		changes = append(changes, keyChange{rec, op})
-		events = append(events, event{"key-" + op, []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}})
+		events = append(events, keyEvent(op, rec))
 	}
 	published, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
 		return b.writeNameRecords(ctx, s, ref, n, cur.KeyID, changes)
@@ -359,13 +359,15 @@ func markRevoked(rec *Record, now time.Time) {
 	rec.Status, rec.RevokedAt = wire.StatusRevoked, &now
 }
 
-func createdEvent(rec *Record) event {
-	return event{"key-created", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
+// keyEvent is the one shape of a key's event: apikeys/key-<op>, naming the
+// key, its tenant, name and role.
+func keyEvent(op string, rec *Record) event {
+	return event{"key-" + op, []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
 }
 
-func revokedEvent(rec *Record) event {
-	return event{"key-revoked", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
-}
+func createdEvent(rec *Record) event { return keyEvent(wire.OpCreated, rec) }
+
+func revokedEvent(rec *Record) event { return keyEvent(wire.OpRevoked, rec) }
 
 // writeRevoked stores a revoked record as its own tombstone, indexed by
 // revocation time for tidy, and drops it from its creator's index.

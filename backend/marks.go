@@ -202,7 +202,6 @@ func (b *Backend) republishCreate(ctx context.Context, s logical.Storage, keyID 
 		return false, err
 	}
 	b.logger.Warn("published a create whose publish had failed", "key_id", rec.KeyID, "seq", seq)
-	ev := createdEvent(rec)
-	b.sendEvent(ctx, ev.kind, ev.kv...)
+	b.sendKeyEvent(ctx, wire.OpCreated, rec)
 	return true, nil
 }

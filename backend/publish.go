@@ -142,7 +142,7 @@ func (b *Backend) republishKey(ctx context.Context, s logical.Storage, rec *Reco
 		return 0, err
 	}
 	b.logger.Warn("published a key change whose publish had failed", "key_id", rec.KeyID, "op", lastOp(rec), "seq", seq)
-	b.sendEvent(ctx, "key-"+lastOp(rec), "key_id", rec.KeyID, "name", rec.Name, "role", rec.Role)
+	b.sendKeyEvent(ctx, lastOp(rec), rec)
 	return seq, nil
 }
 
@@ -431,6 +431,13 @@ func (b *Backend) republishScope(ctx context.Context, s logical.Storage, sc scop
 	b.logger.Warn("published a change whose publish had failed", "scope", sc.kind, "op", op, "seq", seq)
 	b.sendEvent(ctx, op, sc.eventArgs()...)
 	return true, nil
+}
+
+// sendKeyEvent emits a key's event (keyEvent) outside a commit: the repair of
+// a change whose publish had failed.
+func (b *Backend) sendKeyEvent(ctx context.Context, op string, rec *Record) {
+	ev := keyEvent(op, rec)
+	b.sendEvent(ctx, ev.kind, ev.kv...)
 }
 
 // sendEvent emits a plugin event; events are best effort and never fail a request.

@@ -66,6 +66,34 @@ func TestEventsSent(t *testing.T) {
 	}
 }
 
+// A change whose publish failed is announced by its repair with the event its
+// commit would have sent: the same type and the same fields, tenant included.
+func TestRepairedKeyEventsMatchTheirCommitEvents(t *testing.T) {
+	sender := logical.NewMockEventSender()
+	e := configuredWith(t, func(c *logical.BackendConfig) { c.EventsSender = sender })
+	fs := withFaults(e)
+	sender.Events = nil // the role's event
+	fs.failFeed.Store(1)
+	_, err := e.do(logical.CreateOperation, "tenants/acme/keys/k", map[string]interface{}{"role": "dev"})
+	require.Error(t, err)
+	keyID := e.mustOK(logical.ReadOperation, "tenants/acme/keys/k", nil).Data["key_id"].(string)
+	require.Empty(t, sender.Events, "a create not published sends no event")
+	require.Equal(t, "1", fmt.Sprint(e.tidy()["republished"]), "the repair pass announces the create")
+
+	fs.failFeed.Store(1)
+	_, err = e.do(logical.UpdateOperation, "tenants/acme/keys/k/disable", nil)
+	require.Error(t, err)
+	require.Len(t, sender.Events, 1, "a disable not published sends no event")
+	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/disable", nil) // the retry announces the disable
+	want := map[string]interface{}{"key_id": keyID, "tenant": "acme", "name": "k", "role": "dev"}
+	var types []string
+	for _, ev := range sender.Events {
+		types = append(types, string(ev.Type))
+		assert.Equal(t, want, ev.Event.Metadata.AsMap(), string(ev.Type))
+	}
+	assert.Equal(t, []string{"apikeys/key-created", "apikeys/key-disabled"}, types)
+}
+
 func TestEventFailureNeverFailsRequest(t *testing.T) {
 	e := newTestEnvWith(t, func(c *logical.BackendConfig) { c.EventsSender = failingSender{} })
 	e.mustOK(logical.UpdateOperation, "config", map[string]interface{}{"vault_addr": "http://127.0.0.1:8200", "token": "t"})
