@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,9 +40,13 @@ func buildFloorPlugin(s *vaulttest.Session) error {
 }
 
 type propagationResult struct {
+	// applied: the end of the verifier's first decision made at the
+	// revocation's feed position or past it (firstApplied), sorted.
+	applied    []time.Duration
 	latencies  []time.Duration // the verifier's first REVOKED decision, sorted
 	answered   []time.Duration // the first REVOKED answer received by the prober, sorted
 	failures   int
+	unapplied  int // revocations no decision was made at or past
 	targetRate float64
 	background load // the paced load as wrk measured it
 	delayMs    int
@@ -283,6 +288,7 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 		return res, err
 	}
 	deleted := map[string]time.Time{} // key_id → when its delete returned
+	bySeq := map[uint64]time.Time{}   // the revocation's feed seq → the same
 	for _, k := range victims {
 		p, err := revokeAndProbe(addr, h, verifierURL, k)
 		if err != nil {
@@ -294,6 +300,7 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 			continue
 		}
 		deleted[p.keyID] = p.deleted
+		bySeq[p.seq] = p.deleted
 		if p.answered == 0 {
 			res.failures++
 			continue
@@ -317,8 +324,12 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 	if len(res.latencies) != len(res.answered) {
 		return res, fmt.Errorf("the audit log has %d first REVOKED decisions for %d answers", len(res.latencies), len(res.answered))
 	}
-	sort.Slice(res.answered, func(i, j int) bool { return res.answered[i] < res.answered[j] })
-	sort.Slice(res.latencies, func(i, j int) bool { return res.latencies[i] < res.latencies[j] })
+	if res.applied, res.unapplied, err = firstApplied(auditLog, bySeq); err != nil {
+		return res, err
+	}
+	for _, d := range [][]time.Duration{res.applied, res.answered, res.latencies} {
+		slices.Sort(d)
+	}
 	return res, nil
 }
 
@@ -327,6 +338,7 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 // long after that the verifier's answer said REVOKED (0: not within 2 s).
 type revoked struct {
 	keyID    string
+	seq      uint64 // the revocation's feed entry, as the delete answered it
 	deleted  time.Time
 	answered time.Duration
 }
@@ -343,10 +355,20 @@ func revokeAndProbe(addr string, h http.Header, verifierURL string, k issued) (r
 	if code, _ := verifyCode(verifierURL, k.key); code != "VALID" {
 		return out, nil
 	}
-	if _, err := vaultDo(addr, "DELETE", "apikeys/tenants/acme/keys/"+k.name, h, nil); err != nil {
+	body, err := vaultDo(addr, "DELETE", "apikeys/tenants/acme/keys/"+k.name, h, nil)
+	if err != nil {
 		return out, nil
 	}
 	out.deleted = time.Now()
+	var answer struct {
+		Data struct {
+			Seq uint64 `json:"seq"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil || answer.Data.Seq == 0 {
+		return out, fmt.Errorf("the delete of %s answered no feed seq", k.name)
+	}
+	out.seq = answer.Data.Seq
 	for time.Since(out.deleted) < 2*time.Second {
 		if code, _ := verifyCode(verifierURL, k.key); code == "REVOKED" {
 			out.answered = time.Since(out.deleted)
@@ -357,39 +379,94 @@ func revokeAndProbe(addr string, h http.Header, verifierURL string, k issued) (r
 	return out, nil
 }
 
-// firstRefusals reads the verifier's audit log and returns, for each key_id in
-// deleted, the time from its delete returning to the first REVOKED decision.
-func firstRefusals(auditLog string, deleted map[string]time.Time) ([]time.Duration, error) {
+// auditRecord is what the bench reads of one of the verifier's audit lines.
+type auditRecord struct {
+	Time      time.Time `json:"time"`
+	KeyID     string    `json:"key_id"`
+	Code      string    `json:"code"`
+	LatencyMS float64   `json:"latency_ms"`
+	FeedSeq   uint64    `json:"feed_seq"`
+}
+
+// scanAudit calls each with every decision in the verifier's audit log.
+func scanAudit(auditLog string, each func(auditRecord)) error {
 	f, err := os.Open(auditLog)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
-	first := map[string]time.Time{}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var line struct {
-			Time  time.Time `json:"time"`
-			KeyID string    `json:"key_id"`
-			Code  string    `json:"code"`
+		var line auditRecord
+		if json.Unmarshal(sc.Bytes(), &line) == nil {
+			each(line)
 		}
-		if json.Unmarshal(sc.Bytes(), &line) != nil || line.Code != "REVOKED" {
-			continue
-		}
-		if _, ok := deleted[line.KeyID]; !ok {
-			continue
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read the verifier's audit log: %w", err)
+	}
+	return nil
+}
+
+// firstRefusals reads the verifier's audit log and returns, for each key_id in
+// deleted, the time from its delete returning to the first REVOKED decision.
+func firstRefusals(auditLog string, deleted map[string]time.Time) ([]time.Duration, error) {
+	first := map[string]time.Time{}
+	err := scanAudit(auditLog, func(line auditRecord) {
+		if _, ok := deleted[line.KeyID]; !ok || line.Code != "REVOKED" {
+			return
 		}
 		if t, ok := first[line.KeyID]; !ok || line.Time.Before(t) {
 			first[line.KeyID] = line.Time
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read the verifier's audit log: %w", err)
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]time.Duration, 0, len(first))
 	for id, at := range first {
 		out = append(out, max(0, at.Sub(deleted[id])))
 	}
 	return out, nil
+}
+
+// firstApplied reads the verifier's audit log and returns, for each revocation
+// in bySeq (its feed seq → when its delete returned), the time from the delete
+// returning to the end of the verifier's first decision, on any key, made at
+// that feed position or past it. That decision read a cursor that had applied
+// the revocation (the follower moves its cursor after a change's eviction), so
+// by its end the key was refused to every request: a bound on when the
+// revocation took effect, whoever asked, close to the moment under load, when
+// decisions are microseconds apart. unseen counts revocations no decision was
+// made at or past.
+func firstApplied(auditLog string, bySeq map[uint64]time.Time) (out []time.Duration, unseen int, err error) {
+	earliest := map[uint64]time.Time{} // feed position → earliest end of a decision made at it
+	err = scanAudit(auditLog, func(line auditRecord) {
+		end := line.Time.Add(time.Duration(line.LatencyMS * float64(time.Millisecond)))
+		if t, ok := earliest[line.FeedSeq]; !ok || end.Before(t) {
+			earliest[line.FeedSeq] = end
+		}
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	seqs := slices.Sorted(maps.Keys(earliest))
+	// from[i]: the earliest end of a decision made at seqs[i] or past it.
+	from := make([]time.Time, len(seqs))
+	for i := len(seqs) - 1; i >= 0; i-- {
+		from[i] = earliest[seqs[i]]
+		if i+1 < len(seqs) && from[i+1].Before(from[i]) {
+			from[i] = from[i+1]
+		}
+	}
+	for seq, deleted := range bySeq {
+		i, _ := slices.BinarySearch(seqs, seq)
+		if i == len(seqs) {
+			unseen++
+			continue
+		}
+		out = append(out, max(0, from[i].Sub(deleted)))
+	}
+	return out, unseen, nil
 }

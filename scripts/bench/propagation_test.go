@@ -28,6 +28,33 @@ not json
 	require.ElementsMatch(t, []time.Duration{6 * time.Millisecond, 0}, got)
 }
 
+// firstApplied takes, for each revocation, the earliest end (time plus
+// latency) of a decision on any key made at its feed position or past it; a
+// decision behind that position does not count, however early, one that ended
+// before the delete returned counts as no delay, and a revocation no decision
+// reached is counted unseen.
+func TestFirstApplied(t *testing.T) {
+	t0 := time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC)
+	log := filepath.Join(t.TempDir(), "audit.log")
+	lines := `{"time":"2026-11-26T04:00:00.000Z","key_id":"x","code":"VALID","latency_ms":0.5,"feed_seq":9}
+{"time":"2026-11-26T04:00:00.004Z","key_id":"y","code":"VALID","latency_ms":1,"feed_seq":10}
+{"time":"2026-11-26T04:00:00.009Z","key_id":"z","code":"VALID","latency_ms":0.25,"feed_seq":12}
+{"time":"2026-11-26T04:00:00.007Z","key_id":"a","code":"REVOKED","latency_ms":3,"feed_seq":11}
+not json
+{"time":"2026-11-26T04:00:00.001Z","key_id":"w","code":"VALID","latency_ms":0.1,"feed_seq":13}
+`
+	require.NoError(t, os.WriteFile(log, []byte(lines), 0o600))
+	got, unseen, err := firstApplied(log, map[uint64]time.Time{
+		10: t0,                           // seq 10: earliest end at 10 or past is w's (1.1 ms), not y's (5 ms)
+		12: t0.Add(-time.Millisecond),    // seq 12: z ends at 9.25 ms, w at 1.1 ms → 2.1 ms
+		13: t0.Add(5 * time.Millisecond), // seq 13: w ended before the delete returned → 0
+		14: t0,                           // nothing at 14 or past
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, unseen)
+	assert.ElementsMatch(t, []time.Duration{1100 * time.Microsecond, 2100 * time.Microsecond, 0}, got)
+}
+
 // The paced load's connections move towards 1.04× the target from either
 // side, and a run within 1.0–1.1× is taken as it is.
 func TestCalibrated(t *testing.T) {

@@ -70,7 +70,7 @@ func TestTargets(t *testing.T) {
 		{name: loadFloor, rps: 1500},
 		{name: loadIssue, rps: 1100},
 	}}
-	r.propagation = propagationResult{latencies: []time.Duration{time.Millisecond, 30 * time.Millisecond}, targetRate: 4250, background: load{rps: 4300}}
+	r.propagation = propagationResult{applied: []time.Duration{time.Millisecond, 30 * time.Millisecond}, targetRate: 4250, background: load{rps: 4300}}
 	r.memory = []memoryResult{{shape: "shape=bench", metrics: map[string]float64{"heap-bytes/key": 573}}}
 	for prefix, want := range map[string]string{
 		"hot verify ≥ 0.8×":            "PASS",
@@ -169,7 +169,8 @@ func TestTargets(t *testing.T) {
 	}
 	byName(loadIssue).rps = 1100
 	// Fast propagation under a load that fell short of half the hot maximum does not pass.
-	r.propagation.latencies = []time.Duration{time.Millisecond}
+	r.propagation.applied = []time.Duration{time.Millisecond}
+	r.propagation.latencies = []time.Duration{40 * time.Millisecond} // the prober's view is reported, not judged
 	r.propagation.background.rps = 3000
 	if got := statusOf(t, r, "revocation"); !strings.HasPrefix(got, "FAIL") {
 		t.Errorf("load short of the target: got %s", got)
@@ -178,6 +179,13 @@ func TestTargets(t *testing.T) {
 	if got := statusOf(t, r, "revocation"); !strings.HasPrefix(got, "PASS") {
 		t.Errorf("got %s", got)
 	}
+	assert.Contains(t, targetNamed(t, r, "revocation propagation").measured, "the prober's first REVOKED decision: 40.00 ms")
+	// A revocation no decision was made at or past is not seen: it fails.
+	r.propagation.unapplied = 1
+	if got := statusOf(t, r, "revocation"); !strings.HasPrefix(got, "FAIL") {
+		t.Errorf("a revocation never applied: got %s", got)
+	}
+	r.propagation.unapplied = 0
 	if md := r.markdown(options{}); !strings.Contains(md, "| target | this run | status |") {
 		t.Errorf("report has no targets table:\n%s", md)
 	}
