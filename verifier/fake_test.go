@@ -56,6 +56,9 @@ type fakeVault struct {
 	// lookupHook runs after a lookup has read the head and the records and
 	// before it answers: tests block here to force races.
 	lookupHook func(ids []string)
+	// past, when set, is what every lookup answers instead: records as a
+	// lookup read before a change would have found them, at that head.
+	past *wire.Batch
 }
 
 type fakeRole struct {
@@ -333,10 +336,14 @@ func (f *fakeVault) serveLookup(w http.ResponseWriter, r *http.Request) {
 		out[i].Seq = seq
 	}
 	f.lookups = append(f.lookups, ids)
-	hook := f.lookupHook
+	hook, past := f.lookupHook, f.past
 	f.mu.Unlock()
 	if hook != nil {
 		hook(ids)
+	}
+	if past != nil {
+		reply(w, *past)
+		return
 	}
 	reply(w, wire.Batch{Entries: out, Seq: seq})
 }

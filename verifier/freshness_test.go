@@ -52,6 +52,36 @@ func TestBacklogIsServedByLookupUntilCaughtUp(t *testing.T) {
 	assert.Equal(t, "ready", v.Status().State)
 }
 
+// A check answers at the feed position it read (its cursor, the audit line's
+// feed_seq), so it must not answer from a lookup read before that position.
+// Its two reads of the follower can straddle an apply: the head it heard read
+// before the apply stores the new head, the cursor after it. The lookup was
+// bounded by that older head, so a coalesced lookup read before a revocation
+// answered VALID at a feed_seq past the revocation. Emulated here with the
+// feed held, a follower whose heard head is behind its cursor (as the check's
+// two reads saw it) and lookups answering the key as it was before.
+func TestCheckNeverAnswersFromALookupBehindItsCursor(t *testing.T) {
+	f := newFakeVault(t)
+	opsRole(f)
+	key, id := f.issue("k", "ops", keyOpts{})
+	v, _ := startVerifier(t, f, func(c *Config) { c.FeedWait = 20 * time.Millisecond })
+	f.holdFeed()
+	f.mu.Lock()
+	before := *f.entries[id]
+	before.Seq = f.head
+	f.past = &wire.Batch{Entries: []wire.Entry{before}, Seq: f.head}
+	f.mu.Unlock()
+	revokedAt := f.setStatus(id, wire.StatusRevoked, wire.OpRevoked)
+	v.follower.heard.Store(revokedAt - 1)
+	v.follower.cursor.Store(revokedAt)
+
+	verdict, err := v.Check(context.Background(), Request{Key: key, ClientIP: localhost})
+	assert.NotEqual(t, CodeValid, verdict.Code, "VALID at feed_seq %d, from a lookup read at %d", verdict.FeedSeq, revokedAt-1)
+	assert.ErrorIs(t, err, ErrUnavailable, "asked again, the lookup is still behind the cursor: no answer")
+	assert.GreaterOrEqual(t, len(f.lookupCalls()), 2, "the key was looked up again")
+	f.releaseFeed()
+}
+
 // TestFreshVerifierStartsAtTheHead: a new verifier has nothing cached, so it
 // reads the head and serves by lookup instead of replaying the retained feed
 // page by page from after=0.

@@ -165,7 +165,11 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 		v.metrics.cacheHits.Inc()
 	} else {
 		v.metrics.cacheMisses.Inc()
-		if rec, err = v.lookup(ctx, tok.KeyID, req.ClientIP, heard); err != nil {
+		// The answer must be read at or past both: the head heard and the
+		// cursor this check answers at. The two loads above can straddle an
+		// apply (heard read before it stored a new head, the cursor after), so
+		// the cursor may be the later of the two.
+		if rec, err = v.lookup(ctx, tok.KeyID, req.ClientIP, max(heard, seq)); err != nil {
 			v.metrics.unavailable.Inc()
 			return Verdict{FeedSeq: seq}, err
 		}
@@ -179,10 +183,11 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 	return verdict, nil
 }
 
-// lookup answers keyID from Vault for a request that had heard the feed head
-// heard. A coalesced lookup may have read Vault before that head (it started
-// before the request): its answer could predate a change this verifier already
-// knows of, so it is asked again once, and never used.
+// lookup answers keyID from Vault for a request that needs an answer read at
+// feed position heard or later. A coalesced lookup may have read Vault before
+// that position (it started before the request): its answer could predate a
+// change this verifier already knows of, so it is asked again once, and never
+// used.
 func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*cachedKey, error) {
 	ans, err := v.miss(ctx, keyID, from)
 	if err == nil && ans.seq < heard {
