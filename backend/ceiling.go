@@ -234,7 +234,7 @@ func (b *Backend) setCreatorRole(ctx context.Context, s logical.Storage, keyID, 
 	rec.CreatorRole = role
 	_, err = b.commitKeys(ctx, s, []keyChange{{rec, wire.OpUpdated}}, func(ctx context.Context) error {
 		return b.putRecord(ctx, s, rec)
-	}, event{"key-updated", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
+	}, keyEvent(wire.OpUpdated, rec))
 	if err == nil {
 		b.logger.Info("creator's platform role changed: key capped by the new role", "key_id", keyID, "from", from, "to", role)
 	}

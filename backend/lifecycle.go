@@ -286,7 +286,7 @@ func (b *Backend) rotate(ctx context.Context, req *logical.Request, ref string, 
 		markRevoked(old, now)
 		events = append(events, revokedEvent(old))
 	}
-	events = append(events, event{"key-rotated", []string{"key_id", rec.KeyID, "previous_key_id", old.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
+	events = append(events, keyEvent(wire.OpRotated, rec, "previous_key_id", old.KeyID))
 	entry := nameEntryOf(rec, previous)
 	out.seq, err = b.commitKeys(ctx, s, []keyChange{{old, oldOp}, {rec, wire.OpCreated}}, func(ctx context.Context) error {
 		// In grace the old record is written first (with its end on the

@@ -200,7 +200,7 @@ func (b *Backend) patch(ctx context.Context, s logical.Storage, ref string, p ke
 			cur = rec // render the patched copy
 		}
 		changes = append(changes, keyChange{rec, wire.OpUpdated})
-		events = append(events, event{"key-updated", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
+		events = append(events, keyEvent(wire.OpUpdated, rec))
 	}
 	seq, err := b.commitKeys(ctx, s, changes, func(ctx context.Context) error {
 		return b.writeNameRecords(ctx, s, ref, n, cur.KeyID, changes)
@@ -360,9 +360,9 @@ func markRevoked(rec *Record, now time.Time) {
 }
 
 // keyEvent is the one shape of a key's event: apikeys/key-<op>, naming the
-// key, its tenant, name and role.
-func keyEvent(op string, rec *Record) event {
-	return event{"key-" + op, []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}}
+// key, its tenant, name and role, then any pairs of extra fields.
+func keyEvent(op string, rec *Record, extra ...string) event {
+	return event{"key-" + op, append([]string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name, "role", rec.Role}, extra...)}
 }
 
 func createdEvent(rec *Record) event { return keyEvent(wire.OpCreated, rec) }
@@ -417,6 +417,6 @@ func (b *Backend) announceExpired(ctx context.Context, s logical.Storage, keyID 
 	}
 	_, err = b.commitKeys(ctx, s, []keyChange{{rec, wire.OpExpired}}, func(ctx context.Context) error {
 		return b.putRecord(ctx, s, rec) // keeps LastOp for a repair
-	}, event{"key-expired", []string{"key_id", rec.KeyID, "tenant", rec.Tenant, "name", rec.Name}})
+	}, keyEvent(wire.OpExpired, rec))
 	return err == nil, err
 }

@@ -51,6 +51,7 @@ func TestEventsSent(t *testing.T) {
 	e.issue("k", nil)
 	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/disable", nil)
 	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/enable", nil)
+	e.mustOK(logical.PatchOperation, "tenants/acme/keys/k", map[string]interface{}{"description": "patched"})
 	e.mustOK(logical.UpdateOperation, "tenants/acme/keys/k/rotate", nil)
 	e.mustOK(logical.UpdateOperation, "roles/dev", map[string]interface{}{"permissions": "a:b"})
 	e.mustOK(logical.DeleteOperation, "tenants/acme/keys/k", nil)
@@ -58,11 +59,21 @@ func TestEventsSent(t *testing.T) {
 	for _, ev := range sender.Events {
 		types = append(types, string(ev.Type))
 	}
-	for _, want := range []string{"apikeys/key-created", "apikeys/key-disabled", "apikeys/key-enabled", "apikeys/key-rotated", "apikeys/role-updated", "apikeys/key-revoked"} {
+	for _, want := range []string{"apikeys/key-created", "apikeys/key-disabled", "apikeys/key-enabled", "apikeys/key-updated", "apikeys/key-rotated", "apikeys/role-updated", "apikeys/key-revoked"} {
 		assert.Contains(t, types, want)
 	}
 	for _, ev := range sender.Events {
 		assert.NotContains(t, ev.Event.Metadata.String(), "vak_", "events never carry a key")
+		if !strings.HasPrefix(string(ev.Type), "apikeys/key-") {
+			continue
+		}
+		md := ev.Event.Metadata.AsMap()
+		for _, field := range []string{"key_id", "tenant", "name", "role"} {
+			assert.NotEmpty(t, md[field], "%s carries %s", ev.Type, field)
+		}
+		if ev.Type == "apikeys/key-rotated" {
+			assert.NotEmpty(t, md["previous_key_id"], "a rotation names the key it replaced")
+		}
 	}
 }
 
