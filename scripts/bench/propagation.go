@@ -226,10 +226,10 @@ func calibrated(conns int, rps, rate float64) (int, bool) {
 
 // propagation revokes each victim (cached by the verifier) while wrk sends a
 // paced load of other keys at rate. For each it measures from the delete
-// returning to the verifier's first REVOKED decision (the time its audit line
-// gives: when it began handling the first request it refused), and to the
-// prober receiving that answer, which adds the answer's own time in the
-// loaded verifier. The load wrk actually achieved is reported beside the target.
+// returning to the verifier applying it (firstApplied), to the verifier's
+// first REVOKED decision for the prober (the time its audit line gives: when
+// it began handling the first probe it refused), and to the prober receiving
+// that answer. The load wrk actually achieved is reported beside the target.
 // The calibration runs revoke spare keys (active keys outside the hot set) as
 // the measured run revokes its victims, so the load is calibrated with the
 // revocations and the prober taking their share of the machine.
