@@ -318,15 +318,15 @@ func propagation(w *wrkRunner, addr, vaultToken, verifierURL, auditLog string, v
 	}
 	fmt.Fprintf(os.Stderr, "bench:   paced load: %d connections, %.0f of %.0f req/s\n", conns, res.background.rps, rate)
 	time.Sleep(300 * time.Millisecond) // the verifier flushes its audit lines every 100 ms
-	if res.latencies, err = firstRefusals(auditLog, deleted); err != nil {
+	refusals, applied := newFirstRefusals(deleted), newFirstApplied(bySeq)
+	if err := scanAudit(auditLog, refusals.add, applied.add); err != nil {
 		return res, err
 	}
+	res.latencies = refusals.delays()
 	if len(res.latencies) != len(res.answered) {
 		return res, fmt.Errorf("the audit log has %d first REVOKED decisions for %d answers", len(res.latencies), len(res.answered))
 	}
-	if res.applied, res.unapplied, err = firstApplied(auditLog, bySeq); err != nil {
-		return res, err
-	}
+	res.applied, res.unapplied = applied.delays()
 	for _, d := range [][]time.Duration{res.applied, res.answered, res.latencies} {
 		slices.Sort(d)
 	}
@@ -388,8 +388,9 @@ type auditRecord struct {
 	FeedSeq   uint64    `json:"feed_seq"`
 }
 
-// scanAudit calls each with every decision in the verifier's audit log.
-func scanAudit(auditLog string, each func(auditRecord)) error {
+// scanAudit reads the verifier's audit log once, handing every decision to
+// each reader in turn.
+func scanAudit(auditLog string, readers ...func(auditRecord)) error {
 	f, err := os.Open(auditLog)
 	if err != nil {
 		return err
@@ -399,8 +400,11 @@ func scanAudit(auditLog string, each func(auditRecord)) error {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var line auditRecord
-		if json.Unmarshal(sc.Bytes(), &line) == nil {
-			each(line)
+		if json.Unmarshal(sc.Bytes(), &line) != nil {
+			continue
+		}
+		for _, read := range readers {
+			read(line)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -409,58 +413,72 @@ func scanAudit(auditLog string, each func(auditRecord)) error {
 	return nil
 }
 
-// firstRefusals reads the verifier's audit log and returns, for each key_id in
-// deleted, the time from its delete returning to the first REVOKED decision.
-func firstRefusals(auditLog string, deleted map[string]time.Time) ([]time.Duration, error) {
-	first := map[string]time.Time{}
-	err := scanAudit(auditLog, func(line auditRecord) {
-		if _, ok := deleted[line.KeyID]; !ok || line.Code != "REVOKED" {
-			return
-		}
-		if t, ok := first[line.KeyID]; !ok || line.Time.Before(t) {
-			first[line.KeyID] = line.Time
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	out := make([]time.Duration, 0, len(first))
-	for id, at := range first {
-		out = append(out, max(0, at.Sub(deleted[id])))
-	}
-	return out, nil
+// firstRefusals finds, for each key_id in deleted (→ when its delete
+// returned), its first REVOKED decision in the audit log (read by add).
+type firstRefusals struct {
+	deleted map[string]time.Time
+	first   map[string]time.Time
 }
 
-// firstApplied reads the verifier's audit log and returns, for each revocation
-// in bySeq (its feed seq → when its delete returned), the time from the delete
-// returning to the end of the verifier's first decision, on any key, made at
-// that feed position or past it. That decision read a cursor that had applied
-// the revocation (the follower moves its cursor after a change's eviction), so
-// by its end the key was refused to every request: a bound on when the
-// revocation took effect, whoever asked, close to the moment under load, when
-// decisions are microseconds apart. unseen counts revocations no decision was
-// made at or past.
-func firstApplied(auditLog string, bySeq map[uint64]time.Time) (out []time.Duration, unseen int, err error) {
-	earliest := map[uint64]time.Time{} // feed position → earliest end of a decision made at it
-	err = scanAudit(auditLog, func(line auditRecord) {
-		end := line.Time.Add(time.Duration(line.LatencyMS * float64(time.Millisecond)))
-		if t, ok := earliest[line.FeedSeq]; !ok || end.Before(t) {
-			earliest[line.FeedSeq] = end
-		}
-	})
-	if err != nil {
-		return nil, 0, err
+func newFirstRefusals(deleted map[string]time.Time) *firstRefusals {
+	return &firstRefusals{deleted: deleted, first: map[string]time.Time{}}
+}
+
+func (f *firstRefusals) add(line auditRecord) {
+	if _, ok := f.deleted[line.KeyID]; !ok || line.Code != "REVOKED" {
+		return
 	}
-	seqs := slices.Sorted(maps.Keys(earliest))
+	if t, ok := f.first[line.KeyID]; !ok || line.Time.Before(t) {
+		f.first[line.KeyID] = line.Time
+	}
+}
+
+// delays is, for each key refused, the time from its delete returning to its
+// first REVOKED decision.
+func (f *firstRefusals) delays() []time.Duration {
+	out := make([]time.Duration, 0, len(f.first))
+	for id, at := range f.first {
+		out = append(out, max(0, at.Sub(f.deleted[id])))
+	}
+	return out
+}
+
+// firstApplied finds, for each revocation in bySeq (its feed seq → when its
+// delete returned), the end of the verifier's first decision, on any key, made
+// at that feed position or past it (read by add). That decision read a cursor
+// that had applied the revocation (the follower moves its cursor after a
+// change's eviction), so by its end the key was refused to every request: a
+// bound on when the revocation took effect, whoever asked, close to the moment
+// under load, when decisions are microseconds apart.
+type firstApplied struct {
+	bySeq    map[uint64]time.Time
+	earliest map[uint64]time.Time // feed position → earliest end of a decision made at it
+}
+
+func newFirstApplied(bySeq map[uint64]time.Time) *firstApplied {
+	return &firstApplied{bySeq: bySeq, earliest: map[uint64]time.Time{}}
+}
+
+func (f *firstApplied) add(line auditRecord) {
+	end := line.Time.Add(time.Duration(line.LatencyMS * float64(time.Millisecond)))
+	if t, ok := f.earliest[line.FeedSeq]; !ok || end.Before(t) {
+		f.earliest[line.FeedSeq] = end
+	}
+}
+
+// delays is, for each revocation a decision was made at or past, the time from
+// its delete returning to that decision's end; unseen counts the others.
+func (f *firstApplied) delays() (out []time.Duration, unseen int) {
+	seqs := slices.Sorted(maps.Keys(f.earliest))
 	// from[i]: the earliest end of a decision made at seqs[i] or past it.
 	from := make([]time.Time, len(seqs))
 	for i := len(seqs) - 1; i >= 0; i-- {
-		from[i] = earliest[seqs[i]]
+		from[i] = f.earliest[seqs[i]]
 		if i+1 < len(seqs) && from[i+1].Before(from[i]) {
 			from[i] = from[i+1]
 		}
 	}
-	for seq, deleted := range bySeq {
+	for seq, deleted := range f.bySeq {
 		i, _ := slices.BinarySearch(seqs, seq)
 		if i == len(seqs) {
 			unseen++
@@ -468,5 +486,5 @@ func firstApplied(auditLog string, bySeq map[uint64]time.Time) (out []time.Durat
 		}
 		out = append(out, max(0, from[i].Sub(deleted)))
 	}
-	return out, unseen, nil
+	return out, unseen
 }

@@ -23,8 +23,9 @@ not json
 {"time":"2026-11-26T04:00:00.020Z","key_id":"b","code":"REVOKED"}
 `
 	require.NoError(t, os.WriteFile(log, []byte(lines), 0o600))
-	got, err := firstRefusals(log, map[string]time.Time{"a": t0, "b": t0.Add(30 * time.Millisecond)})
-	require.NoError(t, err)
+	refusals := newFirstRefusals(map[string]time.Time{"a": t0, "b": t0.Add(30 * time.Millisecond)})
+	require.NoError(t, scanAudit(log, refusals.add))
+	got := refusals.delays()
 	require.ElementsMatch(t, []time.Duration{6 * time.Millisecond, 0}, got)
 }
 
@@ -44,13 +45,14 @@ not json
 {"time":"2026-11-26T04:00:00.001Z","key_id":"w","code":"VALID","latency_ms":0.1,"feed_seq":13}
 `
 	require.NoError(t, os.WriteFile(log, []byte(lines), 0o600))
-	got, unseen, err := firstApplied(log, map[uint64]time.Time{
+	applied := newFirstApplied(map[uint64]time.Time{
 		10: t0,                           // seq 10: earliest end at 10 or past is w's (1.1 ms), not y's (5 ms)
 		12: t0.Add(-time.Millisecond),    // seq 12: z ends at 9.25 ms, w at 1.1 ms → 2.1 ms
 		13: t0.Add(5 * time.Millisecond), // seq 13: w ended before the delete returned → 0
 		14: t0,                           // nothing at 14 or past
 	})
-	require.NoError(t, err)
+	require.NoError(t, scanAudit(log, applied.add))
+	got, unseen := applied.delays()
 	assert.Equal(t, 1, unseen)
 	assert.ElementsMatch(t, []time.Duration{1100 * time.Microsecond, 2100 * time.Microsecond, 0}, got)
 }
