@@ -119,6 +119,9 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 	spill := time.NewTimer(l.spill)
 	defer spill.Stop()
 	spilled := false
+	// mayGoBeside says whether what is queued has earned a lookup beside the
+	// lead: this caller's miss has waited its spill, or a full batch waits.
+	mayGoBeside := func() bool { return spilled || len(l.queue) >= wire.MaxBatch }
 	for {
 		if p.taken.Load() {
 			// p is in a lookup already (another caller's, or one this caller
@@ -127,7 +130,7 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 			return l.await(ctx, p)
 		}
 		var extra chan struct{} // nil (never ready) until p may go beside the lead
-		if spilled || len(l.queue) >= wire.MaxBatch {
+		if mayGoBeside() {
 			extra = l.extra
 		}
 		select {
@@ -140,7 +143,7 @@ func (l *loader) load(ctx context.Context, keyID string, low bool) (answer, erro
 		case l.lead <- struct{}{}:
 			l.send(l.lead)
 		case extra <- struct{}{}:
-			if p.taken.Load() || !spilled && len(l.queue) < wire.MaxBatch {
+			if p.taken.Load() || !mayGoBeside() {
 				// p went out, or the full batch did, while this caller waited
 				// for the slot: none of what is queued has earned it.
 				<-l.extra

@@ -184,16 +184,16 @@ func (v *Verifier) Check(ctx context.Context, req Request) (Verdict, error) {
 }
 
 // lookup answers keyID from Vault for a request that needs an answer read at
-// feed position heard or later. A coalesced lookup may have read Vault before
-// that position (it started before the request): its answer could predate a
-// change this verifier already knows of, so it is asked again once, and never
-// used.
-func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, heard uint64) (*cachedKey, error) {
+// feed position atLeast or later. A coalesced lookup may have read Vault
+// before that position (it started before the request): its answer could
+// predate a change this verifier already knows of, so it is asked again once,
+// and never used.
+func (v *Verifier) lookup(ctx context.Context, keyID string, from netip.Addr, atLeast uint64) (*cachedKey, error) {
 	ans, err := v.miss(ctx, keyID, from)
-	if err == nil && ans.seq < heard {
+	if err == nil && ans.seq < atLeast {
 		ans, err = v.miss(ctx, keyID, from)
-		if err == nil && ans.seq < heard {
-			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed head %d", ErrUnavailable, keyID, ans.seq, heard)
+		if err == nil && ans.seq < atLeast {
+			return nil, fmt.Errorf("%w: lookup of key %s answered at seq %d, before the feed position %d", ErrUnavailable, keyID, ans.seq, atLeast)
 		}
 	}
 	return ans.rec, err
