@@ -413,6 +413,13 @@ func scanAudit(auditLog string, readers ...func(auditRecord)) error {
 	return nil
 }
 
+// keepEarliest keeps under k the earlier of t and what m already holds.
+func keepEarliest[K comparable](m map[K]time.Time, k K, t time.Time) {
+	if old, ok := m[k]; !ok || t.Before(old) {
+		m[k] = t
+	}
+}
+
 // firstRefusals finds, for each key_id in deleted (→ when its delete
 // returned), its first REVOKED decision in the audit log (read by add).
 type firstRefusals struct {
@@ -428,9 +435,7 @@ func (f *firstRefusals) add(line auditRecord) {
 	if _, ok := f.deleted[line.KeyID]; !ok || line.Code != "REVOKED" {
 		return
 	}
-	if t, ok := f.first[line.KeyID]; !ok || line.Time.Before(t) {
-		f.first[line.KeyID] = line.Time
-	}
+	keepEarliest(f.first, line.KeyID, line.Time)
 }
 
 // delays is, for each key refused, the time from its delete returning to its
@@ -460,10 +465,7 @@ func newFirstApplied(bySeq map[uint64]time.Time) *firstApplied {
 }
 
 func (f *firstApplied) add(line auditRecord) {
-	end := line.Time.Add(time.Duration(line.LatencyMS * float64(time.Millisecond)))
-	if t, ok := f.earliest[line.FeedSeq]; !ok || end.Before(t) {
-		f.earliest[line.FeedSeq] = end
-	}
+	keepEarliest(f.earliest, line.FeedSeq, line.Time.Add(time.Duration(line.LatencyMS*float64(time.Millisecond))))
 }
 
 // delays is, for each revocation a decision was made at or past, the time from
